@@ -1,0 +1,269 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/session"
+)
+
+// connectResponse is the 201 body of POST /connect.
+type connectResponse struct {
+	SessionID   string          `json:"sessionId"`
+	DeviceID    string          `json:"deviceId"`
+	UserID      string          `json:"userId,omitempty"`
+	Topics      []string        `json:"topics"`
+	Meta        json.RawMessage `json:"meta,omitempty"`
+	Cursor      uint64          `json:"cursor"`
+	PollTimeout int64           `json:"pollTimeout"`
+	SessionTTL  int64           `json:"sessionTTL"`
+}
+
+func (a *API) connect(c echo.Context) error {
+	mt, err := mediaType(c)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c, session.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req session.Request
+	switch mt {
+	case echo.MIMEApplicationJSON:
+		req, err = session.ParseJSON(body)
+	case echo.MIMEApplicationForm:
+		req, err = session.ParseForm(body)
+	default:
+		return unsupported("application/json or application/x-www-form-urlencoded")
+	}
+	if err != nil {
+		return err
+	}
+	s, err := a.hub.Connect(req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, connectResponse{
+		SessionID:   s.ID,
+		DeviceID:    s.DeviceID,
+		UserID:      s.UserID,
+		Topics:      s.Topics,
+		Meta:        s.Meta,
+		PollTimeout: int64(a.cfg.PollTimeout / time.Second),
+		SessionTTL:  int64(a.hub.Config().SessionTTL / time.Second),
+	})
+}
+
+func (a *API) data(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	q := c.Request().URL.Query()
+	id := q.Get("sessionId")
+	if id == "" {
+		return errMissingSession
+	}
+	ack, hasAck, err := parseCursor(q.Get("cursor"))
+	if err != nil {
+		return err
+	}
+	hold, err := a.hold(q.Get("timeout"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), hold)
+	defer cancel()
+	msgs, err := a.hub.Poll(ctx, id, ack, hasAck)
+	if err != nil {
+		return err
+	}
+	if c.Request().Context().Err() != nil {
+		return nil // the client left; its messages stay until acknowledged
+	}
+	if len(msgs) == 0 {
+		return c.NoContent(http.StatusNoContent)
+	}
+	return c.JSONBlob(http.StatusOK, poll.AppendBatchJSON(make([]byte, 0, 512), msgs))
+}
+
+// parseCursor parses the cursor query parameter; empty means "acknowledge
+// nothing".
+func parseCursor(s string) (ack uint64, ok bool, err error) {
+	if s == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, false, apiError(http.StatusBadRequest, "invalid_cursor", "cursor must be a non-negative integer (the last seq received)")
+	}
+	return n, true, nil
+}
+
+// hold turns the timeout query parameter (seconds, fractions allowed) into
+// the time to park: the default when empty, capped at the maximum, then
+// jittered to 80-100% so clients spread out.
+func (a *API) hold(s string) (time.Duration, error) {
+	d := a.cfg.PollTimeout
+	if s != "" {
+		secs, err := strconv.ParseFloat(s, 64)
+		if err != nil || secs < 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
+			return 0, apiError(http.StatusBadRequest, "invalid_payload", "timeout must be a non-negative number of seconds")
+		}
+		if secs*float64(time.Second) >= float64(a.cfg.MaxPollTimeout) {
+			d = a.cfg.MaxPollTimeout
+		} else {
+			d = time.Duration(secs * float64(time.Second))
+		}
+	}
+	d = min(d, a.cfg.MaxPollTimeout)
+	return time.Duration(float64(d) * a.cfg.Jitter()), nil
+}
+
+func (a *API) push(c echo.Context) error {
+	return a.publish(c, poll.Publisher, a.hub.Publish)
+}
+
+func (a *API) send(c echo.Context) error {
+	id := c.QueryParam("sessionId")
+	if id == "" {
+		return errMissingSession
+	}
+	if _, err := a.hub.Session(id); err != nil {
+		return err
+	}
+	return a.publish(c, poll.Client, func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
+}
+
+// batchError is a batch item refused while it was applied.
+type batchError struct {
+	Error *Error `json:"error"`
+}
+
+// publish parses a single push or a batch and applies it with deliver. A
+// single push answers its result or error; a batch answers 202 with one
+// result or error per item, in order.
+func (a *API) publish(c echo.Context, origin poll.Origin, deliver func(poll.Push) (poll.Result, error)) error {
+	mt, err := mediaType(c)
+	if err != nil {
+		return err
+	}
+	if mt != echo.MIMEApplicationJSON {
+		return unsupported("application/json")
+	}
+	body, err := readBody(c, MaxPushBody)
+	if err != nil {
+		return err
+	}
+	pushes, batch, err := poll.ParsePushes(body, origin)
+	if err != nil {
+		return err
+	}
+	if !batch {
+		res, err := deliver(pushes[0])
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusAccepted, res)
+	}
+	out := make([]any, len(pushes))
+	for i, p := range pushes {
+		res, err := deliver(p)
+		if err != nil {
+			out[i] = batchError{toError(err)}
+			continue
+		}
+		out[i] = res
+	}
+	return c.JSON(http.StatusAccepted, out)
+}
+
+func (a *API) deleteSession(c echo.Context) error {
+	q := c.Request().URL.Query()
+	id := q.Get("sessionId")
+	if id == "" {
+		return errMissingSession
+	}
+	ack, hasAck, err := parseCursor(q.Get("cursor"))
+	if err != nil {
+		return err
+	}
+	if err := a.hub.Disconnect(id, ack, hasAck); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// requirePublisher admits a request with a configured publish key as its
+// bearer token, or, when no key is configured, from a loopback address.
+func (a *API) requirePublisher(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if len(a.cfg.PublishKeys) == 0 {
+			ip := net.ParseIP(c.RealIP())
+			if ip == nil || !ip.IsLoopback() {
+				return errLoopbackOnly
+			}
+			return next(c)
+		}
+		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		if !ok || !a.validKey(strings.TrimSpace(token)) {
+			return errUnauthorized
+		}
+		return next(c)
+	}
+}
+
+// validKey compares token with every key in constant time.
+func (a *API) validKey(token string) bool {
+	match := 0
+	for _, k := range a.cfg.PublishKeys {
+		match |= subtle.ConstantTimeCompare([]byte(token), []byte(k))
+	}
+	return match == 1
+}
+
+// mediaType returns the request's media type, lower-cased without
+// parameters.
+func mediaType(c echo.Context) (string, error) {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if ct == "" {
+		return "", unsupported("a Content-Type header")
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", unsupported("a well-formed Content-Type header")
+	}
+	return mt, nil
+}
+
+func unsupported(want string) *Error {
+	return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "this endpoint expects "+want)
+}
+
+// readBody reads the whole body, failing with payload_too_large past limit.
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > limit {
+		return nil, errTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, apiError(http.StatusBadRequest, "invalid_payload", "could not read the request body")
+	}
+	return body, nil
+}

@@ -1,0 +1,215 @@
+package poll
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// MaxBatch is the most messages one poll response carries.
+const MaxBatch = 100
+
+// Mailbox is one session's ordered queue of unacknowledged messages and its
+// (at most one) parked poll.
+//
+// Concurrency: every field is guarded by mu. A parked poll waits on its own
+// waiter's cap-1 channel, which appenders signal with a non-blocking send;
+// no goroutine or timer is started per poll. Once retired (session ended or
+// replaced), a mailbox refuses polls with its close error and forwards
+// appends to its successor, if it has one.
+type Mailbox struct {
+	mu      sync.Mutex
+	buf     []Message // buf[head:] are the unacknowledged messages
+	head    int
+	lastSeq uint64 // seq of the newest message ever appended
+	limit   int    // most unacknowledged messages; appends beyond fail
+	waiter  *waiter
+	parked  *atomic.Int64 // counts parked polls across mailboxes; may be nil
+
+	retired   bool
+	closeErr  error    // returned to polls once retired
+	successor *Mailbox // receives appends once retired; nil: they fail
+}
+
+// waiter is one parked poll.
+type waiter struct {
+	ch  chan struct{} // cap 1: "look again"
+	err error         // set before signalling: ErrSuperseded or a close error
+}
+
+func (w *waiter) wake(err error) {
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
+}
+
+// newMailbox returns an empty mailbox holding at most limit unacknowledged
+// messages.
+func newMailbox(limit int) *Mailbox {
+	return &Mailbox{limit: limit}
+}
+
+// Append adds e with the next seq and wakes the parked poll. force ignores
+// the limit (messages carried over from a replaced session or the offline
+// store must not be lost). A retired mailbox passes e to its successor, or
+// fails with ErrSessionClosed.
+func (m *Mailbox) Append(e *Envelope, force bool) error {
+	m.mu.Lock()
+	if m.retired {
+		next := m.successor
+		m.mu.Unlock()
+		if next == nil {
+			return ErrSessionClosed
+		}
+		return next.Append(e, force)
+	}
+	if !force && m.lenLocked() >= m.limit {
+		m.mu.Unlock()
+		return ErrMailboxFull
+	}
+	m.lastSeq++
+	m.buf = append(m.buf, Message{Seq: m.lastSeq, Envelope: e})
+	if m.waiter != nil {
+		m.waiter.wake(nil)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Wait acknowledges every message with seq <= ack (when hasAck) and returns
+// up to MaxBatch pending messages, oldest first. With nothing pending it
+// parks until a message arrives, ctx ends or stop closes; those last two
+// return (nil, nil). A poll already parked on m is answered ErrSuperseded.
+// A cursor beyond the newest seq is ErrInvalidCursor and changes nothing.
+func (m *Mailbox) Wait(ctx context.Context, stop <-chan struct{}, ack uint64, hasAck bool) ([]Message, error) {
+	m.mu.Lock()
+	if m.retired {
+		m.mu.Unlock()
+		return nil, m.closeErr
+	}
+	if hasAck {
+		if ack > m.lastSeq {
+			m.mu.Unlock()
+			return nil, ErrInvalidCursor
+		}
+		m.ackLocked(ack)
+	}
+	if msgs := m.peekLocked(); msgs != nil {
+		m.mu.Unlock()
+		return msgs, nil
+	}
+	if m.waiter != nil {
+		m.waiter.wake(ErrSuperseded)
+	}
+	w := &waiter{ch: make(chan struct{}, 1)}
+	m.waiter = w
+	m.mu.Unlock()
+	if m.parked != nil {
+		m.parked.Add(1)
+		defer m.parked.Add(-1)
+	}
+
+	select {
+	case <-w.ch:
+	case <-ctx.Done():
+	case <-stop:
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.waiter == w {
+		m.waiter = nil
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	return m.peekLocked(), nil
+}
+
+// Ack drops every message with seq <= ack. A cursor beyond the newest seq
+// is ErrInvalidCursor and changes nothing; a retired mailbox answers its
+// close error.
+func (m *Mailbox) Ack(ack uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.retired {
+		return m.closeErr
+	}
+	if ack > m.lastSeq {
+		return ErrInvalidCursor
+	}
+	m.ackLocked(ack)
+	return nil
+}
+
+// Parked reports whether a poll is parked on m.
+func (m *Mailbox) Parked() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waiter != nil
+}
+
+// Len returns the number of unacknowledged messages.
+func (m *Mailbox) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lenLocked()
+}
+
+// retire ends m: its parked poll is answered closeErr, later polls get
+// closeErr, and later appends go to the mailbox that carry returns (nil:
+// they fail). carry is called under m's lock with the unacknowledged
+// envelopes, so no append can slip between the hand-over and the switch.
+func (m *Mailbox) retire(closeErr error, carry func(pending []*Envelope) *Mailbox) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.retired {
+		return
+	}
+	pending := make([]*Envelope, 0, m.lenLocked())
+	for _, msg := range m.buf[m.head:] {
+		pending = append(pending, msg.Envelope)
+	}
+	m.successor = carry(pending)
+	m.retired = true
+	m.closeErr = closeErr
+	m.buf, m.head = nil, 0
+	if m.waiter != nil {
+		m.waiter.wake(closeErr)
+		m.waiter = nil
+	}
+}
+
+func (m *Mailbox) lenLocked() int { return len(m.buf) - m.head }
+
+// ackLocked drops messages with seq <= ack.
+func (m *Mailbox) ackLocked(ack uint64) {
+	for m.head < len(m.buf) && m.buf[m.head].Seq <= ack {
+		m.buf[m.head] = Message{} // let the envelope be collected
+		m.head++
+	}
+	switch {
+	case m.head == len(m.buf):
+		m.buf, m.head = m.buf[:0], 0
+	case m.head > 64 && m.head > len(m.buf)/2:
+		n := copy(m.buf, m.buf[m.head:])
+		clear(m.buf[n:])
+		m.buf, m.head = m.buf[:n], 0
+	}
+}
+
+// peekLocked copies up to MaxBatch pending messages, or returns nil.
+func (m *Mailbox) peekLocked() []Message {
+	n := m.lenLocked()
+	if n == 0 {
+		return nil
+	}
+	n = min(n, MaxBatch)
+	out := make([]Message, n)
+	copy(out, m.buf[m.head:m.head+n])
+	return out
+}

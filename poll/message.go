@@ -1,0 +1,131 @@
+// Package poll delivers messages: per-session mailboxes with sequence
+// numbers and acknowledgment, parked long polls, routing of a push to a
+// session, device, user, topic or everyone, offline storage for devices and
+// users that are not connected, and idempotent pushes.
+//
+// The Hub is the entry point; it does not know about HTTP. Its errors are
+// the sentinels below (and session.ErrInvalidPayload for bad input), which
+// the HTTP edge maps to API.md's error codes in one place.
+package poll
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/longpoll/longpoll/session"
+)
+
+// Sentinel errors of the delivery domain. They are returned wrapped with %w;
+// test with errors.Is.
+var (
+	// ErrSessionNotFound: no online session has that ID (expired, ended or
+	// never existed).
+	ErrSessionNotFound = errors.New("session not found")
+	// ErrSuperseded: a newer poll on the same session took over the parked one.
+	ErrSuperseded = errors.New("superseded by a newer poll")
+	// ErrSessionClosed: the session ended (disconnect or replacement) while
+	// the poll was parked or before it arrived.
+	ErrSessionClosed = errors.New("session closed")
+	// ErrMailboxFull: the target mailbox (or offline store) is at its limit.
+	ErrMailboxFull = errors.New("mailbox full")
+	// ErrInvalidCursor: the cursor is beyond the newest seq of the mailbox.
+	ErrInvalidCursor = errors.New("invalid cursor")
+	// ErrClosed: the hub is shutting down and accepts no new work.
+	ErrClosed = errors.New("server is shutting down")
+)
+
+// Envelope is one message as published: everything but the per-session seq.
+// It is immutable after NewEnvelope and shared by every mailbox it reaches
+// (a broadcast is encoded once).
+type Envelope struct {
+	// ID is the server-assigned message ID ("m_…").
+	ID string
+	// Topic labels the message; may be empty.
+	Topic string
+	// From is "userId/deviceId" (or "deviceId") for client sends, empty for
+	// publisher pushes.
+	From string
+	// Data is the message's JSON value.
+	Data json.RawMessage
+	// SentAt is when the server accepted the message.
+	SentAt time.Time
+	// Expires is when an offline copy of the message is dropped.
+	Expires time.Time
+
+	// order is a process-wide acceptance counter: it keeps offline copies
+	// from several stores (device, user, an ended session) in send order.
+	order uint64
+	// body is the JSON encoding of the message without its seq: the bytes
+	// after `{"seq":N,` in a poll response.
+	body []byte
+}
+
+var orderCounter atomic.Uint64
+
+// wireEnvelope is the JSON form of a message minus its seq.
+type wireEnvelope struct {
+	ID     string          `json:"id"`
+	Topic  string          `json:"topic"`
+	From   string          `json:"from,omitempty"`
+	Data   json.RawMessage `json:"data"`
+	SentAt string          `json:"sentAt"`
+}
+
+// TimeFormat is the wire format of timestamps: RFC 3339, UTC, milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// NewEnvelope builds and encodes a message accepted at now with the given
+// offline ttl. data must be valid JSON (nil means null).
+func NewEnvelope(topic, from string, data json.RawMessage, now time.Time, ttl time.Duration) (*Envelope, error) {
+	if len(data) == 0 {
+		data = json.RawMessage("null")
+	}
+	e := &Envelope{
+		ID:      "m_" + session.NewID(),
+		Topic:   topic,
+		From:    from,
+		Data:    data,
+		SentAt:  now,
+		Expires: now.Add(ttl),
+		order:   orderCounter.Add(1),
+	}
+	b, err := json.Marshal(wireEnvelope{ID: e.ID, Topic: topic, From: from, Data: data, SentAt: now.UTC().Format(TimeFormat)})
+	if err != nil {
+		return nil, err
+	}
+	e.body = b[1:] // drop the '{': the seq goes in front
+	return e, nil
+}
+
+// Message is an envelope as it sits in one session's mailbox.
+type Message struct {
+	// Seq is the per-session sequence number, 1, 2, 3 … in mailbox order.
+	Seq uint64
+	*Envelope
+}
+
+// AppendJSON appends the JSON object of m, seq first, to dst.
+func (m Message) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendUint(dst, m.Seq, 10)
+	dst = append(dst, ',')
+	return append(dst, m.body...)
+}
+
+// AppendBatchJSON appends a poll response body, {"cursor":N,"messages":[…]},
+// for msgs (non-empty, in seq order) to dst.
+func AppendBatchJSON(dst []byte, msgs []Message) []byte {
+	dst = append(dst, `{"cursor":`...)
+	dst = strconv.AppendUint(dst, msgs[len(msgs)-1].Seq, 10)
+	dst = append(dst, `,"messages":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = m.AppendJSON(dst)
+	}
+	return append(dst, "]}"...)
+}

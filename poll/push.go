@@ -1,0 +1,249 @@
+package poll
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/longpoll/longpoll/session"
+)
+
+// Limits of the push payload (API.md, POST /push).
+const (
+	MaxDataBytes = 64 << 10            // one message's data
+	MaxBatchSize = 1000                // items in one batch
+	MaxTTL       = 30 * 24 * time.Hour // longest offline ttl a push may ask for
+	MaxKeyLen    = 128                 // idempotency id
+)
+
+// ErrPayloadTooLarge: a message's data is over MaxDataBytes.
+var ErrPayloadTooLarge = errors.New("payload too large")
+
+// TargetKind says how a push is routed.
+type TargetKind int
+
+// Target kinds. Broadcast (no target) reaches every online session.
+const (
+	Broadcast TargetKind = iota
+	ToSession
+	ToDevice
+	ToUser
+	ToTopic
+)
+
+// String returns the kind's name as used in metrics and logs.
+func (k TargetKind) String() string {
+	return [...]string{"broadcast", "session", "device", "user", "topic"}[k]
+}
+
+// Target is the "to" object of a push: at most one field is set; none is a
+// broadcast.
+type Target struct {
+	SessionID string `json:"sessionId,omitempty"`
+	DeviceID  string `json:"deviceId,omitempty"`
+	UserID    string `json:"userId,omitempty"`
+	Topic     string `json:"topic,omitempty"`
+}
+
+// Kind returns the target's kind. It assumes a validated Target.
+func (t Target) Kind() TargetKind {
+	switch {
+	case t.SessionID != "":
+		return ToSession
+	case t.DeviceID != "":
+		return ToDevice
+	case t.UserID != "":
+		return ToUser
+	case t.Topic != "":
+		return ToTopic
+	}
+	return Broadcast
+}
+
+// Push is one validated message to publish.
+type Push struct {
+	To    Target
+	Topic string          // label; defaults to To.Topic
+	Data  json.RawMessage // any JSON value; "null" when absent
+	TTL   time.Duration   // offline lifetime; 0 = the hub's default
+	// Key is the optional idempotency id: a second push with the same key
+	// within TTL is not delivered again.
+	Key string
+}
+
+// wirePush is the JSON form of a push item. Pointer fields tell "absent"
+// from "empty".
+type wirePush struct {
+	To    *wireTarget     `json:"to"`
+	Topic *string         `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+	TTL   *int64          `json:"ttl"`
+	ID    *string         `json:"id"`
+}
+
+type wireTarget struct {
+	SessionID *string `json:"sessionId"`
+	DeviceID  *string `json:"deviceId"`
+	UserID    *string `json:"userId"`
+	Topic     *string `json:"topic"`
+}
+
+// Origin says who publishes, which decides what a push may do.
+type Origin int
+
+// Publisher pushes may broadcast, target a session and use system topics;
+// Client sends (POST /send) must name a user, device or ordinary topic.
+const (
+	Publisher Origin = iota
+	Client
+)
+
+// ParsePushes parses a push body: one JSON object, or an array of up to
+// MaxBatchSize objects (batch reports true). A batch is validated whole: the
+// first bad item fails everything, and the error names its index. Errors
+// wrap session.ErrInvalidPayload or ErrPayloadTooLarge.
+func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, false, fmt.Errorf("%w: empty body", session.ErrInvalidPayload)
+	}
+	if body[0] != '[' {
+		p, err := parsePush(body, origin)
+		if err != nil {
+			return nil, false, err
+		}
+		return []Push{p}, false, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(body, &items); err != nil {
+		return nil, true, fmt.Errorf("%w: malformed JSON array", session.ErrInvalidPayload)
+	}
+	if len(items) > MaxBatchSize {
+		return nil, true, fmt.Errorf("%w: a batch holds at most %d items, got %d", session.ErrInvalidPayload, MaxBatchSize, len(items))
+	}
+	pushes = make([]Push, len(items))
+	for i, raw := range items {
+		p, err := parsePush(raw, origin)
+		if err != nil {
+			return nil, true, fmt.Errorf("item %d: %w", i, err)
+		}
+		pushes[i] = p
+	}
+	return pushes, true, nil
+}
+
+func parsePush(body []byte, origin Origin) (Push, error) {
+	if len(body) == 0 || body[0] != '{' {
+		return Push{}, fmt.Errorf("%w: a push must be a JSON object", session.ErrInvalidPayload)
+	}
+	var w wirePush
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return Push{}, fmt.Errorf("%w: %s", session.ErrInvalidPayload, describeDecodeError(err))
+	}
+	if dec.More() {
+		return Push{}, fmt.Errorf("%w: trailing data after the JSON object", session.ErrInvalidPayload)
+	}
+	var p Push
+	if err := p.setTarget(w.To, origin); err != nil {
+		return Push{}, err
+	}
+	p.Topic = p.To.Topic
+	if w.Topic != nil && *w.Topic != "" {
+		if !session.ValidTopic(*w.Topic) {
+			return Push{}, invalid("topic must be 1-%d characters of [A-Za-z0-9._:/@-], optionally after a leading '$'", session.MaxTopicLen)
+		}
+		p.Topic = *w.Topic
+	}
+	if origin == Client && strings.HasPrefix(p.Topic, "$") {
+		return Push{}, invalid("system topics ($…) are reserved for the server")
+	}
+	if len(w.Data) > MaxDataBytes {
+		return Push{}, fmt.Errorf("%w: data is %d bytes, the limit is %d", ErrPayloadTooLarge, len(w.Data), MaxDataBytes)
+	}
+	p.Data = w.Data
+	if w.TTL != nil {
+		if *w.TTL <= 0 || *w.TTL > int64(MaxTTL/time.Second) {
+			return Push{}, invalid("ttl must be a whole number of seconds from 1 to %d", int64(MaxTTL/time.Second))
+		}
+		p.TTL = time.Duration(*w.TTL) * time.Second
+	}
+	if w.ID != nil {
+		if !session.ValidID(*w.ID) {
+			return Push{}, invalid("id must be 1-%d characters of [A-Za-z0-9._:@-]", MaxKeyLen)
+		}
+		p.Key = *w.ID
+	}
+	return p, nil
+}
+
+func (p *Push) setTarget(w *wireTarget, origin Origin) error {
+	if w == nil {
+		if origin == Client {
+			return invalid("to is required: name a userId, deviceId or topic")
+		}
+		return nil
+	}
+	n := 0
+	for _, f := range []*string{w.SessionID, w.DeviceID, w.UserID, w.Topic} {
+		if f != nil {
+			n++
+		}
+	}
+	if n > 1 {
+		return invalid("to must hold exactly one of sessionId, deviceId, userId, topic")
+	}
+	switch {
+	case w.SessionID != nil:
+		if origin == Client {
+			return invalid("to.sessionId is not allowed here: name a userId, deviceId or topic")
+		}
+		if *w.SessionID == "" || len(*w.SessionID) > 256 {
+			return invalid("to.sessionId must be a session ID")
+		}
+		p.To.SessionID = *w.SessionID
+	case w.DeviceID != nil:
+		if !session.ValidID(*w.DeviceID) {
+			return invalid("to.deviceId must be 1-%d characters of [A-Za-z0-9._:@-]", session.MaxIDLen)
+		}
+		p.To.DeviceID = *w.DeviceID
+	case w.UserID != nil:
+		if !session.ValidID(*w.UserID) {
+			return invalid("to.userId must be 1-%d characters of [A-Za-z0-9._:@-]", session.MaxIDLen)
+		}
+		p.To.UserID = *w.UserID
+	case w.Topic != nil:
+		if !session.ValidTopic(*w.Topic) {
+			return invalid("to.topic must be 1-%d characters of [A-Za-z0-9._:/@-], optionally after a leading '$'", session.MaxTopicLen)
+		}
+		if origin == Client && strings.HasPrefix(*w.Topic, "$") {
+			return invalid("system topics ($…) are reserved for the server")
+		}
+		p.To.Topic = *w.Topic
+	default:
+		if origin == Client {
+			return invalid("to must name a userId, deviceId or topic")
+		}
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{session.ErrInvalidPayload}, args...)...)
+}
+
+func describeDecodeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %q has the wrong type (want %s)", te.Field, te.Type.String())
+	}
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	if msg == "EOF" {
+		return "empty body"
+	}
+	return msg
+}
