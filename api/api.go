@@ -43,9 +43,10 @@ type Config struct {
 
 // API serves the longpoll HTTP contract over a hub.
 type API struct {
-	hub *poll.Hub
-	cfg Config
-	log *slog.Logger
+	hub     *poll.Hub
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
 }
 
 // New returns an echo server with every route of API.md registered.
@@ -62,7 +63,7 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	if cfg.Jitter == nil {
 		cfg.Jitter = func() float64 { return 0.8 + 0.2*rand.Float64() }
 	}
-	a := &API{hub: hub, cfg: cfg, log: cfg.Logger}
+	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now()}
 
 	e := echo.New()
 	e.HideBanner = true
@@ -78,6 +79,8 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	e.POST("/send", a.send)
 	e.DELETE("/session", a.deleteSession)
 	e.GET("/healthz", a.healthz)
+	e.GET("/stats", a.stats, a.requirePublisher)
+	e.GET("/presence", a.presence, a.requirePublisher)
 	if cfg.Static != nil {
 		e.StaticFS("/", cfg.Static)
 	}
@@ -112,4 +115,14 @@ func (a *API) healthz(c echo.Context) error {
 		return apiError(http.StatusServiceUnavailable, "unavailable", "draining: the server is shutting down")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// statsResponse is the body of GET /stats.
+type statsResponse struct {
+	poll.Stats
+	UptimeSeconds int64 `json:"uptimeSeconds"`
+}
+
+func (a *API) stats(c echo.Context) error {
+	return c.JSON(http.StatusOK, statsResponse{a.hub.Stats(), int64(time.Since(a.started) / time.Second)})
 }

@@ -267,3 +267,33 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// presenceSession is one online session in GET /presence.
+type presenceSession struct {
+	SessionID   string          `json:"sessionId"`
+	DeviceID    string          `json:"deviceId"`
+	UserID      string          `json:"userId,omitempty"`
+	Topics      []string        `json:"topics"`
+	Meta        json.RawMessage `json:"meta,omitempty"`
+	ConnectedAt string          `json:"connectedAt"`
+}
+
+// presence lists the online sessions of ?userId= or ?deviceId= (exactly
+// one of them): {"sessions":[…]}.
+func (a *API) presence(c echo.Context) error {
+	user, device := c.QueryParam("userId"), c.QueryParam("deviceId")
+	if (user == "") == (device == "") {
+		return apiError(http.StatusBadRequest, "invalid_payload", "give exactly one of the userId and deviceId query parameters")
+	}
+	var list []*session.Session
+	if user != "" {
+		list = a.hub.OnlineUser(user)
+	} else if s := a.hub.OnlineDevice(device); s != nil {
+		list = append(list, s)
+	}
+	out := make([]presenceSession, 0, len(list))
+	for _, s := range list {
+		out = append(out, presenceSession{s.ID, s.DeviceID, s.UserID, s.Topics, s.Meta, s.CreatedAt.UTC().Format(poll.TimeFormat)})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"sessions": out})
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -308,6 +309,16 @@ func (h *Hub) Session(id string) (*session.Session, error) {
 	}
 	return s, nil
 }
+
+// OnlineUser returns the online sessions of user, oldest first.
+func (h *Hub) OnlineUser(user string) []*session.Session {
+	list := h.dir.ByUser(user)
+	slices.SortFunc(list, func(a, b *session.Session) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return list
+}
+
+// OnlineDevice returns the online session of device, or nil.
+func (h *Hub) OnlineDevice(device string) *session.Session { return h.dir.ByDevice(device) }
 
 // Publish delivers a publisher's push. See deliver.
 func (h *Hub) Publish(p Push) (Result, error) {

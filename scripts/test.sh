@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs longpoll's whole test suite: vet, the Go tests with the race
+# detector, a short run of every micro-benchmark and fuzz target (so they
+# cannot rot; no timing is asserted), and the browser tests in headless
+# Chromium (which install chromium and npm packages when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 15m ./...
+
+step "micro-benchmarks (100 iterations each, no timing asserted)"
+go test -run '^$' -bench . -benchtime=100x -benchmem ./... >/tmp/longpoll-bench.txt
+grep -E '^(Benchmark|ok|FAIL)' /tmp/longpoll-bench.txt || true
+
+if [ -x scripts/fuzz.sh ]; then
+	step "fuzz targets (brief)"
+	bash scripts/fuzz.sh
+fi
+
+if [ -f test/browser/run.sh ]; then
+	step "browser tests (headless Chromium)"
+	bash test/browser/run.sh
+fi
