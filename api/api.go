@@ -36,9 +36,21 @@ type Config struct {
 	Static fs.FS
 	// Logger receives request and error lines; nil discards them.
 	Logger *slog.Logger
+	// Polls, when set, is told about every answered poll (metrics).
+	Polls PollObserver
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
 	// Jitter returns the fraction of a requested hold to use; nil means a
 	// uniform value in [0.8, 1.0), so clients do not re-poll in lockstep.
 	Jitter func() float64
+}
+
+// PollObserver records answered polls; *metrics.Metrics implements it.
+type PollObserver interface {
+	// PollAnswered gets the hold, the outcome (messages, timeout, gone,
+	// shutdown, superseded, closed, not_found, invalid, unavailable) and the
+	// messages of the answer.
+	PollAnswered(held time.Duration, outcome string, msgs []poll.Message, now time.Time)
 }
 
 // API serves the longpoll HTTP contract over a hub.
@@ -81,6 +93,9 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	e.GET("/healthz", a.healthz)
 	e.GET("/stats", a.stats, a.requirePublisher)
 	e.GET("/presence", a.presence, a.requirePublisher)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
 	if cfg.Static != nil {
 		e.StaticFS("/", cfg.Static)
 	}

@@ -105,7 +105,9 @@ func (a *API) errorHandler(err error, c echo.Context) {
 	}
 	ae := toError(err)
 	if ae.Status >= 500 {
-		a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", ae.Status, "code", ae.Code, "err", err)
+	} else {
+		a.log.Warn("request refused", "method", c.Request().Method, "path", c.Request().URL.Path, "status", ae.Status, "code", ae.Code, "remote", c.RealIP())
 	}
 	if ae.Status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="longpoll"`)

@@ -85,17 +85,47 @@ func (a *API) data(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), hold)
 	defer cancel()
+	start := time.Now()
 	msgs, err := a.hub.Poll(ctx, id, ack, hasAck)
-	if err != nil {
+	gone := c.Request().Context().Err() != nil
+	if a.cfg.Polls != nil {
+		now := time.Now()
+		a.cfg.Polls.PollAnswered(now.Sub(start), pollOutcome(msgs, err, gone, a.hub.Closing()), msgs, now)
+	}
+	switch {
+	case err != nil:
 		return err
-	}
-	if c.Request().Context().Err() != nil {
+	case gone:
 		return nil // the client left; its messages stay until acknowledged
-	}
-	if len(msgs) == 0 {
+	case len(msgs) == 0:
 		return c.NoContent(http.StatusNoContent)
 	}
 	return c.JSONBlob(http.StatusOK, poll.AppendBatchJSON(make([]byte, 0, 512), msgs))
+}
+
+// pollOutcome names how a poll ended, for metrics.
+func pollOutcome(msgs []poll.Message, err error, gone, closing bool) string {
+	switch {
+	case errors.Is(err, poll.ErrSuperseded):
+		return "superseded"
+	case errors.Is(err, poll.ErrSessionClosed):
+		return "closed"
+	case errors.Is(err, poll.ErrSessionNotFound):
+		return "not_found"
+	case errors.Is(err, poll.ErrInvalidCursor):
+		return "invalid"
+	case errors.Is(err, poll.ErrClosed):
+		return "unavailable"
+	case err != nil:
+		return "error"
+	case gone:
+		return "gone"
+	case len(msgs) > 0:
+		return "messages"
+	case closing:
+		return "shutdown"
+	}
+	return "timeout"
 }
 
 // parseCursor parses the cursor query parameter; empty means "acknowledge

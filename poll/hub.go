@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/patrickmn/go-cache"
@@ -39,7 +38,31 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Observer hears about pushes and session ends (metrics); nil: nobody.
+	Observer Observer
 }
+
+// Observer is told what the hub does, for metrics. Its methods are called
+// synchronously on hot paths: they must be fast and safe for concurrent use.
+type Observer interface {
+	// Pushed reports one push to a target of kind: its result, or the error
+	// that refused it.
+	Pushed(kind TargetKind, res Result, err error)
+	// SessionStarted reports a connect.
+	SessionStarted()
+	// SessionEnded reports a session end: "disconnect", "replaced" or
+	// "expired".
+	SessionEnded(reason string)
+	// OfflineExpired reports offline messages dropped past their ttl.
+	OfflineExpired(n int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Pushed(TargetKind, Result, error) {}
+func (nopObserver) SessionStarted()                  {}
+func (nopObserver) SessionEnded(string)              {}
+func (nopObserver) OfflineExpired(int)               {}
 
 // Directory is the hub's view of who is online: session.Registry in one
 // process; a shared implementation would back a cluster.
@@ -87,9 +110,10 @@ type Hub struct {
 	log    *slog.Logger
 	dir    Directory
 	store  OfflineStore
+	obs    Observer
 	boxes  sync.Map     // session ID -> *Mailbox
 	seen   *cache.Cache // idempotency key -> Result
-	parked atomic.Int64
+	gauges gauges
 
 	mu       sync.RWMutex
 	stop     chan struct{}
@@ -116,10 +140,14 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	h := &Hub{
 		cfg:   cfg,
 		now:   cfg.Now,
 		log:   cfg.Logger,
+		obs:   cfg.Observer,
 		store: cfg.Store,
 		seen:  cache.New(cfg.OfflineTTL, 0), // swept by Cleanup
 		stop:  make(chan struct{}),
@@ -170,8 +198,10 @@ func (h *Hub) Connect(req session.Request) (*session.Session, error) {
 	h.mu.Unlock()
 
 	if old != nil {
+		h.obs.SessionEnded("replaced")
 		h.presence(old, "offline", "replaced")
 	}
+	h.obs.SessionStarted()
 	h.presence(s, "online", "connect")
 	h.log.Info("session connected", "session", session.ShortID(s.ID), "device", s.DeviceID, "user", s.UserID, "replaced", old != nil)
 	return s, nil
@@ -232,6 +262,7 @@ func (h *Hub) Disconnect(id string, ack uint64, hasAck bool) error {
 	}
 	h.endLocked(s, box, ErrSessionClosed)
 	h.mu.Unlock()
+	h.obs.SessionEnded("disconnect")
 	h.presence(s, "offline", "disconnect")
 	h.log.Info("session disconnected", "session", session.ShortID(id), "device", s.DeviceID)
 	return nil
@@ -245,6 +276,7 @@ func (h *Hub) expired(s *session.Session) {
 		h.endLocked(s, box, ErrSessionNotFound)
 	}
 	h.mu.Unlock()
+	h.obs.SessionEnded("expired")
 	h.presence(s, "offline", "expired")
 	h.log.Info("session expired", "session", session.ShortID(s.ID), "device", s.DeviceID)
 }
@@ -366,6 +398,7 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 		}
 	}
 	res, err := h.route(p.To, env)
+	h.obs.Pushed(p.To.Kind(), res, err)
 	if key != "" {
 		if err != nil {
 			h.seen.Delete(key)
@@ -489,7 +522,9 @@ type CleanupResult struct {
 func (h *Hub) Cleanup(now time.Time) CleanupResult {
 	h.dir.DeleteExpired()
 	h.seen.DeleteExpired()
-	return CleanupResult{OfflineExpired: h.store.DropExpired(now)}
+	n := h.store.DropExpired(now)
+	h.obs.OfflineExpired(n)
+	return CleanupResult{OfflineExpired: n}
 }
 
 // Stats is a snapshot of the hub's state.
@@ -499,6 +534,8 @@ type Stats struct {
 	Devices         int `json:"devices"`
 	Users           int `json:"users"`
 	OfflineMessages int `json:"offlineMessages"`
+	// Backlog counts unacknowledged messages in session mailboxes.
+	Backlog int `json:"backlog"`
 }
 
 // Stats returns the current counts.
@@ -506,10 +543,11 @@ func (h *Hub) Stats() Stats {
 	sessions, users, _ := h.dir.Counts()
 	return Stats{
 		Sessions:        sessions,
-		Parked:          int(h.parked.Load()),
+		Parked:          int(h.gauges.parked.Load()),
 		Devices:         sessions,
 		Users:           users,
 		OfflineMessages: h.store.Len(),
+		Backlog:         int(h.gauges.backlog.Load()),
 	}
 }
 
@@ -534,7 +572,7 @@ func (h *Hub) stopped() bool {
 
 func (h *Hub) newMailbox() *Mailbox {
 	m := newMailbox(h.cfg.MaxMailbox)
-	m.parked = &h.parked
+	m.gauges = &h.gauges
 	return m
 }
 

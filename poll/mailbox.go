@@ -24,11 +24,17 @@ type Mailbox struct {
 	lastSeq uint64 // seq of the newest message ever appended
 	limit   int    // most unacknowledged messages; appends beyond fail
 	waiter  *waiter
-	parked  *atomic.Int64 // counts parked polls across mailboxes; may be nil
+	gauges  *gauges // hub-wide counts this mailbox contributes to
 
 	retired   bool
 	closeErr  error    // returned to polls once retired
 	successor *Mailbox // receives appends once retired; nil: they fail
+}
+
+// gauges are hub-wide counts kept by the mailboxes.
+type gauges struct {
+	parked  atomic.Int64 // polls parked now
+	backlog atomic.Int64 // unacknowledged messages in live mailboxes
 }
 
 // waiter is one parked poll.
@@ -50,7 +56,7 @@ func (w *waiter) wake(err error) {
 // newMailbox returns an empty mailbox holding at most limit unacknowledged
 // messages.
 func newMailbox(limit int) *Mailbox {
-	return &Mailbox{limit: limit}
+	return &Mailbox{limit: limit, gauges: new(gauges)}
 }
 
 // Append adds e with the next seq and wakes the parked poll. force ignores
@@ -73,6 +79,7 @@ func (m *Mailbox) Append(e *Envelope, force bool) error {
 	}
 	m.lastSeq++
 	m.buf = append(m.buf, Message{Seq: m.lastSeq, Envelope: e})
+	m.gauges.backlog.Add(1)
 	if m.waiter != nil {
 		m.waiter.wake(nil)
 	}
@@ -108,10 +115,8 @@ func (m *Mailbox) Wait(ctx context.Context, stop <-chan struct{}, ack uint64, ha
 	w := &waiter{ch: make(chan struct{}, 1)}
 	m.waiter = w
 	m.mu.Unlock()
-	if m.parked != nil {
-		m.parked.Add(1)
-		defer m.parked.Add(-1)
-	}
+	m.gauges.parked.Add(1)
+	defer m.gauges.parked.Add(-1)
 
 	select {
 	case <-w.ch:
@@ -174,6 +179,7 @@ func (m *Mailbox) retire(closeErr error, carry func(pending []*Envelope) *Mailbo
 	for _, msg := range m.buf[m.head:] {
 		pending = append(pending, msg.Envelope)
 	}
+	m.gauges.backlog.Add(-int64(len(pending)))
 	m.successor = carry(pending)
 	m.retired = true
 	m.closeErr = closeErr
@@ -188,10 +194,12 @@ func (m *Mailbox) lenLocked() int { return len(m.buf) - m.head }
 
 // ackLocked drops messages with seq <= ack.
 func (m *Mailbox) ackLocked(ack uint64) {
+	from := m.head
 	for m.head < len(m.buf) && m.buf[m.head].Seq <= ack {
 		m.buf[m.head] = Message{} // let the envelope be collected
 		m.head++
 	}
+	m.gauges.backlog.Add(-int64(m.head - from))
 	switch {
 	case m.head == len(m.buf):
 		m.buf, m.head = m.buf[:0], 0
@@ -202,7 +210,8 @@ func (m *Mailbox) ackLocked(ack uint64) {
 	}
 }
 
-// peekLocked copies up to MaxBatch pending messages, or returns nil.
+// peekLocked copies up to MaxBatch pending messages, or returns nil. Each
+// copy's Redelivery tells whether an earlier poll already got it.
 func (m *Mailbox) peekLocked() []Message {
 	n := m.lenLocked()
 	if n == 0 {
@@ -211,5 +220,8 @@ func (m *Mailbox) peekLocked() []Message {
 	n = min(n, MaxBatch)
 	out := make([]Message, n)
 	copy(out, m.buf[m.head:m.head+n])
+	for i := m.head; i < m.head+n; i++ {
+		m.buf[i].Redelivery = true
+	}
 	return out
 }

@@ -104,6 +104,9 @@ func NewEnvelope(topic, from string, data json.RawMessage, now time.Time, ttl ti
 type Message struct {
 	// Seq is the per-session sequence number, 1, 2, 3 … in mailbox order.
 	Seq uint64
+	// Redelivery is true when an earlier poll response already carried the
+	// message (it was not acknowledged).
+	Redelivery bool
 	*Envelope
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/longpoll/longpoll/api"
 	"github.com/longpoll/longpoll/jobs"
+	"github.com/longpoll/longpoll/metrics"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/public"
 )
@@ -67,17 +68,22 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 // ends. Shutdown order: stop the jobs, close the hub (parked polls answer
 // 204 at once), then shut the HTTP server down with a deadline.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	hub := poll.NewHub(poll.Config{
+	var hub *poll.Hub
+	m := metrics.New(metrics.Sources{Stats: func() poll.Stats { return hub.Stats() }})
+	hub = poll.NewHub(poll.Config{
 		MaxMailbox: cfg.MaxMailbox,
 		OfflineTTL: cfg.OfflineTTL,
 		SessionTTL: cfg.SessionTTL,
 		Logger:     log,
+		Observer:   m,
 	})
 	e := api.New(hub, api.Config{
 		PollTimeout:    cfg.PollTimeout,
 		MaxPollTimeout: cfg.MaxPollTimeout,
 		PublishKeys:    cfg.PublishKeys,
 		Static:         public.FS,
+		Polls:          m,
+		Metrics:        m.Handler(),
 		Logger:         log,
 	})
 	srv := &http.Server{
