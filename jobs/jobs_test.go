@@ -18,8 +18,11 @@ import (
 // countingHub counts job runs.
 type countingHub struct{ cleanups, heartbeats atomic.Int64 }
 
-func (h *countingHub) Cleanup(time.Time) poll.CleanupResult { h.cleanups.Add(1); return poll.CleanupResult{} }
-func (h *countingHub) Heartbeat(time.Time) int             { h.heartbeats.Add(1); return 0 }
+func (h *countingHub) Cleanup(time.Time) poll.CleanupResult {
+	h.cleanups.Add(1)
+	return poll.CleanupResult{}
+}
+func (h *countingHub) Heartbeat(time.Time) int { h.heartbeats.Add(1); return 0 }
 
 // waitFor polls cond every few milliseconds for at most 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
