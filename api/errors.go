@@ -60,6 +60,8 @@ func toError(err error) *Error {
 		return apiError(http.StatusGone, "session_closed", "the session was closed (disconnected or replaced by a newer connect of the device)")
 	case errors.Is(err, poll.ErrMailboxFull):
 		return apiError(http.StatusTooManyRequests, "mailbox_full", "the target's mailbox is full; retry after it has polled")
+	case errors.Is(err, poll.ErrTooManySessions):
+		return apiError(http.StatusServiceUnavailable, "unavailable", "the server is at its session limit; retry later")
 	case errors.Is(err, poll.ErrClosed):
 		return apiError(http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly")
 	}

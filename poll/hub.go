@@ -38,6 +38,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxSessions caps online sessions; a connect beyond it fails with
+	// ErrTooManySessions (a replacement of the same device always
+	// succeeds). 0 means no cap.
+	MaxSessions int
 	// Observer hears about pushes and session ends (metrics); nil: nobody.
 	Observer Observer
 }
@@ -181,6 +185,12 @@ func (h *Hub) Connect(req session.Request) (*session.Session, error) {
 		return box
 	}
 	old := h.dir.ByDevice(s.DeviceID)
+	if old == nil && h.cfg.MaxSessions > 0 {
+		if n, _, _ := h.dir.Counts(); n >= h.cfg.MaxSessions {
+			h.mu.Unlock()
+			return nil, ErrTooManySessions
+		}
+	}
 	var oldBox *Mailbox
 	if old != nil {
 		oldBox = h.mailbox(old.ID)
@@ -235,6 +245,32 @@ func mergeByOrder(a, b []*Envelope) []*Envelope {
 		}
 	}
 	return append(append(out, a...), b...)
+}
+
+// EndSessions ends every session that to names: a sessionId, a deviceId or
+// a userId (reason "disconnect", as Disconnect). It returns how many ended;
+// other target kinds end nothing.
+func (h *Hub) EndSessions(to Target) int {
+	var list []*session.Session
+	switch to.Kind() {
+	case ToSession:
+		if s, ok := h.dir.Get(to.SessionID); ok {
+			list = append(list, s)
+		}
+	case ToDevice:
+		if s := h.dir.ByDevice(to.DeviceID); s != nil {
+			list = append(list, s)
+		}
+	case ToUser:
+		list = h.dir.ByUser(to.UserID)
+	}
+	n := 0
+	for _, s := range list {
+		if h.Disconnect(s.ID, 0, false) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Disconnect ends the session with id (reason "disconnect"), first

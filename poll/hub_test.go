@@ -534,3 +534,26 @@ func TestHubConcurrentDeliveryExactlyOnceInOrder(t *testing.T) {
 	pubs.Wait()
 	readers.Wait()
 }
+
+func TestHubMaxSessionsAndEndSessions(t *testing.T) {
+	h := NewHub(Config{MaxSessions: 2})
+	connect(t, h, "a", "u")
+	b := connect(t, h, "b", "u")
+	if _, err := h.Connect(session.Request{DeviceID: "c"}); !errors.Is(err, ErrTooManySessions) {
+		t.Fatalf("connect beyond max: %v", err)
+	}
+	connect(t, h, "b", "u") // a replacement is always allowed
+	if n := h.EndSessions(Target{SessionID: b.ID}); n != 0 {
+		t.Fatalf("replaced session ended again: %d", n)
+	}
+	if n := h.EndSessions(Target{UserID: "u"}); n != 2 {
+		t.Fatalf("ended %d sessions of user u, want 2", n)
+	}
+	if st := h.Stats(); st.Sessions != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	connect(t, h, "c", "")
+	if n := h.EndSessions(Target{DeviceID: "c"}); n != 1 {
+		t.Fatalf("ended %d sessions of device c", n)
+	}
+}

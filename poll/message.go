@@ -33,6 +33,8 @@ var (
 	ErrMailboxFull = errors.New("mailbox full")
 	// ErrInvalidCursor: the cursor is beyond the newest seq of the mailbox.
 	ErrInvalidCursor = errors.New("invalid cursor")
+	// ErrTooManySessions: the hub is at its MaxSessions.
+	ErrTooManySessions = errors.New("too many sessions")
 	// ErrClosed: the hub is shutting down and accepts no new work.
 	ErrClosed = errors.New("server is shutting down")
 )
