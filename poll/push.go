@@ -77,18 +77,20 @@ type Push struct {
 // wirePush is the JSON form of a push item. Pointer fields tell "absent"
 // from "empty".
 type wirePush struct {
-	To    *wireTarget     `json:"to"`
+	To    json.RawMessage `json:"to"`
 	Topic *string         `json:"topic"`
 	Data  json.RawMessage `json:"data"`
 	TTL   *int64          `json:"ttl"`
 	ID    *string         `json:"id"`
 }
 
+// wireTarget is the "to" object. Raw fields tell a present null (refused)
+// from an absent field.
 type wireTarget struct {
-	SessionID *string `json:"sessionId"`
-	DeviceID  *string `json:"deviceId"`
-	UserID    *string `json:"userId"`
-	Topic     *string `json:"topic"`
+	SessionID json.RawMessage `json:"sessionId"`
+	DeviceID  json.RawMessage `json:"deviceId"`
+	UserID    json.RawMessage `json:"userId"`
+	Topic     json.RawMessage `json:"topic"`
 }
 
 // Origin says who publishes, which decides what a push may do.
@@ -127,6 +129,10 @@ func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err err
 	pushes = make([]Push, len(items))
 	for i, raw := range items {
 		p, err := parsePush(raw, origin)
+		if errors.Is(err, ErrPayloadTooLarge) {
+			// API.md: a bad batch is 400 invalid_payload naming the index.
+			err = fmt.Errorf("%w: %s", session.ErrInvalidPayload, err.Error())
+		}
 		if err != nil {
 			return nil, true, fmt.Errorf("item %d: %w", i, err)
 		}
@@ -145,7 +151,7 @@ func parsePush(body []byte, origin Origin) (Push, error) {
 	if err := dec.Decode(&w); err != nil {
 		return Push{}, fmt.Errorf("%w: %s", session.ErrInvalidPayload, describeDecodeError(err))
 	}
-	if dec.More() {
+	if !session.AtEOF(dec) {
 		return Push{}, fmt.Errorf("%w: trailing data after the JSON object", session.ErrInvalidPayload)
 	}
 	var p Push
@@ -181,52 +187,80 @@ func parsePush(body []byte, origin Origin) (Push, error) {
 	return p, nil
 }
 
-func (p *Push) setTarget(w *wireTarget, origin Origin) error {
-	if w == nil {
+func (p *Push) setTarget(raw json.RawMessage, origin Origin) error {
+	if len(raw) == 0 {
 		if origin == Client {
 			return invalid("to is required: name a userId, deviceId or topic")
 		}
-		return nil
+		return nil // no "to": a broadcast
 	}
-	n := 0
-	for _, f := range []*string{w.SessionID, w.DeviceID, w.UserID, w.Topic} {
-		if f != nil {
-			n++
+	var w wireTarget
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if raw[0] != '{' || dec.Decode(&w) != nil {
+		if raw[0] == '{' {
+			var probe map[string]json.RawMessage
+			if json.Unmarshal(raw, &probe) == nil {
+				for k := range probe {
+					switch k {
+					case "sessionId", "deviceId", "userId", "topic":
+					default:
+						return invalid("to: unknown field %q (use sessionId, deviceId, userId or topic)", k)
+					}
+				}
+			}
+		}
+		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
+	}
+	fields := []struct {
+		name string
+		raw  json.RawMessage
+		dst  *string
+	}{
+		{"sessionId", w.SessionID, &p.To.SessionID},
+		{"deviceId", w.DeviceID, &p.To.DeviceID},
+		{"userId", w.UserID, &p.To.UserID},
+		{"topic", w.Topic, &p.To.Topic},
+	}
+	var name string
+	for _, f := range fields {
+		if len(f.raw) == 0 {
+			continue
+		}
+		if name != "" {
+			return invalid("to must hold exactly one of sessionId, deviceId, userId, topic")
+		}
+		name = f.name
+		if err := json.Unmarshal(f.raw, f.dst); err != nil || f.raw[0] != '"' {
+			return invalid("to.%s must be a string", f.name)
 		}
 	}
-	if n > 1 {
-		return invalid("to must hold exactly one of sessionId, deviceId, userId, topic")
-	}
-	switch {
-	case w.SessionID != nil:
+	switch name {
+	case "":
+		if origin == Client {
+			return invalid("to must name a userId, deviceId or topic")
+		}
+	case "sessionId":
 		if origin == Client {
 			return invalid("to.sessionId is not allowed here: name a userId, deviceId or topic")
 		}
-		if *w.SessionID == "" || len(*w.SessionID) > 256 {
+		if p.To.SessionID == "" || len(p.To.SessionID) > 256 {
 			return invalid("to.sessionId must be a session ID")
 		}
-		p.To.SessionID = *w.SessionID
-	case w.DeviceID != nil:
-		if !session.ValidID(*w.DeviceID) {
+	case "deviceId":
+		if !session.ValidID(p.To.DeviceID) {
 			return invalid("to.deviceId must be 1-%d characters of [A-Za-z0-9._:@-]", session.MaxIDLen)
 		}
-		p.To.DeviceID = *w.DeviceID
-	case w.UserID != nil:
-		if !session.ValidID(*w.UserID) {
+	case "userId":
+		if !session.ValidID(p.To.UserID) {
 			return invalid("to.userId must be 1-%d characters of [A-Za-z0-9._:@-]", session.MaxIDLen)
 		}
-		p.To.UserID = *w.UserID
-	case w.Topic != nil:
-		if !session.ValidTopic(*w.Topic) {
+	case "topic":
+		if !session.ValidTopic(p.To.Topic) {
 			return invalid("to.topic must be 1-%d characters of [A-Za-z0-9._:/@-], optionally after a leading '$'", session.MaxTopicLen)
 		}
-		if origin == Client && strings.HasPrefix(*w.Topic, "$") {
+		if origin == Client && strings.HasPrefix(p.To.Topic, "$") {
 			return invalid("system topics ($…) are reserved for the server")
-		}
-		p.To.Topic = *w.Topic
-	default:
-		if origin == Client {
-			return invalid("to must name a userId, deviceId or topic")
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -105,10 +106,17 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
 	}
-	if dec.More() {
+	if !AtEOF(dec) {
 		return fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidPayload)
 	}
 	return nil
+}
+
+// AtEOF reports whether dec has nothing but white space left. (dec.More is
+// not enough: it is false before a stray '}' or ']'.)
+func AtEOF(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // describeJSONError turns a decoding error into a message for the client.

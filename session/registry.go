@@ -163,12 +163,16 @@ func values(m map[string]*Session) []*Session {
 func (r *Registry) evicted(_ string, v any) {
 	s := v.(*Session)
 	if r.keepAlive != nil && r.keepAlive(s) {
-		r.mu.RLock()
+		// Check and re-add under mu, so a concurrent Remove or replacement
+		// (which unindexes under mu before deleting from the cache) either
+		// happens first (no re-add) or deletes the re-added entry.
+		r.mu.Lock()
 		live := r.byDevice[s.DeviceID] == s
-		r.mu.RUnlock()
 		if live {
-			// Add, not Set: a concurrent Remove/replacement cannot be undone.
 			_ = r.cache.Add(s.ID, s, r.ttl)
+		}
+		r.mu.Unlock()
+		if live {
 			return
 		}
 	}
