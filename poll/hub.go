@@ -369,6 +369,32 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 	return msgs, err
 }
 
+// Park is Poll without a waiting goroutine, for an HTTP edge that lets go
+// of the connection while the poll is parked. Pending messages or an error
+// come back at once (parked false). Otherwise done is called exactly once,
+// later, from another goroutine: as Mailbox.Park says, and with (nil, nil)
+// when the hub closes. Both ends refresh the session's idle timer.
+func (h *Hub) Park(id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error)) (msgs []Message, err error, parked bool) {
+	if h.stopped() {
+		return nil, ErrClosed, false
+	}
+	if _, ok := h.dir.Touch(id); !ok {
+		return nil, ErrSessionNotFound, false
+	}
+	box := h.mailbox(id)
+	if box == nil {
+		return nil, ErrSessionNotFound, false
+	}
+	msgs, err, parked = box.Park(ack, hasAck, hold, func(msgs []Message, err error) {
+		h.dir.Touch(id)
+		done(msgs, err)
+	})
+	if parked && h.stopped() {
+		box.WakeAsync() // Close ran while we parked: do not wait out the hold
+	}
+	return msgs, err, parked
+}
+
 // Session returns the online session with id.
 func (h *Hub) Session(id string) (*session.Session, error) {
 	s, ok := h.dir.Get(id)
@@ -587,11 +613,18 @@ func (h *Hub) Stats() Stats {
 	}
 }
 
-// Close stops the hub: every parked poll returns at once with no messages,
+// Close stops the hub: every parked poll (blocking or parked with Park)
+// returns at once with its pending messages, usually none,
 // and later operations fail with ErrClosed. Sessions and messages stay in
 // memory. Close is idempotent and safe to call concurrently.
 func (h *Hub) Close() {
-	h.stopOnce.Do(func() { close(h.stop) })
+	h.stopOnce.Do(func() {
+		close(h.stop)
+		h.boxes.Range(func(_, v any) bool {
+			v.(*Mailbox).WakeAsync()
+			return true
+		})
+	})
 }
 
 // Closing reports whether Close was called.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // MaxBatch is the most messages one poll response carries.
@@ -37,20 +38,66 @@ type gauges struct {
 	backlog atomic.Int64 // unacknowledged messages in live mailboxes
 }
 
-// waiter is one parked poll.
+// waiter is one parked poll: a blocking one (a goroutine in Wait selects
+// on ch) or an asynchronous one (Park: no goroutine waits; the first wake
+// schedules finish, which calls done). Its fields are guarded by the
+// mailbox's mu.
 type waiter struct {
-	ch  chan struct{} // cap 1: "look again"
-	err error         // set before signalling: ErrSuperseded or a close error
+	ch  chan struct{} // blocking: cap 1, "look again"
+	err error         // set before waking: ErrSuperseded or a close error
+
+	async     *asyncWaiter // nil for a blocking poll
+	scheduled bool         // async: finish has been scheduled
 }
 
+// asyncWaiter is the part of a parked poll that lives without a goroutine.
+type asyncWaiter struct {
+	box   *Mailbox
+	timer *time.Timer                     // ends the hold
+	done  func(msgs []Message, err error) // called once, never under a lock
+}
+
+// wake tells w to look again, recording err (the first one wins). Callers
+// hold the mailbox's mu; wake never blocks.
 func (w *waiter) wake(err error) {
 	if err != nil && w.err == nil {
 		w.err = err
+	}
+	if w.async != nil {
+		if !w.scheduled {
+			w.scheduled = true
+			go w.async.finish(w)
+		}
+		return
 	}
 	select {
 	case w.ch <- struct{}{}:
 	default:
 	}
+}
+
+// finish completes an asynchronous poll: it takes w off the mailbox,
+// collects the pending messages (unless w ended with an error) and calls
+// done. It runs once per waiter (guarded by scheduled).
+func (a *asyncWaiter) finish(w *waiter) {
+	m := a.box
+	m.mu.Lock()
+	if m.waiter == w {
+		m.waiter = nil
+	}
+	err := w.err
+	var msgs []Message
+	if err == nil {
+		if m.retired {
+			err = m.closeErr
+		} else {
+			msgs = m.peekLocked()
+		}
+	}
+	m.mu.Unlock()
+	a.timer.Stop()
+	m.gauges.parked.Add(-1)
+	a.done(msgs, err)
 }
 
 // newMailbox returns an empty mailbox holding at most limit unacknowledged
@@ -94,23 +141,9 @@ func (m *Mailbox) Append(e *Envelope, force bool) error {
 // A cursor beyond the newest seq is ErrInvalidCursor and changes nothing.
 func (m *Mailbox) Wait(ctx context.Context, stop <-chan struct{}, ack uint64, hasAck bool) ([]Message, error) {
 	m.mu.Lock()
-	if m.retired {
+	if msgs, err := m.beginLocked(ack, hasAck); msgs != nil || err != nil {
 		m.mu.Unlock()
-		return nil, m.closeErr
-	}
-	if hasAck {
-		if ack > m.lastSeq {
-			m.mu.Unlock()
-			return nil, ErrInvalidCursor
-		}
-		m.ackLocked(ack)
-	}
-	if msgs := m.peekLocked(); msgs != nil {
-		m.mu.Unlock()
-		return msgs, nil
-	}
-	if m.waiter != nil {
-		m.waiter.wake(ErrSuperseded)
+		return msgs, err
 	}
 	w := &waiter{ch: make(chan struct{}, 1)}
 	m.waiter = w
@@ -133,6 +166,69 @@ func (m *Mailbox) Wait(ctx context.Context, stop <-chan struct{}, ack uint64, ha
 		return nil, w.err
 	}
 	return m.peekLocked(), nil
+}
+
+// beginLocked starts a poll: the close error of a retired mailbox, the
+// cursor check and acknowledgment, and the pending messages. With nothing
+// pending (nil, nil) it supersedes the parked poll, if any, so the caller
+// can park. Callers hold mu.
+func (m *Mailbox) beginLocked(ack uint64, hasAck bool) ([]Message, error) {
+	if m.retired {
+		return nil, m.closeErr
+	}
+	if hasAck {
+		if ack > m.lastSeq {
+			return nil, ErrInvalidCursor
+		}
+		m.ackLocked(ack)
+	}
+	if msgs := m.peekLocked(); msgs != nil {
+		return msgs, nil
+	}
+	if m.waiter != nil {
+		m.waiter.wake(ErrSuperseded)
+		m.waiter = nil
+	}
+	return nil, nil
+}
+
+// Park is Wait without a waiting goroutine. With messages pending, or an
+// error, it returns them at once and parked is false. Otherwise it parks
+// the poll and returns parked true; done is then called exactly once, from
+// another goroutine and without locks held: with the messages when some
+// arrive, (nil, nil) when hold passes or the mailbox is woken for shutdown
+// (WakeAsync), or ErrSuperseded / the close error.
+func (m *Mailbox) Park(ack uint64, hasAck bool, hold time.Duration, done func([]Message, error)) (msgs []Message, err error, parked bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if msgs, err := m.beginLocked(ack, hasAck); msgs != nil || err != nil {
+		return msgs, err, false
+	}
+	a := &asyncWaiter{box: m, done: done}
+	w := &waiter{async: a}
+	m.waiter = w
+	m.gauges.parked.Add(1)
+	a.timer = time.AfterFunc(hold, func() {
+		m.mu.Lock()
+		first := !w.scheduled
+		w.scheduled = true
+		m.mu.Unlock()
+		if first {
+			a.finish(w)
+		}
+	})
+	return nil, nil, true
+}
+
+// WakeAsync ends a parked asynchronous poll as if its hold had passed (it
+// gets the pending messages, or none). Blocking polls are not affected:
+// they select on the hub's stop channel instead.
+func (m *Mailbox) WakeAsync() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.waiter != nil && m.waiter.async != nil {
+		m.waiter.wake(nil)
+	}
 }
 
 // Ack drops every message with seq <= ack. A cursor beyond the newest seq
