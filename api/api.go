@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/poll"
 )
 
@@ -30,8 +32,34 @@ type Config struct {
 	PollTimeout time.Duration
 	// MaxPollTimeout caps any requested hold.
 	MaxPollTimeout time.Duration
-	// PublishKeys authorise /push; empty means loopback clients only.
+	// PublishKeys authorise /push, /stats, /presence and /disconnect;
+	// empty means loopback clients only.
 	PublishKeys []string
+	// Auth, when set, requires a connect token (auth.Verifier) on POST
+	// /connect; nil leaves /connect open.
+	Auth *auth.Verifier
+	// CORSOrigins may call the client endpoints (/connect, /data, /send,
+	// DELETE /session) from a browser: origins such as
+	// "https://app.example.com", or "*" for any. Empty: none; browsers'
+	// cross-origin POST and DELETE requests are then refused 403.
+	CORSOrigins []string
+	// AllowNets, when not empty, admits client endpoint requests only from
+	// these networks; DenyNets refuses these networks (and wins). 403.
+	AllowNets, DenyNets []netip.Prefix
+	// TrustedProxies are reverse proxies whose X-Forwarded-For is believed
+	// for the client address; empty: the peer address is the client.
+	TrustedProxies []netip.Prefix
+	// ConnectLimit and SendLimit rate-limit /connect and /send per client
+	// address (IPv6: per /64); a zero Rate is no limit. 429 with Retry-After.
+	ConnectLimit, SendLimit RateLimit
+	// MaxParkedPerIP caps the polls one client address has open at once;
+	// 0 is no cap. 429 with Retry-After.
+	MaxParkedPerIP int
+	// MaxHeaderBytes caps a request's line and headers (431 beyond); 0
+	// means DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// Now is the clock of the rate limiters; nil means time.Now.
+	Now func() time.Time
 	// Static holds index.html and the browser client, served at /.
 	Static fs.FS
 	// Logger receives request and error lines; nil discards them.
@@ -40,6 +68,10 @@ type Config struct {
 	Polls PollObserver
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// Listener, when set, is the server's (plain TCP) listener: HTTP/1.1
+	// polls then park without holding a goroutine or net/http's buffers
+	// (park.go), and their connections come back to the server through it.
+	Listener *Listener
 	// Jitter returns the fraction of a requested hold to use; nil means a
 	// uniform value in [0.8, 1.0), so clients do not re-poll in lockstep.
 	Jitter func() float64
@@ -59,6 +91,7 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
+	sec     *security
 }
 
 // New returns an echo server with every route of API.md registered.
@@ -75,21 +108,35 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	if cfg.Jitter == nil {
 		cfg.Jitter = func() float64 { return 0.8 + 0.2*rand.Float64() }
 	}
-	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now()}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now(), sec: newSecurity(cfg)}
 
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.IPExtractor = echo.ExtractIPDirect() // never trust X-Forwarded-For for the loopback check
+	// X-Forwarded-For is never trusted, unless from a configured proxy.
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.HTTPErrorHandler = a.errorHandler
+	e.Pre(noSniff, a.limitHeaders)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: a.logPanic}))
 	e.Use(a.logRequests)
 
-	e.POST("/connect", a.connect)
-	e.GET("/data", a.data)
+	// Client endpoints: network filter and origin check, then the limits.
+	client := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.Add(method, path, h, append([]echo.MiddlewareFunc{a.client}, m...)...)
+		if len(cfg.CORSOrigins) > 0 {
+			e.OPTIONS(path, a.preflight(method), a.client)
+		}
+	}
+	client(http.MethodPost, "/connect", a.connect, a.limit(a.sec.connects, "connect"))
+	client(http.MethodGet, "/data", a.data, a.capPolls)
+	client(http.MethodPost, "/send", a.send, a.limit(a.sec.sends, "send"))
+	client(http.MethodDelete, "/session", a.deleteSession)
+
 	e.POST("/push", a.push, a.requirePublisher)
-	e.POST("/send", a.send)
-	e.DELETE("/session", a.deleteSession)
+	e.POST("/disconnect", a.disconnect, a.requirePublisher)
 	e.GET("/healthz", a.healthz)
 	e.GET("/stats", a.stats, a.requirePublisher)
 	e.GET("/presence", a.presence, a.requirePublisher)
@@ -97,7 +144,7 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 	if cfg.Static != nil {
-		e.StaticFS("/", cfg.Static)
+		e.GET("/*", echo.StaticDirectoryHandler(cfg.Static, !e.EnablePathUnescapingStaticFiles), wholeFiles)
 	}
 	return e
 }

@@ -2,10 +2,15 @@ package api
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
 )
@@ -17,6 +22,9 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RetryAfter, when positive, is sent as the Retry-After header (whole
+	// seconds, rounded up).
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -46,6 +54,10 @@ func toError(err error) *Error {
 		return fromHTTPError(he)
 	}
 	switch {
+	case errors.Is(err, auth.ErrUnauthorized):
+		return apiError(http.StatusUnauthorized, "unauthorized", detail(err, auth.ErrUnauthorized))
+	case errors.Is(err, auth.ErrForbidden):
+		return apiError(http.StatusForbidden, "forbidden", detail(err, auth.ErrForbidden))
 	case errors.Is(err, session.ErrInvalidPayload):
 		return apiError(http.StatusBadRequest, "invalid_payload", err.Error())
 	case errors.Is(err, poll.ErrPayloadTooLarge):
@@ -66,6 +78,15 @@ func toError(err error) *Error {
 		return apiError(http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly")
 	}
 	return apiError(http.StatusInternalServerError, "internal", "internal server error")
+}
+
+// detail is err's message without the sentinel's own text in front.
+func detail(err, sentinel error) string {
+	msg := err.Error()
+	if m, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+		return m
+	}
+	return msg
 }
 
 // fromHTTPError maps echo's own errors (unknown route, wrong method, panics
@@ -106,13 +127,25 @@ func (a *API) errorHandler(err error, c echo.Context) {
 		return
 	}
 	ae := toError(err)
-	if ae.Status >= 500 {
+	switch {
+	case ae.Status >= 500:
 		a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", ae.Status, "code", ae.Code, "err", err)
-	} else {
-		a.log.Warn("request refused", "method", c.Request().Method, "path", c.Request().URL.Path, "status", ae.Status, "code", ae.Code, "remote", c.RealIP())
+	default:
+		// Refusals that a flood produces by the thousand (rate limits,
+		// oversized headers) are logged at debug, so a flood does not
+		// become a flood of log lines.
+		level := slog.LevelWarn
+		if ae.Code == "rate_limited" || ae.Code == "header_too_large" {
+			level = slog.LevelDebug
+		}
+		a.log.Log(c.Request().Context(), level, "request refused", "method", c.Request().Method, "path", c.Request().URL.Path, "status", ae.Status, "code", ae.Code, "remote", c.RealIP())
 	}
 	if ae.Status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="longpoll"`)
+	}
+	if ae.RetryAfter > 0 {
+		secs := (ae.RetryAfter + time.Second - 1) / time.Second
+		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
 	}
 	body := struct {
 		Error *Error `json:"error"`

@@ -2,16 +2,13 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -33,6 +30,10 @@ type connectResponse struct {
 }
 
 func (a *API) connect(c echo.Context) error {
+	grant, err := a.authenticate(c)
+	if err != nil {
+		return err
+	}
 	mt, err := mediaType(c)
 	if err != nil {
 		return err
@@ -53,10 +54,14 @@ func (a *API) connect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if req, err = a.grantConnect(grant, req); err != nil {
+		return err
+	}
 	s, err := a.hub.Connect(req)
 	if err != nil {
 		return err
 	}
+	a.remember(s.ID, grant)
 	return c.JSON(http.StatusCreated, connectResponse{
 		SessionID:   s.ID,
 		DeviceID:    s.DeviceID,
@@ -83,24 +88,19 @@ func (a *API) data(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.parkable(c.Request()) {
+		return a.dataParked(c, id, ack, hasAck, hold, takePollSlot(c))
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), hold)
 	defer cancel()
 	start := time.Now()
 	msgs, err := a.hub.Poll(ctx, id, ack, hasAck)
 	gone := c.Request().Context().Err() != nil
-	if a.cfg.Polls != nil {
-		now := time.Now()
-		a.cfg.Polls.PollAnswered(now.Sub(start), pollOutcome(msgs, err, gone, a.hub.Closing()), msgs, now)
-	}
-	switch {
-	case err != nil:
-		return err
-	case gone:
+	a.observePoll(start, msgs, err, gone)
+	if gone && err == nil {
 		return nil // the client left; its messages stay until acknowledged
-	case len(msgs) == 0:
-		return c.NoContent(http.StatusNoContent)
 	}
-	return c.JSONBlob(http.StatusOK, poll.AppendBatchJSON(make([]byte, 0, 512), msgs))
+	return a.writePoll(c, msgs, err)
 }
 
 // pollOutcome names how a poll ended, for metrics.
@@ -162,7 +162,7 @@ func (a *API) hold(s string) (time.Duration, error) {
 }
 
 func (a *API) push(c echo.Context) error {
-	return a.publish(c, poll.Publisher, a.hub.Publish)
+	return a.publish(c, poll.Publisher, nil, a.hub.Publish)
 }
 
 func (a *API) send(c echo.Context) error {
@@ -173,7 +173,7 @@ func (a *API) send(c echo.Context) error {
 	if _, err := a.hub.Session(id); err != nil {
 		return err
 	}
-	return a.publish(c, poll.Client, func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
+	return a.publish(c, poll.Client, a.sendCheck(id), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
 }
 
 // batchError is a batch item refused while it was applied.
@@ -181,10 +181,10 @@ type batchError struct {
 	Error *Error `json:"error"`
 }
 
-// publish parses a single push or a batch and applies it with deliver. A
-// single push answers its result or error; a batch answers 202 with one
-// result or error per item, in order.
-func (a *API) publish(c echo.Context, origin poll.Origin, deliver func(poll.Push) (poll.Result, error)) error {
+// publish parses a single push or a batch, checks it whole with check (when
+// not nil) and applies it with deliver. A single push answers its result
+// or error; a batch answers 202 with one result or error per item, in order.
+func (a *API) publish(c echo.Context, origin poll.Origin, check func([]poll.Push) error, deliver func(poll.Push) (poll.Result, error)) error {
 	mt, err := mediaType(c)
 	if err != nil {
 		return err
@@ -199,6 +199,11 @@ func (a *API) publish(c echo.Context, origin poll.Origin, deliver func(poll.Push
 	pushes, batch, err := poll.ParsePushes(body, origin)
 	if err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(pushes); err != nil {
+			return err
+		}
 	}
 	if !batch {
 		res, err := deliver(pushes[0])
@@ -233,34 +238,6 @@ func (a *API) deleteSession(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
-}
-
-// requirePublisher admits a request with a configured publish key as its
-// bearer token, or, when no key is configured, from a loopback address.
-func (a *API) requirePublisher(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if len(a.cfg.PublishKeys) == 0 {
-			ip := net.ParseIP(c.RealIP())
-			if ip == nil || !ip.IsLoopback() {
-				return errLoopbackOnly
-			}
-			return next(c)
-		}
-		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-		if !ok || !a.validKey(strings.TrimSpace(token)) {
-			return errUnauthorized
-		}
-		return next(c)
-	}
-}
-
-// validKey compares token with every key in constant time.
-func (a *API) validKey(token string) bool {
-	match := 0
-	for _, k := range a.cfg.PublishKeys {
-		match |= subtle.ConstantTimeCompare([]byte(token), []byte(k))
-	}
-	return match == 1
 }
 
 // mediaType returns the request's media type, lower-cased without

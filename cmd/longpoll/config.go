@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/longpoll/longpoll/api"
+	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/poll"
 )
 
@@ -18,6 +21,11 @@ const (
 	defaultAddr              = ":8080"
 	defaultCleanupInterval   = 5 * time.Minute
 	defaultHeartbeatInterval = 30 * time.Second
+	defaultMaxSessions       = 100000
+	defaultConnectBurst      = 10
+	defaultSendBurst         = 20
+	defaultReadHeaderTimeout = 10 * time.Second
+	minHeaderBytes           = 1 << 10
 )
 
 // config is the server's configuration, from flags and LONGPOLL_* variables
@@ -34,6 +42,22 @@ type config struct {
 	PublishKeys       []string
 	LogLevel          slog.Level
 	LogFormat         string // text or json
+
+	// Security (README "Security").
+	ConnectSecrets    []string       // HS256 secrets of connect tokens; none: /connect is open
+	TLSCert, TLSKey   string         // PEM files; both or neither
+	CORSOrigins       []string       // origins (or "*") allowed to call the client endpoints
+	AllowCIDRs        []netip.Prefix // client endpoints only from these (empty: anywhere)
+	DenyCIDRs         []netip.Prefix // client endpoints never from these
+	TrustProxies      []netip.Prefix // proxies whose X-Forwarded-For is believed
+	ConnectRate       float64        // per client address per second; 0: off
+	ConnectBurst      int
+	SendRate          float64 // per client address per second; 0: off
+	SendBurst         int
+	MaxSessions       int // 0: no cap
+	MaxParkedPerIP    int // 0: no cap
+	MaxHeaderBytes    int
+	ReadHeaderTimeout time.Duration
 }
 
 // listFlag is a flag that may be repeated; its variable form is
@@ -56,6 +80,54 @@ func (l listFlag) Set(v string) error {
 	return nil
 }
 
+// cidrFlag is a repeatable, comma-separated list of networks ("10.0.0.0/8")
+// or single addresses ("192.0.2.7", "2001:db8::1").
+type cidrFlag struct{ vals *[]netip.Prefix }
+
+func (l cidrFlag) String() string {
+	if l.vals == nil {
+		return ""
+	}
+	parts := make([]string, len(*l.vals))
+	for i, p := range *l.vals {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l cidrFlag) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		p, err := parseCIDR(part)
+		if err != nil {
+			return err
+		}
+		*l.vals = append(*l.vals, p)
+	}
+	return nil
+}
+
+func parseCIDR(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not a network (CIDR such as 10.0.0.0/8)", s)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an IP address nor a network", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
 // envName is the environment variable of a flag: poll-timeout ->
 // LONGPOLL_POLL_TIMEOUT.
 func envName(flagName string) string {
@@ -76,9 +148,24 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", defaultHeartbeatInterval, "how often a $heartbeat goes to every session (0 = off)")
 	fs.DurationVar(&c.OfflineTTL, "offline-ttl", poll.DefaultOfflineTTL, "how long a message for an offline device or user waits, unless the push sets ttl")
 	fs.IntVar(&c.MaxMailbox, "max-mailbox", poll.DefaultMaxMailbox, "most unacknowledged messages per session (and offline messages per device or user)")
-	fs.Var(listFlag{&c.PublishKeys}, "publish-key", "bearer key for /push (repeat or comma-separate for rotation); unset: loopback clients only")
+	fs.Var(listFlag{&c.PublishKeys}, "publish-key", "bearer key for /push, /stats, /presence and /disconnect (repeat or comma-separate for rotation); unset: loopback clients only")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.Var(listFlag{&c.ConnectSecrets}, "connect-secret", fmt.Sprintf("HS256 secret (at least %d bytes) of the JWT that POST /connect then requires (repeat for rotation); unset: /connect is open", auth.MinSecretBytes))
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS with HTTP/2 (needs --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.Var(listFlag{&c.CORSOrigins}, "cors-origins", "origins (scheme://host[:port]) that may call the client endpoints from a browser, or *; unset: none")
+	fs.Var(cidrFlag{&c.AllowCIDRs}, "allow-cidr", "networks that may use the client endpoints (repeatable); unset: any")
+	fs.Var(cidrFlag{&c.DenyCIDRs}, "deny-cidr", "networks that may not use the client endpoints (repeatable; wins over --allow-cidr)")
+	fs.Var(cidrFlag{&c.TrustProxies}, "trust-proxy", "reverse proxies whose X-Forwarded-For names the client address (repeatable); unset: never trust X-Forwarded-For")
+	fs.Float64Var(&c.ConnectRate, "connect-rate", 0, "POST /connect requests per second per client address (IPv6: per /64); 0 = no limit")
+	fs.IntVar(&c.ConnectBurst, "connect-burst", defaultConnectBurst, "burst of --connect-rate")
+	fs.Float64Var(&c.SendRate, "send-rate", 0, "POST /send requests per second per client address (IPv6: per /64); 0 = no limit")
+	fs.IntVar(&c.SendBurst, "send-burst", defaultSendBurst, "burst of --send-rate")
+	fs.IntVar(&c.MaxSessions, "max-sessions", defaultMaxSessions, "most online sessions; a connect beyond gets 503 (0 = no cap)")
+	fs.IntVar(&c.MaxParkedPerIP, "max-parked-per-ip", 0, "most polls one client address (IPv6: /64) may have open at once (0 = no cap)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", api.DefaultMaxHeaderBytes, "largest request line plus headers; beyond: 431")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "time a client has to send its request headers")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: longpoll [flags]\n\nAn HTTP long-polling push server. Every flag can also be set with its\nLONGPOLL_* environment variable (e.g. --poll-timeout as LONGPOLL_POLL_TIMEOUT);\na flag on the command line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -95,15 +182,29 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
-	var fromEnv []string
-	if len(c.PublishKeys) > 0 {
-		fromEnv, c.PublishKeys = c.PublishKeys, nil
+	// A list given on the command line replaces its variable's list.
+	stringLists := []*[]string{&c.PublishKeys, &c.ConnectSecrets, &c.CORSOrigins}
+	cidrLists := []*[]netip.Prefix{&c.AllowCIDRs, &c.DenyCIDRs, &c.TrustProxies}
+	envStrings := make([][]string, len(stringLists))
+	for i, l := range stringLists {
+		envStrings[i], *l = *l, nil
+	}
+	envCIDRs := make([][]netip.Prefix, len(cidrLists))
+	for i, l := range cidrLists {
+		envCIDRs[i], *l = *l, nil
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if len(c.PublishKeys) == 0 {
-		c.PublishKeys = fromEnv
+	for i, l := range stringLists {
+		if len(*l) == 0 {
+			*l = envStrings[i]
+		}
+	}
+	for i, l := range cidrLists {
+		if len(*l) == 0 {
+			*l = envCIDRs[i]
+		}
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -141,5 +242,46 @@ func (c config) validate() error {
 	if c.Addr == "" {
 		errs = append(errs, errors.New("--addr must not be empty"))
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
+}
+
+func (c config) validateSecurity() []error {
+	var errs []error
+	for _, s := range c.ConnectSecrets {
+		if len(s) < auth.MinSecretBytes {
+			errs = append(errs, fmt.Errorf("--connect-secret must be at least %d bytes (256 bits, RFC 7518) for HS256, got %d", auth.MinSecretBytes, len(s)))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	}
+	for _, o := range c.CORSOrigins {
+		if err := api.ValidOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("--cors-origins: %v", err))
+		}
+	}
+	rate := func(name string, r float64, burstName string, burst int) {
+		if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+			errs = append(errs, fmt.Errorf("--%s must be 0 (off) or a positive number of requests per second, got %v", name, r))
+		}
+		if burst < 1 {
+			errs = append(errs, fmt.Errorf("--%s must be at least 1, got %d", burstName, burst))
+		}
+	}
+	rate("connect-rate", c.ConnectRate, "connect-burst", c.ConnectBurst)
+	rate("send-rate", c.SendRate, "send-burst", c.SendBurst)
+	if c.MaxSessions < 0 {
+		errs = append(errs, fmt.Errorf("--max-sessions must be 0 (no cap) or positive, got %d", c.MaxSessions))
+	}
+	if c.MaxParkedPerIP < 0 {
+		errs = append(errs, fmt.Errorf("--max-parked-per-ip must be 0 (no cap) or positive, got %d", c.MaxParkedPerIP))
+	}
+	if c.MaxHeaderBytes < minHeaderBytes {
+		errs = append(errs, fmt.Errorf("--max-header-bytes must be at least %d, got %d", minHeaderBytes, c.MaxHeaderBytes))
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--read-header-timeout must be positive, got %s", c.ReadHeaderTimeout))
+	}
+	return errs
 }

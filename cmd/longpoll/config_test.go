@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,90 @@ func TestParseConfigRejectsBadValues(t *testing.T) {
 	if _, err := parseConfig([]string{"--help"}, env(nil), &help); !errors.Is(err, flag.ErrHelp) ||
 		!strings.Contains(help.String(), "LONGPOLL_") || !strings.Contains(help.String(), "max-poll-timeout") {
 		t.Errorf("--help: %v\n%s", err, help.String())
+	}
+}
+
+func TestParseConfigSecurityDefaults(t *testing.T) {
+	c, err := parseConfig(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ConnectSecrets) != 0 || c.TLSCert != "" || c.TLSKey != "" || len(c.CORSOrigins) != 0 ||
+		len(c.AllowCIDRs) != 0 || len(c.DenyCIDRs) != 0 || len(c.TrustProxies) != 0 ||
+		c.ConnectRate != 0 || c.SendRate != 0 || c.ConnectBurst != 10 || c.SendBurst != 20 ||
+		c.MaxSessions != 100000 || c.MaxParkedPerIP != 0 || c.MaxHeaderBytes != 16<<10 || c.ReadHeaderTimeout != 10*time.Second {
+		t.Fatalf("security defaults %+v", c)
+	}
+}
+
+func TestParseConfigSecurityFlags(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	c, err := parseConfig([]string{
+		"--connect-secret", secret, "--connect-secret", secret + "2",
+		"--tls-cert", "c.pem", "--tls-key", "k.pem",
+		"--cors-origins", "https://app.example.com,http://localhost:3000",
+		"--allow-cidr", "10.0.0.0/8", "--allow-cidr", "192.0.2.7,2001:db8::/32",
+		"--deny-cidr", "10.66.0.0/16",
+		"--trust-proxy", "127.0.0.1",
+		"--connect-rate", "0.5", "--connect-burst", "3", "--send-rate", "20", "--send-burst", "40",
+		"--max-sessions", "0", "--max-parked-per-ip", "8", "--max-header-bytes", "8192", "--read-header-timeout", "2s",
+	}, env(map[string]string{"LONGPOLL_ALLOW_CIDR": "172.16.0.0/12", "LONGPOLL_DENY_CIDR": "10.0.0.0/8"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(ps []netip.Prefix) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.String())
+		}
+		return strings.Join(out, ",")
+	}
+	if len(c.ConnectSecrets) != 2 || c.TLSCert != "c.pem" || c.TLSKey != "k.pem" ||
+		strings.Join(c.CORSOrigins, " ") != "https://app.example.com http://localhost:3000" ||
+		str(c.AllowCIDRs) != "10.0.0.0/8,192.0.2.7/32,2001:db8::/32" || str(c.DenyCIDRs) != "10.66.0.0/16" ||
+		str(c.TrustProxies) != "127.0.0.1/32" ||
+		c.ConnectRate != 0.5 || c.ConnectBurst != 3 || c.SendRate != 20 || c.SendBurst != 40 ||
+		c.MaxSessions != 0 || c.MaxParkedPerIP != 8 || c.MaxHeaderBytes != 8192 || c.ReadHeaderTimeout != 2*time.Second {
+		t.Fatalf("parsed %+v", c)
+	}
+	// from the environment alone
+	c, err = parseConfig(nil, env(map[string]string{
+		"LONGPOLL_CONNECT_SECRET": secret,
+		"LONGPOLL_CORS_ORIGINS":   "*",
+		"LONGPOLL_DENY_CIDR":      "10.1.2.0/24, ::ffff:10.9.0.0/112",
+		"LONGPOLL_SEND_RATE":      "5",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ConnectSecrets) != 1 || c.CORSOrigins[0] != "*" || str(c.DenyCIDRs) != "10.1.2.0/24,10.9.0.0/16" || c.SendRate != 5 {
+		t.Fatalf("from env %+v", c)
+	}
+}
+
+func TestParseConfigRejectsBadSecurityValues(t *testing.T) {
+	cases := map[string][]string{
+		"at least 32 bytes":     {"--connect-secret", "short"},
+		"give both or neither":  {"--tls-cert", "c.pem"},
+		"--tls-cert and":        {"--tls-key", "k.pem"},
+		"not an origin":         {"--cors-origins", "app.example.com"},
+		"https://a.example/x":   {"--cors-origins", "https://a.example/x"},
+		"not a network":         {"--allow-cidr", "10.0.0.0/33"},
+		"neither an IP":         {"--deny-cidr", "example.com"},
+		"trust-proxy":           {"--trust-proxy", "10.0.0.0/"},
+		"--connect-rate":        {"--connect-rate", "-1"},
+		"--send-rate":           {"--send-rate", "NaN"},
+		"--connect-burst":       {"--connect-burst", "0"},
+		"--send-burst":          {"--send-burst", "-3"},
+		"--max-sessions":        {"--max-sessions", "-1"},
+		"--max-parked-per-ip":   {"--max-parked-per-ip", "-1"},
+		"--max-header-bytes":    {"--max-header-bytes", "100"},
+		"--read-header-timeout": {"--read-header-timeout", "0s"},
+	}
+	for want, args := range cases {
+		_, err := parseConfig(args, env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: %v, want an error mentioning %q", args, err, want)
+		}
 	}
 }

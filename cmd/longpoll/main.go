@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/api"
+	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/jobs"
 	"github.com/longpoll/longpoll/metrics"
 	"github.com/longpoll/longpoll/poll"
@@ -49,7 +50,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	log := newLogger(cfg, stdout)
-	if err := serve(ctx, cfg, log); err != nil {
+	var certs *certReloader
+	if cfg.TLSCert != "" {
+		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			fmt.Fprintf(stderr, "longpoll: configuration: %v\n", err)
+			return 2
+		}
+	}
+	var verifier *auth.Verifier
+	if len(cfg.ConnectSecrets) > 0 {
+		if verifier, err = auth.NewVerifier(auth.Config{Secrets: cfg.ConnectSecrets}); err != nil {
+			fmt.Fprintf(stderr, "longpoll: configuration: --connect-secret: %v\n", err)
+			return 2
+		}
+	}
+	if err := serve(ctx, cfg, log, certs, verifier); err != nil {
 		log.Error("server failed", "err", err)
 		return 1
 	}
@@ -64,23 +79,54 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// serverHeaderBytes is the http.Server's own cap on request headers, as a
+// multiple of --max-header-bytes: between the two, the API answers 431 with
+// its JSON error body; beyond, net/http answers a plain 431 before reading
+// more.
+const serverHeaderBytes = 2
+
 // serve wires the hub, the HTTP edge and the jobs, and runs them until ctx
-// ends. Shutdown order: stop the jobs, close the hub (parked polls answer
-// 204 at once), then shut the HTTP server down with a deadline.
-func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+// ends; certs (nil: plain HTTP) serves HTTPS with HTTP/2, verifier (nil:
+// open) authenticates connects. Shutdown order: stop the jobs, close the
+// hub (parked polls answer 204 at once), then shut the HTTP server down
+// with a deadline.
+func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloader, verifier *auth.Verifier) error {
 	var hub *poll.Hub
 	m := metrics.New(metrics.Sources{Stats: func() poll.Stats { return hub.Stats() }})
 	hub = poll.NewHub(poll.Config{
-		MaxMailbox: cfg.MaxMailbox,
-		OfflineTTL: cfg.OfflineTTL,
-		SessionTTL: cfg.SessionTTL,
-		Logger:     log,
-		Observer:   m,
+		MaxMailbox:  cfg.MaxMailbox,
+		OfflineTTL:  cfg.OfflineTTL,
+		SessionTTL:  cfg.SessionTTL,
+		MaxSessions: cfg.MaxSessions,
+		Logger:      log,
+		Observer:    m,
 	})
+	inner, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	// With plain HTTP, parked polls give their connection back to the
+	// server through this listener (api/park.go); TLS serves them in place.
+	var ln net.Listener = inner
+	var parkLn *api.Listener
+	if certs == nil {
+		parkLn = api.NewListener(inner)
+		ln = parkLn
+	}
 	e := api.New(hub, api.Config{
+		Listener:       parkLn,
 		PollTimeout:    cfg.PollTimeout,
 		MaxPollTimeout: cfg.MaxPollTimeout,
 		PublishKeys:    cfg.PublishKeys,
+		Auth:           verifier,
+		CORSOrigins:    cfg.CORSOrigins,
+		AllowNets:      cfg.AllowCIDRs,
+		DenyNets:       cfg.DenyCIDRs,
+		TrustedProxies: cfg.TrustProxies,
+		ConnectLimit:   api.RateLimit{Rate: cfg.ConnectRate, Burst: cfg.ConnectBurst},
+		SendLimit:      api.RateLimit{Rate: cfg.SendRate, Burst: cfg.SendBurst},
+		MaxParkedPerIP: cfg.MaxParkedPerIP,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
 		Static:         public.FS,
 		Polls:          m,
 		Metrics:        m.Handler(),
@@ -88,19 +134,18 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	})
 	srv := &http.Server{
 		Handler:           e,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      cfg.MaxPollTimeout + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    serverHeaderBytes * cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if certs != nil {
+		srv.TLSConfig = certs.tlsConfig()
 	}
 	srv.RegisterOnShutdown(hub.Close)
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return err
-	}
 	sched, err := jobs.Start(hub, jobs.Config{
 		CleanupInterval:   cfg.CleanupInterval,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -110,11 +155,19 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		ln.Close()
 		return err
 	}
-	log.Info("longpoll listening", "addr", ln.Addr().String(), "pollTimeout", cfg.PollTimeout,
-		"sessionTTL", cfg.SessionTTL, "heartbeat", cfg.HeartbeatInterval, "publishKeys", len(cfg.PublishKeys))
+	log.Info("longpoll listening", "addr", ln.Addr().String(), "tls", certs != nil, "pollTimeout", cfg.PollTimeout,
+		"sessionTTL", cfg.SessionTTL, "heartbeat", cfg.HeartbeatInterval, "publishKeys", len(cfg.PublishKeys),
+		"clientAuth", verifier != nil, "maxSessions", cfg.MaxSessions)
+	warnInsecure(cfg, log)
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if certs != nil {
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 
 	var serveErr error
 	select {
@@ -125,9 +178,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := sched.Stop(); err != nil {
 		log.Warn("stopping jobs", "err", err)
 	}
-	hub.Close()
+	hub.Close() // answers every parked poll 204 at once
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	if parkLn != nil {
+		if err := parkLn.WaitParked(sctx); err != nil {
+			log.Warn("parked polls not all answered before the deadline", "err", err)
+		}
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown deadline passed; closing connections", "err", err)
 		srv.Close()
@@ -137,4 +195,21 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// minPublishKeyBytes is the publish key length below which the server
+// warns at start (128 bits as 16 random bytes).
+const minPublishKeyBytes = 16
+
+// warnInsecure logs the configuration choices that are unsafe on a public
+// address (README "Security").
+func warnInsecure(cfg config, log *slog.Logger) {
+	for _, k := range cfg.PublishKeys {
+		if len(k) < minPublishKeyBytes {
+			log.Warn("a --publish-key is shorter than 16 bytes; use a long random key", "length", len(k))
+		}
+	}
+	if len(cfg.PublishKeys) == 0 {
+		log.Info("no --publish-key: /push, /stats, /presence and /disconnect accept loopback clients only (behind a proxy on this host, set a key)")
+	}
 }

@@ -1,0 +1,156 @@
+package api
+
+import (
+	"context"
+	"net"
+	"sync"
+)
+
+// Listener wraps the server's listener so that connections the API took
+// over while a poll was parked can be handed back to the HTTP server once
+// the poll is answered: Accept returns them as if they were new, and the
+// server reads the client's next request from them. Everything but
+// Accept and Close is the inner listener's.
+type Listener struct {
+	net.Listener
+	back     chan net.Conn
+	accepted chan acceptResult
+	closed   chan struct{}
+	once     sync.Once
+
+	mu       sync.Mutex // orders Return against Close
+	isClosed bool
+
+	parked  int             // taken-over connections not yet handed back (under mu)
+	drained []chan struct{} // closed when parked drops to 0 (under mu)
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+// NewListener wraps inner. It starts one goroutine, which ends when Close
+// is called.
+func NewListener(inner net.Listener) *Listener {
+	l := &Listener{
+		Listener: inner,
+		back:     make(chan net.Conn, 1024),
+		accepted: make(chan acceptResult),
+		closed:   make(chan struct{}),
+	}
+	go l.acceptLoop()
+	return l
+}
+
+func (l *Listener) acceptLoop() {
+	for {
+		c, err := l.Listener.Accept()
+		select {
+		case l.accepted <- acceptResult{c, err}:
+		case <-l.closed:
+			if c != nil {
+				c.Close()
+			}
+			return
+		}
+		if err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				return // the inner listener is closed or broken; Accept reported it
+			}
+		}
+	}
+}
+
+// Accept returns the next new or handed-back connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.back:
+		return c, nil
+	default:
+	}
+	select {
+	case c := <-l.back:
+		return c, nil
+	case r := <-l.accepted:
+		return r.c, r.err
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Return hands c back to the server. After Close, or when the hand-back
+// queue is full, c is closed instead (the client reconnects).
+func (l *Listener) Return(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isClosed {
+		c.Close()
+		return
+	}
+	select {
+	case l.back <- c:
+	default:
+		c.Close()
+	}
+}
+
+// Close stops accepting; connections waiting to be handed back are closed.
+func (l *Listener) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.isClosed = true
+		l.mu.Unlock()
+		close(l.closed)
+		err = l.Listener.Close()
+		for {
+			select {
+			case c := <-l.back:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return err
+}
+
+// hold records a connection taken over while its poll is parked; release
+// (after Return or closing it) ends that record.
+func (l *Listener) hold() {
+	l.mu.Lock()
+	l.parked++
+	l.mu.Unlock()
+}
+
+func (l *Listener) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parked--; l.parked == 0 {
+		for _, ch := range l.drained {
+			close(ch)
+		}
+		l.drained = nil
+	}
+}
+
+// WaitParked waits until every taken-over connection has been answered and
+// handed back or closed, or ctx ends. Call it after the hub is closed
+// (which answers every parked poll) and before shutting the server down.
+func (l *Listener) WaitParked(ctx context.Context) error {
+	l.mu.Lock()
+	if l.parked == 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	l.drained = append(l.drained, ch)
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,202 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/longpoll/longpoll/poll"
+)
+
+// Parked polls without a goroutine.
+//
+// A parked poll held in an ordinary handler keeps a goroutine with its stack
+// and net/http's per-connection buffers: about 20 KiB. For plain HTTP/1.1
+// the API instead parks the poll in the hub (Hub.Park) and takes the
+// connection over (hijack): while parked it holds only the socket and a
+// small record. When the poll is answered the response is written straight
+// to the socket and the connection is handed back to the HTTP server
+// through the Listener, which serves the client's next request on it.
+// HTTP/2, TLS and "Connection: close" requests use the ordinary path.
+
+// parkable reports whether r may take the goroutine-free path.
+func (a *API) parkable(r *http.Request) bool {
+	return a.cfg.Listener != nil && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil && !r.Close
+}
+
+// pollResult is the outcome of a parked poll.
+type pollResult struct {
+	msgs []poll.Message
+	err  error
+}
+
+// parkedPoll is one poll parked in the hub. ready is closed once the
+// handler has decided who answers: conn set means the poll's done callback
+// writes the response; conn nil means the handler itself waits on result.
+type parkedPoll struct {
+	a      *API
+	start  time.Time
+	ready  chan struct{}
+	conn   net.Conn
+	header http.Header
+	result chan pollResult
+	after  func() // runs once the poll is answered (per-IP accounting)
+}
+
+// dataParked serves a poll through Hub.Park. after (may be nil) runs once
+// the poll has been answered, whichever way.
+func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hold time.Duration, after func()) error {
+	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), result: make(chan pollResult, 1), after: after}
+	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
+	if !parked {
+		if after != nil {
+			after()
+		}
+		a.observePoll(p.start, msgs, err, false)
+		return a.writePoll(c, msgs, err)
+	}
+	conn, brw, herr := c.Response().Hijack()
+	if herr == nil {
+		a.cfg.Listener.hold()
+		p.conn = withBuffered(conn, brw.Reader)
+		p.header = c.Response().Header().Clone()
+	}
+	close(p.ready)
+	if p.conn != nil {
+		return nil
+	}
+	r := <-p.result // bounded by the hold
+	return a.writePoll(c, r.msgs, r.err)
+}
+
+// done is the hub's callback: it answers the poll.
+func (p *parkedPoll) done(msgs []poll.Message, err error) {
+	<-p.ready
+	if p.after != nil {
+		defer p.after()
+	}
+	if p.conn == nil {
+		p.a.observePoll(p.start, msgs, err, false)
+		p.result <- pollResult{msgs, err}
+		return
+	}
+	defer p.a.cfg.Listener.release()
+	p.a.observePoll(p.start, msgs, err, false)
+	p.a.writeRaw(p.conn, p.header, msgs, err)
+}
+
+// writePoll writes a poll's answer through echo.
+func (a *API) writePoll(c echo.Context, msgs []poll.Message, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case len(msgs) == 0:
+		return c.NoContent(http.StatusNoContent)
+	}
+	return c.JSONBlob(http.StatusOK, poll.AppendBatchJSON(make([]byte, 0, 512), msgs))
+}
+
+// observePoll reports an answered poll to the metrics.
+func (a *API) observePoll(start time.Time, msgs []poll.Message, err error, gone bool) {
+	if a.cfg.Polls != nil {
+		now := time.Now()
+		a.cfg.Polls.PollAnswered(now.Sub(start), pollOutcome(msgs, err, gone, a.hub.Closing()), msgs, now)
+	}
+}
+
+var rawBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// skipHeaders are set by writeRaw itself, or must not be copied.
+var skipHeaders = map[string]bool{
+	"Content-Type": true, "Content-Length": true, "Transfer-Encoding": true,
+	"Connection": true, "Date": true, "Keep-Alive": true,
+}
+
+// writeRaw writes the HTTP/1.1 response of a parked poll to conn and hands
+// conn back to the server (or closes it when shutting down or on a write
+// error). header holds headers set before the poll parked (Cache-Control,
+// CORS).
+func (a *API) writeRaw(conn net.Conn, header http.Header, msgs []poll.Message, err error) {
+	hp, bp := rawBufs.Get().(*[]byte), rawBufs.Get().(*[]byte)
+	buf, body := (*hp)[:0], (*bp)[:0]
+	defer func() {
+		*hp, *bp = buf[:0], body[:0]
+		rawBufs.Put(hp)
+		rawBufs.Put(bp)
+	}()
+
+	status := http.StatusNoContent
+	switch {
+	case err != nil:
+		ae := toError(err)
+		status = ae.Status
+		b, _ := json.Marshal(struct {
+			Error *Error `json:"error"`
+		}{ae})
+		body = append(body, b...)
+		a.log.Warn("request refused", "method", http.MethodGet, "path", "/data", "status", ae.Status, "code", ae.Code, "remote", conn.RemoteAddr().String())
+	case len(msgs) > 0:
+		status = http.StatusOK
+		body = poll.AppendBatchJSON(body, msgs)
+	}
+	closing := a.hub.Closing()
+
+	buf = append(buf, "HTTP/1.1 "...)
+	buf = strconv.AppendInt(buf, int64(status), 10)
+	buf = append(buf, ' ')
+	buf = append(buf, http.StatusText(status)...)
+	buf = append(buf, "\r\nDate: "...)
+	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
+	for k, vs := range header {
+		if skipHeaders[k] {
+			continue
+		}
+		for _, v := range vs {
+			buf = append(append(append(append(buf, "\r\n"...), k...), ": "...), v...)
+		}
+	}
+	if closing {
+		buf = append(buf, "\r\nConnection: close"...)
+	}
+	if status != http.StatusNoContent {
+		buf = append(buf, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+		buf = strconv.AppendInt(buf, int64(len(body)), 10)
+	}
+	buf = append(buf, "\r\n\r\n"...)
+	buf = append(buf, body...)
+
+	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, werr := conn.Write(buf); werr != nil || closing {
+		conn.Close()
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	a.cfg.Listener.Return(conn)
+}
+
+// bufferedConn is a connection with bytes the server had already read
+// ahead (a pipelined request) in front of it.
+type bufferedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// withBuffered keeps what r had buffered from conn, if anything.
+func withBuffered(conn net.Conn, r *bufio.Reader) net.Conn {
+	n := r.Buffered()
+	if n == 0 {
+		return conn
+	}
+	b, _ := r.Peek(n)
+	return &bufferedConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)}
+}
