@@ -96,15 +96,31 @@ func (r *Registry) Get(id string) (*Session, bool) {
 
 // Touch refreshes the idle timer of the session with id and returns it. It
 // fails for unknown and already expired sessions; it never revives one.
+//
+// A session touched within the last touchSlack keeps its expiry: polls come
+// back to back, and rewriting the cache entry (under the cache's single
+// write lock) for each of them would cost more than the precision is worth.
+// Expiry still happens between TTL-touchSlack and TTL after the last poll,
+// when the cleanup job runs.
 func (r *Registry) Touch(id string) (*Session, bool) {
-	s, ok := r.Get(id)
+	v, exp, ok := r.cache.GetWithExpiration(id)
 	if !ok {
 		return nil, false
+	}
+	s := v.(*Session)
+	if time.Until(exp) > r.ttl-r.touchSlack() {
+		return s, true
 	}
 	if r.cache.Replace(id, s, r.ttl) != nil {
 		return nil, false
 	}
 	return s, true
+}
+
+// touchSlack is how recent a refresh may be for Touch to skip it: 1% of
+// the TTL, at most a second.
+func (r *Registry) touchSlack() time.Duration {
+	return min(r.ttl/100, time.Second)
 }
 
 // DeleteExpired evicts every session idle past the TTL, calling onExpire for
