@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +108,21 @@ func BenchmarkConnect(b *testing.B) {
 	for b.Loop() {
 		i++
 		if _, err := h.Connect(session.Request{DeviceID: fmt.Sprint("d", i%5000), UserID: "u"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseBatch100: decoding and validating a batch of 100 pushes.
+func BenchmarkParseBatch100(b *testing.B) {
+	items := make([]string, 100)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"to":{"sessionId":"ZG5xJ0IHu3Vz1gzSq5Y1W%03d"},"data":{"n":%d}}`, i, i)
+	}
+	body := []byte("[" + strings.Join(items, ",") + "]")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := ParsePushes(body, Publisher); err != nil {
 			b.Fatal(err)
 		}
 	}

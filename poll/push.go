@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,6 +120,23 @@ func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err err
 		}
 		return []Push{p}, false, nil
 	}
+	// Fast path: one decoding pass over the whole batch. Any error sends
+	// the batch through the item-by-item path below, which names the index.
+	var ws []*wirePush
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if dec.Decode(&ws) == nil && session.AtEOF(dec) && len(ws) <= MaxBatchSize && !slices.Contains(ws, nil) {
+		pushes = make([]Push, len(ws))
+		i := 0
+		for ; i < len(ws); i++ {
+			if pushes[i], err = fromWire(ws[i], origin); err != nil {
+				break
+			}
+		}
+		if i == len(ws) {
+			return pushes, true, nil
+		}
+	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(body, &items); err != nil {
 		return nil, true, fmt.Errorf("%w: malformed JSON array", session.ErrInvalidPayload)
@@ -154,6 +172,11 @@ func parsePush(body []byte, origin Origin) (Push, error) {
 	if !session.AtEOF(dec) {
 		return Push{}, fmt.Errorf("%w: trailing data after the JSON object", session.ErrInvalidPayload)
 	}
+	return fromWire(&w, origin)
+}
+
+// fromWire validates a decoded push item.
+func fromWire(w *wirePush, origin Origin) (Push, error) {
 	var p Push
 	if err := p.setTarget(w.To, origin); err != nil {
 		return Push{}, err
@@ -194,23 +217,27 @@ func (p *Push) setTarget(raw json.RawMessage, origin Origin) error {
 		}
 		return nil // no "to": a broadcast
 	}
-	var w wireTarget
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if raw[0] != '{' || dec.Decode(&w) != nil {
-		if raw[0] == '{' {
-			var probe map[string]json.RawMessage
-			if json.Unmarshal(raw, &probe) == nil {
-				for k := range probe {
-					switch k {
-					case "sessionId", "deviceId", "userId", "topic":
-					default:
-						return invalid("to: unknown field %q (use sessionId, deviceId, userId or topic)", k)
-					}
-				}
-			}
-		}
+	if raw[0] != '{' {
 		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
+	}
+	var w wireTarget
+	for k, v := range obj {
+		switch k {
+		case "sessionId":
+			w.SessionID = v
+		case "deviceId":
+			w.DeviceID = v
+		case "userId":
+			w.UserID = v
+		case "topic":
+			w.Topic = v
+		default:
+			return invalid("to: unknown field %q (use sessionId, deviceId, userId or topic)", k)
+		}
 	}
 	fields := []struct {
 		name string
