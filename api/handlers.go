@@ -8,7 +8,9 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -75,16 +77,16 @@ func (a *API) connect(c echo.Context) error {
 
 func (a *API) data(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
-	q := c.Request().URL.Query()
-	id := q.Get("sessionId")
+	q := c.Request().URL.RawQuery
+	id := queryValue(q, "sessionId")
 	if id == "" {
 		return errMissingSession
 	}
-	ack, hasAck, err := parseCursor(q.Get("cursor"))
+	ack, hasAck, err := parseCursor(queryValue(q, "cursor"))
 	if err != nil {
 		return err
 	}
-	hold, err := a.hold(q.Get("timeout"))
+	hold, err := a.hold(queryValue(q, "timeout"))
 	if err != nil {
 		return err
 	}
@@ -126,6 +128,31 @@ func pollOutcome(msgs []poll.Message, err error, gone, closing bool) string {
 		return "shutdown"
 	}
 	return "timeout"
+}
+
+// queryValue returns the first value of key in the raw query string, as
+// url.Values.Get would, without building the map (polls are the hot path).
+// Keys and values are unescaped; a malformed escape reads as empty.
+func queryValue(raw, key string) string {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.ContainsAny(k, "%+") {
+			var err error
+			if k, err = url.QueryUnescape(k); err != nil {
+				continue
+			}
+		}
+		if k != key {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			v, _ = url.QueryUnescape(v)
+		}
+		return v
+	}
+	return ""
 }
 
 // parseCursor parses the cursor query parameter; empty means "acknowledge

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -197,5 +198,24 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond) // interval of a bounded wait
+	}
+}
+
+func TestQueryValueMatchesURLValues(t *testing.T) {
+	for _, q := range []string{
+		"sessionId=abc&cursor=3&timeout=0.5",
+		"cursor=1&cursor=2&sessionId=a%2Bb",
+		"session%49d=x&timeout=1+2",
+		"sessionId=&cursor=",
+		"sessionId=%zz&cursor=4",
+		"a=1&&b&sessionId=last",
+		"",
+	} {
+		want, _ := url.ParseQuery(q)
+		for _, k := range []string{"sessionId", "cursor", "timeout"} {
+			if got := api.QueryValue(q, k); got != want.Get(k) && !strings.Contains(q, "%zz") {
+				t.Errorf("%q %s: got %q, want %q", q, k, got, want.Get(k))
+			}
+		}
 	}
 }

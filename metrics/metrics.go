@@ -30,6 +30,7 @@ type Metrics struct {
 	connects       prometheus.Counter
 	sessionEnds    *prometheus.CounterVec // by reason
 	polls          *prometheus.CounterVec // by outcome
+	pollsBy        map[string]prometheus.Counter
 	holdSeconds    prometheus.Histogram
 	latencySeconds prometheus.Histogram
 	redelivered    prometheus.Counter
@@ -60,6 +61,11 @@ func New(src Sources) *Metrics {
 		latencySeconds: f.histogram("longpoll_push_delivery_latency_seconds", "From a push being accepted to the first poll response that carries it.",
 			[]float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30}),
 		redelivered: f.counter("longpoll_messages_redelivered_total", "Messages sent again because the client had not acknowledged them."),
+	}
+	// Resolve the known outcomes once: polls are the hot path.
+	m.pollsBy = make(map[string]prometheus.Counter)
+	for _, o := range []string{"messages", "timeout", "superseded", "closed", "not_found", "invalid", "gone", "shutdown", "unavailable", "error"} {
+		m.pollsBy[o] = m.polls.WithLabelValues(o)
 	}
 	gauge := func(name, help string, v func(poll.Stats) int) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
@@ -143,7 +149,11 @@ func (m *Metrics) OfflineExpired(n int) { m.offlineExpired.Add(float64(n)) }
 // each message answered for the first time the latency from its push.
 func (m *Metrics) PollAnswered(held time.Duration, outcome string, msgs []poll.Message, now time.Time) {
 	m.holdSeconds.Observe(held.Seconds())
-	m.polls.WithLabelValues(outcome).Inc()
+	if c, ok := m.pollsBy[outcome]; ok {
+		c.Inc()
+	} else {
+		m.polls.WithLabelValues(outcome).Inc()
+	}
 	for _, msg := range msgs {
 		if msg.Redelivery {
 			m.redelivered.Inc()

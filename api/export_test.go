@@ -1,0 +1,4 @@
+package api
+
+// QueryValue exports queryValue to the tests.
+var QueryValue = queryValue
