@@ -25,7 +25,10 @@
  * backoff ({ initialMs: 500, maxMs: 30000, factor: 2, jitter: 0.5 }),
  * requestTimeoutMs (connect/send/disconnect, default 15000), dedupeWindow
  * (how many message ids to remember, default 1000), fetch (an implementation
- * to use instead of globalThis.fetch).
+ * to use instead of globalThis.fetch), token (for a server started with
+ * --connect-secret: the JWT sent as "Authorization: Bearer" on every
+ * connect; a string, or a function returning one or a promise of one, called
+ * before each connect so a fresh token can be fetched).
  *
  * State (client.state) is one of:
  *   'idle'          not started yet
@@ -128,6 +131,7 @@ export class LongPollClient extends EventTarget {
     this.pollTimeout = options.pollTimeout;
     this.backoff = { ...DEFAULT_BACKOFF, ...(options.backoff || {}) };
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15000;
+    this.token = options.token;
     this.dedupeWindow = options.dedupeWindow ?? 1000;
     this._fetch = options.fetch || ((...args) => globalThis.fetch(...args));
     this._random = options.random || Math.random;
@@ -241,7 +245,8 @@ export class LongPollClient extends EventTarget {
       try {
         if (!this.session) {
           this._setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
-          const session = await this._request('POST', '/connect', this.device);
+          const token = typeof this.token === 'function' ? await this.token() : this.token;
+          const session = await this._request('POST', '/connect', this.device, { token });
           if (gen !== this._gen) {
             // Stopped while connecting: do not leave the new session behind.
             this._request('DELETE', `/session?sessionId=${encodeURIComponent(session.sessionId)}`, undefined, { keepalive: true }).catch(() => {});
@@ -420,7 +425,7 @@ export class LongPollClient extends EventTarget {
   }
 
   /** _request does one HTTP exchange; it returns the JSON body (null for 204) or throws a LongPollError. */
-  async _request(method, path, body, { timeoutMs = this.requestTimeoutMs, keepalive = false } = {}) {
+  async _request(method, path, body, { timeoutMs = this.requestTimeoutMs, keepalive = false, token } = {}) {
     const ctl = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -432,6 +437,7 @@ export class LongPollClient extends EventTarget {
     try {
       const init = { method, signal: ctl.signal, headers: { Accept: 'application/json' }, cache: 'no-store' };
       if (keepalive) init.keepalive = true;
+      if (token) init.headers.Authorization = `Bearer ${token}`;
       if (body !== undefined) {
         init.headers['Content-Type'] = 'application/json';
         init.body = JSON.stringify(body);

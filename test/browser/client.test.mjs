@@ -23,6 +23,7 @@ async function fakeServer(handler) {
       query: Object.fromEntries(u.searchParams),
       body: raw ? JSON.parse(raw) : undefined,
       at: Date.now(),
+      req,
     };
     requests.push(r);
     const out = await handler(r);
@@ -329,6 +330,30 @@ test('disconnect acknowledges what it received (DELETE /session with cursor)', a
   const del = srv.requests.find((r) => r.method === 'DELETE');
   assert.equal(del.query.sessionId, 's1');
   assert.equal(del.query.cursor, '3');
+});
+
+test('token is sent as a bearer on every connect (string or function)', async (t) => {
+  const auths = [];
+  let sessions = 0;
+  const srv = await fakeServer(({ path, req, query }) => {
+    if (path === '/connect') {
+      auths.push(req.headers.authorization);
+      return connected(`s${++sessions}`);
+    }
+    if (path === '/data') return query.sessionId === 's1' ? err(404, 'session_not_found') : 'hang';
+    return { status: 204 };
+  });
+  t.after(() => srv.close());
+  let n = 0;
+  const client = mk(t, { baseUrl: srv.url, deviceId: 'dev-1', token: async () => `jwt-${++n}` });
+  await client.connect();
+  await waitFor(() => sessions === 2, { what: 'a reconnect after 404' });
+  assert.deepEqual(auths, ['Bearer jwt-1', 'Bearer jwt-2']);
+  const fixed = mk(t, { baseUrl: srv.url, deviceId: 'dev-2', token: 'static' });
+  await fixed.connect();
+  assert.equal(auths[2], 'Bearer static');
+  await waitFor(() => srv.polls().some((p) => p.query.sessionId === 's3'), { what: 'the poll of the third session' });
+  assert.ok(srv.requests.filter((r) => r.path === '/data').every((r) => !r.req.headers.authorization), 'polls carry no token');
 });
 
 test('send posts to /send with the session id; after a 404 it reconnects and retries once', async (t) => {
