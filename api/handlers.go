@@ -19,16 +19,25 @@ import (
 	"github.com/longpoll/longpoll/session"
 )
 
+// sessionJSON is a session as the API shows it.
+type sessionJSON struct {
+	SessionID string          `json:"sessionId"`
+	DeviceID  string          `json:"deviceId"`
+	UserID    string          `json:"userId,omitempty"`
+	Topics    []string        `json:"topics"`
+	Meta      json.RawMessage `json:"meta,omitempty"`
+}
+
+func newSessionJSON(s *session.Session) sessionJSON {
+	return sessionJSON{s.ID, s.DeviceID, s.UserID, s.Topics, s.Meta}
+}
+
 // connectResponse is the 201 body of POST /connect.
 type connectResponse struct {
-	SessionID   string          `json:"sessionId"`
-	DeviceID    string          `json:"deviceId"`
-	UserID      string          `json:"userId,omitempty"`
-	Topics      []string        `json:"topics"`
-	Meta        json.RawMessage `json:"meta,omitempty"`
-	Cursor      uint64          `json:"cursor"`
-	PollTimeout int64           `json:"pollTimeout"`
-	SessionTTL  int64           `json:"sessionTTL"`
+	sessionJSON
+	Cursor      uint64 `json:"cursor"`
+	PollTimeout int64  `json:"pollTimeout"`
+	SessionTTL  int64  `json:"sessionTTL"`
 }
 
 func (a *API) connect(c echo.Context) error {
@@ -65,11 +74,7 @@ func (a *API) connect(c echo.Context) error {
 	}
 	a.remember(s.ID, grant)
 	return c.JSON(http.StatusCreated, connectResponse{
-		SessionID:   s.ID,
-		DeviceID:    s.DeviceID,
-		UserID:      s.UserID,
-		Topics:      s.Topics,
-		Meta:        s.Meta,
+		sessionJSON: newSessionJSON(s),
 		PollTimeout: int64(a.cfg.PollTimeout / time.Second),
 		SessionTTL:  int64(a.hub.Config().SessionTTL / time.Second),
 	})
@@ -304,12 +309,8 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 
 // presenceSession is one online session in GET /presence.
 type presenceSession struct {
-	SessionID   string          `json:"sessionId"`
-	DeviceID    string          `json:"deviceId"`
-	UserID      string          `json:"userId,omitempty"`
-	Topics      []string        `json:"topics"`
-	Meta        json.RawMessage `json:"meta,omitempty"`
-	ConnectedAt string          `json:"connectedAt"`
+	sessionJSON
+	ConnectedAt string `json:"connectedAt"`
 }
 
 // presence lists the online sessions of ?userId= or ?deviceId= (exactly
@@ -327,7 +328,7 @@ func (a *API) presence(c echo.Context) error {
 	}
 	out := make([]presenceSession, 0, len(list))
 	for _, s := range list {
-		out = append(out, presenceSession{s.ID, s.DeviceID, s.UserID, s.Topics, s.Meta, s.CreatedAt.UTC().Format(poll.TimeFormat)})
+		out = append(out, presenceSession{newSessionJSON(s), s.CreatedAt.UTC().Format(poll.TimeFormat)})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"sessions": out})
 }

@@ -167,7 +167,7 @@ func parsePush(body []byte, origin Origin) (Push, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return Push{}, fmt.Errorf("%w: %s", session.ErrInvalidPayload, describeDecodeError(err))
+		return Push{}, fmt.Errorf("%w: %s", session.ErrInvalidPayload, session.DescribeJSONError(err))
 	}
 	if !session.AtEOF(dec) {
 		return Push{}, fmt.Errorf("%w: trailing data after the JSON object", session.ErrInvalidPayload)
@@ -295,16 +295,4 @@ func (p *Push) setTarget(raw json.RawMessage, origin Origin) error {
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{session.ErrInvalidPayload}, args...)...)
-}
-
-func describeDecodeError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("field %q has the wrong type (want %s)", te.Field, te.Type.String())
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if msg == "EOF" {
-		return "empty body"
-	}
-	return msg
 }

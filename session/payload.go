@@ -104,7 +104,7 @@ func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
+		return fmt.Errorf("%w: %s", ErrInvalidPayload, DescribeJSONError(err))
 	}
 	if !AtEOF(dec) {
 		return fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidPayload)
@@ -119,8 +119,9 @@ func AtEOF(dec *json.Decoder) bool {
 	return err == io.EOF
 }
 
-// describeJSONError turns a decoding error into a message for the client.
-func describeJSONError(err error) string {
+// DescribeJSONError turns an encoding/json decoding error into a message
+// for the client (no "json:" prefix; a wrong type names the field).
+func DescribeJSONError(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		return fmt.Sprintf("field %q must be %s", te.Field, te.Type.String())
