@@ -290,6 +290,15 @@ func TestEndToEndWalkThrough(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("shutdown took %v", took)
 	}
+	// Session IDs are credentials: logs at info and above show them shortened only.
+	for _, id := range []string{sid, sid2, sid3} {
+		if strings.Contains(s.logs.String(), id) {
+			t.Fatalf("a full session id appears in the server log")
+		}
+	}
+	if !strings.Contains(s.logs.String(), sid[:8]+"…") {
+		t.Fatalf("the log does not name sessions by their short id:\n%s", s.logs.String())
+	}
 }
 
 // statsLine reports "parked" when the server has a parked poll. It reads
