@@ -77,20 +77,29 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 	return a.writePoll(c, r.msgs, r.err)
 }
 
-// done is the hub's callback: it answers the poll.
-func (p *parkedPoll) done(msgs []poll.Message, err error) {
+// done is the hub's callback: it answers the poll. What it returns hands
+// the connection back to the server, after the answers of the same
+// fan-out are written.
+func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 	<-p.ready
-	if p.after != nil {
-		defer p.after()
-	}
-	if p.conn == nil {
-		p.a.observePoll(p.start, msgs, err, false)
-		p.result <- pollResult{msgs, err}
-		return
-	}
-	defer p.a.cfg.Listener.release()
 	p.a.observePoll(p.start, msgs, err, false)
-	p.a.writeRaw(p.conn, p.header, msgs, err)
+	if p.conn == nil {
+		p.result <- pollResult{msgs, err}
+		if p.after != nil {
+			p.after()
+		}
+		return nil
+	}
+	keep := p.a.writeRaw(p.conn, p.header, msgs, err)
+	return func() {
+		if keep {
+			p.a.cfg.Listener.Return(p.conn)
+		}
+		p.a.cfg.Listener.release()
+		if p.after != nil {
+			p.after()
+		}
+	}
 }
 
 // writePoll writes a poll's answer through echo.
@@ -120,11 +129,11 @@ var skipHeaders = map[string]bool{
 	"Connection": true, "Date": true, "Keep-Alive": true,
 }
 
-// writeRaw writes the HTTP/1.1 response of a parked poll to conn and hands
-// conn back to the server (or closes it when shutting down or on a write
-// error). header holds headers set before the poll parked (Cache-Control,
-// CORS).
-func (a *API) writeRaw(conn net.Conn, header http.Header, msgs []poll.Message, err error) {
+// writeRaw writes the HTTP/1.1 response of a parked poll to conn. It
+// reports whether conn may serve another request; if not (shutting down,
+// write error) it has closed it. header holds headers set before the poll
+// parked (Cache-Control, CORS).
+func (a *API) writeRaw(conn net.Conn, header http.Header, msgs []poll.Message, err error) (keep bool) {
 	hp, bp := rawBufs.Get().(*[]byte), rawBufs.Get().(*[]byte)
 	buf, body := (*hp)[:0], (*bp)[:0]
 	defer func() {
@@ -176,10 +185,10 @@ func (a *API) writeRaw(conn net.Conn, header http.Header, msgs []poll.Message, e
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, werr := conn.Write(buf); werr != nil || closing {
 		conn.Close()
-		return
+		return false
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
-	a.cfg.Listener.Return(conn)
+	return true
 }
 
 // bufferedConn is a connection with bytes the server had already read

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -374,7 +375,7 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 // come back at once (parked false). Otherwise done is called exactly once,
 // later, from another goroutine: as Mailbox.Park says, and with (nil, nil)
 // when the hub closes. Both ends refresh the session's idle timer.
-func (h *Hub) Park(id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error)) (msgs []Message, err error, parked bool) {
+func (h *Hub) Park(id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
 	if h.stopped() {
 		return nil, ErrClosed, false
 	}
@@ -385,9 +386,9 @@ func (h *Hub) Park(id string, ack uint64, hasAck bool, hold time.Duration, done 
 	if box == nil {
 		return nil, ErrSessionNotFound, false
 	}
-	msgs, err, parked = box.Park(ack, hasAck, hold, func(msgs []Message, err error) {
+	msgs, err, parked = box.Park(ack, hasAck, hold, func(msgs []Message, err error) func() {
 		h.dir.Touch(id)
-		done(msgs, err)
+		return done(msgs, err)
 	})
 	if parked && h.stopped() {
 		box.WakeAsync() // Close ran while we parked: do not wait out the hold
@@ -479,7 +480,9 @@ func (h *Hub) route(to Target, env *Envelope) (Result, error) {
 		if box == nil {
 			return Result{}, ErrSessionNotFound
 		}
-		if err := box.Append(env, false); err != nil {
+		u, err := box.AppendWake(env, false)
+		runWakeups([]Wakeup{u}) // the publisher answers the parked poll itself
+		if err != nil {
 			if err == ErrSessionClosed {
 				err = ErrSessionNotFound
 			}
@@ -488,19 +491,21 @@ func (h *Hub) route(to Target, env *Envelope) (Result, error) {
 		res.Delivered = 1
 	case ToDevice:
 		h.mu.RLock()
-		defer h.mu.RUnlock()
-		var err error
 		var box *Mailbox
 		if s := h.dir.ByDevice(to.DeviceID); s != nil {
 			box = h.mailbox(s.ID)
 		}
+		var u Wakeup
+		var err error
 		if box != nil {
-			err = box.Append(env, false)
+			u, err = box.AppendWake(env, false)
 			res.Delivered = 1
 		} else {
 			err = h.store.Put(deviceKey(to.DeviceID), env, h.cfg.MaxMailbox)
 			res.Stored = 1
 		}
+		h.mu.RUnlock()
+		runWakeups([]Wakeup{u}) // the publisher answers the parked poll itself
 		if err != nil {
 			return Result{}, err
 		}
@@ -527,17 +532,56 @@ func (h *Hub) route(to Target, env *Envelope) (Result, error) {
 // fanOut appends env to each session's mailbox, counting deliveries and
 // full mailboxes. Sessions that ended since the snapshot are skipped.
 func (h *Hub) fanOut(sessions []*session.Session, env *Envelope, res *Result) {
+	var wake []Wakeup
 	for _, s := range sessions {
 		box := h.mailbox(s.ID)
 		if box == nil {
 			continue
 		}
-		switch box.Append(env, false) {
+		u, err := box.AppendWake(env, false)
+		switch err {
 		case nil:
 			res.Delivered++
 		case ErrMailboxFull:
 			res.Rejected++
 		}
+		if u.w != nil {
+			wake = append(wake, u)
+		}
+	}
+	runWakeups(wake)
+}
+
+// inlineWakeups is how many answered polls a publisher writes itself;
+// larger fan-outs are written by one goroutine per processor, so the
+// publisher is not held up and the answers go out before the re-polls
+// they cause are served.
+const inlineWakeups = 8
+
+func runWakeups(wake []Wakeup) {
+	if len(wake) <= inlineWakeups {
+		runAll(wake)
+		return
+	}
+	chunk := (len(wake) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	for len(wake) > 0 {
+		part := wake[:min(chunk, len(wake))]
+		wake = wake[len(part):]
+		go runAll(part)
+	}
+}
+
+// runAll writes every answer, then runs their thens (hands the
+// connections back).
+func runAll(wake []Wakeup) {
+	var thens []func()
+	for _, u := range wake {
+		if then := u.Run(); then != nil {
+			thens = append(thens, then)
+		}
+	}
+	for _, then := range thens {
+		then()
 	}
 }
 

@@ -53,33 +53,58 @@ type waiter struct {
 // asyncWaiter is the part of a parked poll that lives without a goroutine.
 type asyncWaiter struct {
 	box   *Mailbox
-	timer *time.Timer                     // ends the hold
-	done  func(msgs []Message, err error) // called once, never under a lock
+	timer *time.Timer                                   // ends the hold
+	done  func(msgs []Message, err error) (then func()) // called once, never under a lock
 }
 
 // wake tells w to look again, recording err (the first one wins). Callers
-// hold the mailbox's mu; wake never blocks.
+// hold the mailbox's mu; wake never blocks. An asynchronous waiter is
+// finished on a new goroutine.
 func (w *waiter) wake(err error) {
+	if w.claim(err) {
+		go w.async.finishNow(w)
+	}
+}
+
+// claim is wake without starting anything: for an asynchronous waiter that
+// still needs finishing it reports true, and the caller must call
+// w.async.finish(w) once, after releasing the mailbox's mu. Callers hold mu.
+func (w *waiter) claim(err error) bool {
 	if err != nil && w.err == nil {
 		w.err = err
 	}
 	if w.async != nil {
-		if !w.scheduled {
-			w.scheduled = true
-			go w.async.finish(w)
+		if w.scheduled {
+			return false
 		}
-		return
+		w.scheduled = true
+		return true
 	}
 	select {
 	case w.ch <- struct{}{}:
 	default:
 	}
+	return false
+}
+
+// Wakeup is an answered asynchronous poll still to be written: Run does it.
+// The zero Wakeup is valid and does nothing.
+type Wakeup struct{ w *waiter }
+
+// Run finishes the poll (calls its done) and returns done's then, to be
+// called once the batch of answers Run belongs to is written (nil: nothing
+// to do). Call Run once, holding no lock.
+func (u Wakeup) Run() (then func()) {
+	if u.w == nil {
+		return nil
+	}
+	return u.w.async.finish(u.w)
 }
 
 // finish completes an asynchronous poll: it takes w off the mailbox,
 // collects the pending messages (unless w ended with an error) and calls
-// done. It runs once per waiter (guarded by scheduled).
-func (a *asyncWaiter) finish(w *waiter) {
+// done, returning done's then. It runs once per waiter (claim guards it).
+func (a *asyncWaiter) finish(w *waiter) (then func()) {
 	m := a.box
 	m.mu.Lock()
 	if m.waiter == w {
@@ -97,7 +122,14 @@ func (a *asyncWaiter) finish(w *waiter) {
 	m.mu.Unlock()
 	a.timer.Stop()
 	m.gauges.parked.Add(-1)
-	a.done(msgs, err)
+	return a.done(msgs, err)
+}
+
+// finishNow finishes w and runs its then at once.
+func (a *asyncWaiter) finishNow(w *waiter) {
+	if then := a.finish(w); then != nil {
+		then()
+	}
 }
 
 // newMailbox returns an empty mailbox holding at most limit unacknowledged
@@ -111,27 +143,40 @@ func newMailbox(limit int) *Mailbox {
 // store must not be lost). A retired mailbox passes e to its successor, or
 // fails with ErrSessionClosed.
 func (m *Mailbox) Append(e *Envelope, force bool) error {
+	u, err := m.AppendWake(e, force)
+	if u.w != nil {
+		go u.w.async.finishNow(u.w)
+	}
+	return err
+}
+
+// AppendWake is Append that leaves the answering of a poll parked with Park
+// to the caller: it returns the Wakeup to Run (outside any lock), so a
+// publisher can write a poll's answer itself, or batch a fan-out's, instead
+// of starting a goroutine per poll.
+func (m *Mailbox) AppendWake(e *Envelope, force bool) (Wakeup, error) {
 	m.mu.Lock()
 	if m.retired {
 		next := m.successor
 		m.mu.Unlock()
 		if next == nil {
-			return ErrSessionClosed
+			return Wakeup{}, ErrSessionClosed
 		}
-		return next.Append(e, force)
+		return next.AppendWake(e, force)
 	}
 	if !force && m.lenLocked() >= m.limit {
 		m.mu.Unlock()
-		return ErrMailboxFull
+		return Wakeup{}, ErrMailboxFull
 	}
 	m.lastSeq++
 	m.buf = append(m.buf, Message{Seq: m.lastSeq, Envelope: e})
 	m.gauges.backlog.Add(1)
-	if m.waiter != nil {
-		m.waiter.wake(nil)
+	var u Wakeup
+	if w := m.waiter; w != nil && w.claim(nil) {
+		u.w = w
 	}
 	m.mu.Unlock()
-	return nil
+	return u, nil
 }
 
 // Wait acknowledges every message with seq <= ack (when hasAck) and returns
@@ -197,8 +242,11 @@ func (m *Mailbox) beginLocked(ack uint64, hasAck bool) ([]Message, error) {
 // the poll and returns parked true; done is then called exactly once, from
 // another goroutine and without locks held: with the messages when some
 // arrive, (nil, nil) when hold passes or the mailbox is woken for shutdown
-// (WakeAsync), or ErrSuperseded / the close error.
-func (m *Mailbox) Park(ack uint64, hasAck bool, hold time.Duration, done func([]Message, error)) (msgs []Message, err error, parked bool) {
+// (WakeAsync), or ErrSuperseded / the close error. The func done returns
+// (may be nil) runs after the answers of the same fan-out are all written:
+// an HTTP edge hands connections back there, so that writing a broadcast is
+// not slowed by serving the re-polls it causes.
+func (m *Mailbox) Park(ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if msgs, err := m.beginLocked(ack, hasAck); msgs != nil || err != nil {
@@ -214,7 +262,7 @@ func (m *Mailbox) Park(ack uint64, hasAck bool, hold time.Duration, done func([]
 		w.scheduled = true
 		m.mu.Unlock()
 		if first {
-			a.finish(w)
+			a.finishNow(w)
 		}
 	})
 	return nil, nil, true

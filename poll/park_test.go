@@ -19,7 +19,7 @@ type parkResult struct {
 func parkOn(t *testing.T, h *Hub, id string, ack uint64, hold time.Duration) chan parkResult {
 	t.Helper()
 	ch := make(chan parkResult, 2) // 2: a second call would be caught below
-	msgs, err, parked := h.Park(id, ack, ack > 0, hold, func(m []Message, e error) { ch <- parkResult{m, e} })
+	msgs, err, parked := h.Park(id, ack, ack > 0, hold, func(m []Message, e error) func() { ch <- parkResult{m, e}; return nil })
 	if !parked {
 		t.Fatalf("not parked: %v %v", msgs, err)
 	}
@@ -66,7 +66,7 @@ func TestParkReturnsPendingAtOnce(t *testing.T) {
 	h := NewHub(Config{})
 	s := connect(t, h, "lamp", "")
 	publish(t, h, Target{DeviceID: "lamp"}, `1`)
-	msgs, err, parked := h.Park(s.ID, 0, false, time.Minute, func([]Message, error) { t.Error("done called") })
+	msgs, err, parked := h.Park(s.ID, 0, false, time.Minute, func([]Message, error) func() { t.Error("done called"); return nil })
 	if parked || err != nil || len(msgs) != 1 {
 		t.Fatalf("%v %v %v", msgs, err, parked)
 	}
@@ -159,7 +159,7 @@ func TestParkExactlyOnceUnderRaces(t *testing.T) {
 			t.Fatalf("stuck at %d", next)
 		}
 		ch := make(chan parkResult, 2)
-		msgs, err, parked := h.Park(s.ID, cursor, cursor > 0, time.Millisecond, func(m []Message, e error) { ch <- parkResult{m, e} })
+		msgs, err, parked := h.Park(s.ID, cursor, cursor > 0, time.Millisecond, func(m []Message, e error) func() { ch <- parkResult{m, e}; return nil })
 		if parked {
 			r := <-ch
 			msgs, err = r.msgs, r.err
