@@ -511,27 +511,31 @@ func (h *Hub) route(to Target, env *Envelope) (Result, error) {
 		}
 	case ToUser:
 		h.mu.RLock()
-		defer h.mu.RUnlock()
 		sessions := h.dir.ByUser(to.UserID)
 		if len(sessions) == 0 {
-			if err := h.store.Put(userKey(to.UserID), env, h.cfg.MaxMailbox); err != nil {
+			err := h.store.Put(userKey(to.UserID), env, h.cfg.MaxMailbox)
+			h.mu.RUnlock()
+			if err != nil {
 				return Result{}, err
 			}
 			res.Stored = 1
 			return res, nil
 		}
-		h.fanOut(sessions, env, &res)
+		wake := h.fanOut(sessions, env, &res)
+		h.mu.RUnlock()
+		runWakeups(wake)
 	case ToTopic:
-		h.fanOut(h.dir.ByTopic(to.Topic), env, &res)
+		runWakeups(h.fanOut(h.dir.ByTopic(to.Topic), env, &res))
 	default:
-		h.fanOut(h.dir.All(), env, &res)
+		runWakeups(h.fanOut(h.dir.All(), env, &res))
 	}
 	return res, nil
 }
 
 // fanOut appends env to each session's mailbox, counting deliveries and
-// full mailboxes. Sessions that ended since the snapshot are skipped.
-func (h *Hub) fanOut(sessions []*session.Session, env *Envelope, res *Result) {
+// full mailboxes, and returns the parked polls to answer (runWakeups, after
+// releasing any lock). Sessions that ended since the snapshot are skipped.
+func (h *Hub) fanOut(sessions []*session.Session, env *Envelope, res *Result) []Wakeup {
 	var wake []Wakeup
 	for _, s := range sessions {
 		box := h.mailbox(s.ID)
@@ -549,7 +553,7 @@ func (h *Hub) fanOut(sessions []*session.Session, env *Envelope, res *Result) {
 			wake = append(wake, u)
 		}
 	}
-	runWakeups(wake)
+	return wake
 }
 
 // inlineWakeups is how many answered polls a publisher writes itself;
@@ -596,7 +600,7 @@ func (h *Hub) Heartbeat(now time.Time) int {
 		return 0
 	}
 	res := Result{}
-	h.fanOut(h.dir.All(), env, &res)
+	runWakeups(h.fanOut(h.dir.All(), env, &res))
 	return res.Delivered
 }
 
@@ -613,7 +617,7 @@ func (h *Hub) presence(s *session.Session, event, reason string) {
 		return
 	}
 	res := Result{}
-	h.fanOut(h.dir.ByTopic(session.TopicPresence), env, &res)
+	runWakeups(h.fanOut(h.dir.ByTopic(session.TopicPresence), env, &res))
 }
 
 // CleanupResult says what one Cleanup removed.
