@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 )
@@ -30,12 +31,17 @@ type acceptResult struct {
 	err error
 }
 
+// backQueue is how many handed-back connections may wait for Accept; a
+// broadcast hands back one per parked poll in a burst. Beyond it a
+// connection is closed (its client reconnects).
+const backQueue = 1 << 16
+
 // NewListener wraps inner. It starts one goroutine, which ends when Close
 // is called.
 func NewListener(inner net.Listener) *Listener {
 	l := &Listener{
 		Listener: inner,
-		back:     make(chan net.Conn, 1024),
+		back:     make(chan net.Conn, backQueue),
 		accepted: make(chan acceptResult),
 		closed:   make(chan struct{}),
 	}
@@ -54,11 +60,11 @@ func (l *Listener) acceptLoop() {
 			}
 			return
 		}
-		if err != nil {
-			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-				return // the inner listener is closed or broken; Accept reported it
-			}
+		if errors.Is(err, net.ErrClosed) {
+			return // the inner listener is closed; Accept reported it
 		}
+		// Other errors (EMFILE, ECONNABORTED…) are passed on and the loop
+		// goes on: the server backs off and calls Accept again.
 	}
 }
 

@@ -29,7 +29,8 @@ import (
 
 // parkable reports whether r may take the goroutine-free path.
 func (a *API) parkable(r *http.Request) bool {
-	return a.cfg.Listener != nil && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil && !r.Close
+	return a.cfg.Listener != nil && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil && !r.Close &&
+		r.ContentLength == 0 && len(r.TransferEncoding) == 0 // an unread body would be read as the next request
 }
 
 // pollResult is the outcome of a parked poll.
@@ -55,21 +56,28 @@ type parkedPoll struct {
 // the poll has been answered, whichever way.
 func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hold time.Duration, after func()) error {
 	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), result: make(chan pollResult, 1), after: after}
+	// Counted before parking, so that a shutdown waiting for parked
+	// connections cannot miss one that is being taken over right now.
+	a.cfg.Listener.hold()
 	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
 	if !parked {
+		a.cfg.Listener.release()
 		if after != nil {
 			after()
 		}
 		a.observePoll(p.start, msgs, err, false)
 		return a.writePoll(c, msgs, err)
 	}
-	conn, brw, herr := c.Response().Hijack()
-	if herr == nil {
-		a.cfg.Listener.hold()
+	func() {
+		defer close(p.ready) // done waits for it, whatever happens here
+		conn, brw, herr := c.Response().Hijack()
+		if herr != nil {
+			a.cfg.Listener.release()
+			return
+		}
 		p.conn = withBuffered(conn, brw.Reader)
 		p.header = c.Response().Header().Clone()
-	}
-	close(p.ready)
+	}()
 	if p.conn != nil {
 		return nil
 	}
