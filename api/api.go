@@ -161,9 +161,12 @@ func (a *API) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		start := time.Now()
 		err := next(c)
 		if a.log.Enabled(c.Request().Context(), slog.LevelDebug) {
-			status := c.Response().Status
-			if err != nil {
+			var status any = c.Response().Status
+			switch {
+			case err != nil:
 				status = toError(err).Status
+			case c.Get(parkedKey) != nil:
+				status = "parked" // answered later, on the taken-over connection
 			}
 			a.log.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path,
 				"status", status, "duration", time.Since(start), "remote", c.RealIP())

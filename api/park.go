@@ -33,6 +33,10 @@ func (a *API) parkable(r *http.Request) bool {
 		r.ContentLength == 0 && len(r.TransferEncoding) == 0 // an unread body would be read as the next request
 }
 
+// parkedKey marks, in the echo context, a request whose connection was
+// taken over (the request log says "parked" instead of a status).
+const parkedKey = "longpoll.parked"
+
 // pollResult is the outcome of a parked poll.
 type pollResult struct {
 	msgs []poll.Message
@@ -77,6 +81,7 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 		}
 		p.conn = withBuffered(conn, brw.Reader)
 		p.header = c.Response().Header().Clone()
+		c.Set(parkedKey, true)
 	}()
 	if p.conn != nil {
 		return nil
