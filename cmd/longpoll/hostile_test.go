@@ -211,7 +211,7 @@ func TestHostileInput(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
 	}
 	t.Logf("goroutines: %d before, %d after", before, now)
-	if err, _ := s.stop(); err != nil {
+	if _, err := s.stop(); err != nil {
 		t.Errorf("exit: %v", err)
 	}
 }

@@ -165,7 +165,7 @@ func TestTLSHTTP2RoundTrip(t *testing.T) {
 			t.Errorf("plain HTTP to the TLS port: %d", res.StatusCode)
 		}
 	}
-	if err, _ := s.stop(); err != nil {
+	if _, err := s.stop(); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
 }
@@ -461,7 +461,7 @@ func TestLimitsEndToEnd(t *testing.T) {
 	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 		t.Errorf("preflight: %d %v", res.StatusCode, res.Header)
 	}
-	if err, _ := s.stop(); err != nil {
+	if _, err := s.stop(); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
 	if st := <-answered; st != http.StatusNoContent {
