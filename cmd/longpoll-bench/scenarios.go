@@ -63,35 +63,20 @@ func setupSubs(ctx context.Context, e *env, n int, shared bool) ([]*sub, int, []
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.setupTimeout)
 	defer cancel()
 	subs := make([]*sub, n)
-	var next atomic.Int64
 	var mu sync.Mutex
 	var errs []string
-	var wg sync.WaitGroup
-	for range e.cfg.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := e.cf.client(ctx, false)
-			defer c.Close()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				s, err := e.t.newSub(ctx, c, i, shared)
-				if err != nil {
-					mu.Lock()
-					if len(errs) < 5 {
-						errs = append(errs, "setup: "+err.Error())
-					}
-					mu.Unlock()
-					continue
-				}
-				subs[i] = s
+	forEach(ctx, e, e.cfg.concurrency, n, func(c *rawClient, i int) {
+		s, err := e.t.newSub(ctx, c, i, shared)
+		if err != nil {
+			mu.Lock()
+			if len(errs) < 5 {
+				errs = append(errs, "setup: "+err.Error())
 			}
-		}()
-	}
-	wg.Wait()
+			mu.Unlock()
+			return
+		}
+		subs[i] = s
+	})
 	// Keep indexes dense: subscriber k is subs[k] and payloads name k.
 	out := subs[:0]
 	for _, s := range subs {
@@ -110,22 +95,26 @@ func cleanup(e *env, subs []*sub) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	forEach(ctx, e, 32, len(subs), func(c *rawClient, i int) { _ = e.t.closeSub(ctx, c, subs[i]) })
+}
+
+// forEach runs do(c, i) for i in [0, n) on workers goroutines, each with its
+// own connection, until done or ctx ends.
+func forEach(ctx context.Context, e *env, workers, n int, do func(c *rawClient, i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range workers {
+		wg.Go(func() {
 			c := e.cf.client(ctx, false)
 			defer c.Close()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(subs) || ctx.Err() != nil {
+				if i >= n || ctx.Err() != nil {
 					return
 				}
-				_ = e.t.closeSub(ctx, c, subs[i])
+				do(c, i)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
