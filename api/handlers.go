@@ -82,16 +82,7 @@ func (a *API) connect(c echo.Context) error {
 
 func (a *API) data(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
-	q := c.Request().URL.RawQuery
-	id := queryValue(q, "sessionId")
-	if id == "" {
-		return errMissingSession
-	}
-	ack, hasAck, err := parseCursor(queryValue(q, "cursor"))
-	if err != nil {
-		return err
-	}
-	hold, err := a.hold(queryValue(q, "timeout"))
+	id, ack, hasAck, hold, err := a.pollArgs(c.Request().URL.RawQuery)
 	if err != nil {
 		return err
 	}
@@ -108,6 +99,21 @@ func (a *API) data(c echo.Context) error {
 		return nil // the client left; its messages stay until acknowledged
 	}
 	return a.writePoll(c, msgs, err)
+}
+
+// pollArgs parses the query string of GET /data: the session, the cursor
+// and the hold.
+func (a *API) pollArgs(q string) (id string, ack uint64, hasAck bool, hold time.Duration, err error) {
+	if id = queryValue(q, "sessionId"); id == "" {
+		return "", 0, false, 0, errMissingSession
+	}
+	if ack, hasAck, err = parseCursor(queryValue(q, "cursor")); err != nil {
+		return "", 0, false, 0, err
+	}
+	if hold, err = a.hold(queryValue(q, "timeout")); err != nil {
+		return "", 0, false, 0, err
+	}
+	return id, ack, hasAck, hold, nil
 }
 
 // pollOutcome names how a poll ended, for metrics.
@@ -178,7 +184,11 @@ func parseCursor(s string) (ack uint64, ok bool, err error) {
 // jittered to 80-100% so clients spread out.
 func (a *API) hold(s string) (time.Duration, error) {
 	d := a.cfg.PollTimeout
-	if s != "" {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		// Whole seconds, what clients send: ParseFloat's large frame
+		// would grow every fresh connection goroutine's stack.
+		d = min(time.Duration(n)*time.Second, a.cfg.MaxPollTimeout)
+	} else if s != "" {
 		secs, err := strconv.ParseFloat(s, 64)
 		if err != nil || secs < 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
 			return 0, apiError(http.StatusBadRequest, "invalid_payload", "timeout must be a non-negative number of seconds")
