@@ -92,6 +92,12 @@ type API struct {
 	log     *slog.Logger
 	started time.Time
 	sec     *security
+
+	// ownRepolls: answered polls' connections stay with the API for the
+	// next request (owned.go); ownedHeader is what the echo route's
+	// middleware sets on a /data answer without an Origin.
+	ownRepolls  bool
+	ownedHeader http.Header
 }
 
 // New returns an echo server with every route of API.md registered.
@@ -112,6 +118,11 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now(), sec: newSecurity(cfg)}
+	a.ownRepolls = cfg.Listener != nil && len(cfg.TrustedProxies) == 0
+	a.ownedHeader = http.Header{"Cache-Control": {"no-store"}, "X-Content-Type-Options": {"nosniff"}}
+	if len(cfg.CORSOrigins) > 0 {
+		a.ownedHeader.Set("Vary", "Origin")
+	}
 
 	e := echo.New()
 	e.HideBanner = true

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Listener wraps the server's listener so that connections the API took
@@ -22,9 +24,24 @@ type Listener struct {
 	mu       sync.Mutex // orders Return against Close
 	isClosed bool
 
-	parked  int             // taken-over connections not yet handed back (under mu)
-	drained []chan struct{} // closed when parked drops to 0 (under mu)
+	parked  int                   // taken-over connections not yet handed back (under mu)
+	drained []chan struct{}       // closed when parked drops to 0 (under mu)
+	idle    map[net.Conn]struct{} // owned connections waiting for a request (under mu)
+	repolls atomic.Uint64         // re-polls served on owned connections (tests)
+
+	// IdleTimeout bounds the wait for the next request on a connection the
+	// API owns (after an answered poll); ReadHeaderTimeout bounds reading
+	// that request's head once it has begun. Zero means the defaults
+	// (DefaultIdleTimeout, DefaultReadHeaderTimeout). Set them before
+	// serving, to the http.Server's values.
+	IdleTimeout, ReadHeaderTimeout time.Duration
 }
+
+// Defaults of the Listener's zero timeouts.
+const (
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultReadHeaderTimeout = 10 * time.Second
+)
 
 type acceptResult struct {
 	c   net.Conn
@@ -42,6 +59,7 @@ func NewListener(inner net.Listener) *Listener {
 	l := &Listener{
 		Listener: inner,
 		back:     make(chan net.Conn, backQueue),
+		idle:     make(map[net.Conn]struct{}),
 		accepted: make(chan acceptResult),
 		closed:   make(chan struct{}),
 	}
@@ -101,12 +119,17 @@ func (l *Listener) Return(c net.Conn) {
 	}
 }
 
-// Close stops accepting; connections waiting to be handed back are closed.
+// Close stops accepting; connections waiting to be handed back, and owned
+// connections waiting for a request, are closed.
 func (l *Listener) Close() error {
 	var err error
 	l.once.Do(func() {
 		l.mu.Lock()
 		l.isClosed = true
+		for c := range l.idle {
+			c.Close()
+		}
+		clear(l.idle)
 		l.mu.Unlock()
 		close(l.closed)
 		err = l.Listener.Close()
@@ -120,6 +143,39 @@ func (l *Listener) Close() error {
 		}
 	})
 	return err
+}
+
+// adopt records c as an owned connection waiting for its next request, so
+// that Close closes it. It reports false, recording nothing, once the
+// listener is closed. disown ends the record.
+func (l *Listener) adopt(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isClosed {
+		return false
+	}
+	l.idle[c] = struct{}{}
+	return true
+}
+
+func (l *Listener) disown(c net.Conn) {
+	l.mu.Lock()
+	delete(l.idle, c)
+	l.mu.Unlock()
+}
+
+func (l *Listener) idleTimeout() time.Duration {
+	if l.IdleTimeout > 0 {
+		return l.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+func (l *Listener) readHeaderTimeout() time.Duration {
+	if l.ReadHeaderTimeout > 0 {
+		return l.ReadHeaderTimeout
+	}
+	return DefaultReadHeaderTimeout
 }
 
 // hold records a connection taken over while its poll is parked; release

@@ -105,13 +105,16 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 	}
 	keep := p.a.writeRaw(p.conn, p.header, msgs, err)
 	return func() {
-		if keep {
-			p.a.cfg.Listener.Return(p.conn)
-		}
-		p.a.cfg.Listener.release()
 		if p.after != nil {
 			p.after()
 		}
+		switch {
+		case keep && p.a.ownRepolls:
+			go p.a.serveOwned(p.conn) // owned.go: most likely a re-poll
+		case keep:
+			handBack(p.a.cfg.Listener, p.conn)
+		}
+		p.a.cfg.Listener.release()
 	}
 }
 
@@ -195,12 +198,13 @@ func (a *API) writeRaw(conn net.Conn, header http.Header, msgs []poll.Message, e
 	buf = append(buf, "\r\n\r\n"...)
 	buf = append(buf, body...)
 
+	// The deadline stays: the next answer on this connection sets its own,
+	// and a connection handed back to net/http is cleared first.
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, werr := conn.Write(buf); werr != nil || closing {
 		conn.Close()
 		return false
 	}
-	_ = conn.SetWriteDeadline(time.Time{})
 	return true
 }
 

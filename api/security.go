@@ -170,16 +170,29 @@ func clientAddr(c echo.Context) (netip.Addr, bool) {
 
 // clientKey identifies a client for rate limits and poll caps: its IPv4
 // address, or its IPv6 /64 (one subscriber's allocation).
-func clientKey(c echo.Context) string {
-	a, ok := clientAddr(c)
-	if !ok {
-		return c.RealIP()
+func clientKey(c echo.Context) string { return addrKey(c.RealIP()) }
+
+// addrKey is clientKey of the client address ip.
+func addrKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
 	}
-	if a.Is6() {
+	if a = a.Unmap().WithZone(""); a.Is6() {
 		p, _ := a.Prefix(64)
 		return p.String()
 	}
 	return a.String()
+}
+
+// remoteIP is the address part of a peer address, as echo's direct IP
+// extractor takes it from the request's RemoteAddr.
+func remoteIP(addr net.Addr) string {
+	s := addr.String()
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		return host
+	}
+	return s
 }
 
 // client guards the client endpoints (/connect, /data, /send, DELETE

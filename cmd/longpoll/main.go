@@ -32,6 +32,10 @@ import (
 // shutdownGrace bounds how long shutdown waits for requests in flight.
 const shutdownGrace = 5 * time.Second
 
+// idleTimeout closes a keep-alive connection that sends no request for
+// this long (net/http's, and the API's on connections it owns).
+const idleTimeout = 2 * time.Minute
+
 // defaultGCPercent replaces Go's default GOGC of 100: a parked poll costs
 // about 5 KiB (no goroutine, no buffers; api/park.go), so the heap is small
 // and letting it grow further between collections buys CPU for requests.
@@ -121,6 +125,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 	var parkLn *api.Listener
 	if certs == nil {
 		parkLn = api.NewListener(inner)
+		parkLn.IdleTimeout, parkLn.ReadHeaderTimeout = idleTimeout, cfg.ReadHeaderTimeout
 		ln = parkLn
 	}
 	e := api.New(hub, api.Config{
@@ -147,7 +152,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      cfg.MaxPollTimeout + 30*time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    serverHeaderBytes * cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -1,0 +1,339 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Re-polls on a taken-over connection.
+//
+// A client whose parked poll was just answered polls again at once, on the
+// same connection. Handing the connection back to net/http for that costs
+// a new server connection, a goroutine, request parsing into maps and the
+// whole middleware chain, about as much as the delivery itself. So after
+// answering, the API keeps the connection and reads the next request head
+// itself (serveOwned). A plain re-poll — GET /data over HTTP/1.1 with a Host
+// and no body, origin, upgrade or close — is parked again right there, with
+// the same checks the echo route applies (the peer address is the
+// connection's, already admitted by the network filter; the per-address
+// poll cap is taken again). Anything else, including every head the parser
+// is not sure about and every invalid poll, goes to net/http with the bytes
+// read so far in front (Listener.Return), and is served exactly as before.
+//
+// The fast path is off when X-Forwarded-For is trusted (the client address
+// could change from request to request).
+
+// maxOwnedHead bounds the request head read on an owned connection; a
+// longer head goes to net/http, which applies its own limits.
+const maxOwnedHead = 4096
+
+var ownedReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxOwnedHead) }}
+
+// repoll is a request head that serveOwned may serve itself.
+type repoll struct {
+	query string // the raw query of /data
+}
+
+// parseRepoll parses head, a complete request head ending in an empty line
+// (CRLF line ends), and reports whether it is a plain re-poll that the fast
+// path serves exactly as the echo route would. maxHeader is the configured
+// header cap, counted as limitHeaders counts it. Any doubt answers false.
+func parseRepoll(head []byte, maxHeader int) (repoll, bool) {
+	line, rest, ok := bytes.Cut(head, []byte("\r\n"))
+	if !ok {
+		return repoll{}, false
+	}
+	target, ok := bytes.CutPrefix(line, []byte("GET "))
+	if !ok {
+		return repoll{}, false
+	}
+	target, ok = bytes.CutSuffix(target, []byte(" HTTP/1.1"))
+	if !ok || !validTarget(target) {
+		return repoll{}, false
+	}
+	var query []byte
+	switch {
+	case bytes.Equal(target, []byte("/data")):
+	case bytes.HasPrefix(target, []byte("/data?")):
+		query = target[len("/data?"):]
+	default:
+		return repoll{}, false
+	}
+
+	size := len("GET") + len(target) + len("HTTP/1.1") + 12 // as limitHeaders counts
+	hosts := 0
+	for {
+		line, rest, ok = bytes.Cut(rest, []byte("\r\n"))
+		if !ok {
+			return repoll{}, false
+		}
+		if len(line) == 0 {
+			break // the empty line that ends the head
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !validName(name) || !validValue(value) {
+			return repoll{}, false
+		}
+		value = bytes.Trim(value, " \t")
+		switch {
+		case equalFold(name, "Host"):
+			if hosts++; hosts > 1 || !validHost(value) {
+				return repoll{}, false
+			}
+			size += len(value)
+			continue
+		case equalFold(name, "Connection"):
+			if !equalFold(value, "keep-alive") {
+				return repoll{}, false
+			}
+		case equalFold(name, "Content-Length"), equalFold(name, "Transfer-Encoding"),
+			equalFold(name, "Expect"), equalFold(name, "Upgrade"), equalFold(name, "Origin"),
+			equalFold(name, "X-Forwarded-For"):
+			return repoll{}, false
+		}
+		size += len(name) + len(value) + 4
+	}
+	if len(rest) != 0 || hosts != 1 || size > maxHeader {
+		return repoll{}, false
+	}
+	return repoll{query: string(query)}, true
+}
+
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		d := s[i]
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
+// validTarget admits visible ASCII without a fragment.
+func validTarget(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// validName admits an RFC 9110 token.
+func validName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue admits visible ASCII, space and tab.
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost admits a non-empty host[:port] of letters, digits and
+// "-._:[]".
+func validHost(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._:[]", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// readHead waits for the next request head on br: up to idle for its first
+// byte, then up to readHeader for the rest. It returns the head (valid
+// until br is read again) or, when br's buffer fills without one or the
+// line ends are not CRLF, ok false with everything read still buffered.
+// A read error (the client left, a timeout, Close) is returned as err.
+func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (head []byte, ok bool, err error) {
+	_ = conn.SetReadDeadline(time.Now().Add(idle))
+	if _, err := br.Peek(1); err != nil {
+		return nil, false, err
+	}
+	deadline := false // set once the head needs more than one read
+	for {
+		n := br.Buffered()
+		b, _ := br.Peek(n)
+		if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 {
+			if j := bytes.Index(b, []byte("\n\n")); j >= 0 && j < i {
+				return nil, false, nil // bare LF: net/http decides
+			}
+			return b[:i+3], true, nil
+		}
+		if bytes.Contains(b, []byte("\n\n")) || n == br.Size() {
+			return nil, false, nil
+		}
+		if !deadline {
+			_ = conn.SetReadDeadline(time.Now().Add(readHeader))
+			deadline = true
+		}
+		if _, err := br.Peek(n + 1); err != nil && br.Buffered() == n {
+			return nil, false, err
+		}
+	}
+}
+
+// serveOwned serves the requests that follow an answered poll on conn (see
+// above). It runs on its own goroutine and ends when a poll parks again,
+// the connection goes to net/http, or it is closed.
+func (a *API) serveOwned(conn net.Conn) {
+	l := a.cfg.Listener
+	br := ownedReaders.Get().(*bufio.Reader)
+	br.Reset(conn)
+	defer func() {
+		br.Reset(nil)
+		ownedReaders.Put(br)
+	}()
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("panic serving a re-poll", "err", v)
+			l.disown(conn)
+			conn.Close()
+		}
+	}()
+	for {
+		if !l.adopt(conn) {
+			conn.Close() // the listener is closed: shutting down
+			return
+		}
+		head, ok, err := readHead(conn, br, l.idleTimeout(), l.readHeaderTimeout())
+		l.disown(conn)
+		if err != nil {
+			conn.Close() // the client left or idled out; nothing was asked
+			return
+		}
+		var rp repoll
+		if ok {
+			rp, ok = parseRepoll(head, a.cfg.MaxHeaderBytes)
+		}
+		if !ok || a.hub.Closing() {
+			handBack(l, withBuffered(conn, br))
+			return
+		}
+		id, ack, hasAck, hold, err := a.pollArgs(rp.query)
+		if err != nil {
+			handBack(l, withBuffered(conn, br)) // net/http answers the error
+			return
+		}
+		ip := remoteIP(conn.RemoteAddr())
+		key := addrKey(ip)
+		after, slot := a.ownedPollSlot(key)
+		if !slot {
+			handBack(l, withBuffered(conn, br)) // net/http answers 429
+			return
+		}
+		_, _ = br.Discard(len(head))
+		l.repolls.Add(1)
+		c := conn
+		if br.Buffered() > 0 {
+			c = withBuffered(conn, br) // a pipelined request follows
+		}
+		if a.parkOwned(c, ip, id, ack, hasAck, hold, after) {
+			return // the poll's answer starts the next round
+		}
+		// Answered at once: go on reading through br, which still holds
+		// whatever c copied.
+	}
+}
+
+// parkOwned parks a re-poll read by serveOwned on conn. It reports whether
+// the poll parked; if not, it has answered it and conn may serve another
+// request, unless it was closed (then the next read fails).
+func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
+	l := a.cfg.Listener
+	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), conn: conn, header: a.ownedHeader, after: after}
+	close(p.ready)
+	l.hold()
+	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
+	if parked {
+		a.logOwned(p.start, "parked", ip)
+		return true
+	}
+	keep := a.writeRaw(conn, a.ownedHeader, msgs, err)
+	a.observePoll(p.start, msgs, err, false)
+	l.release()
+	if after != nil {
+		after()
+	}
+	status := http.StatusNoContent
+	switch {
+	case err != nil:
+		status = toError(err).Status
+	case len(msgs) > 0:
+		status = http.StatusOK
+	}
+	a.logOwned(p.start, status, ip)
+	if !keep {
+		conn.Close()
+	}
+	return false
+}
+
+// ownedPollSlot takes a place under --max-parked-per-ip for key, as
+// capPolls does; release is nil when polls are not capped.
+func (a *API) ownedPollSlot(key string) (release func(), ok bool) {
+	if a.sec.polls == nil {
+		return nil, true
+	}
+	if !a.sec.polls.acquire(key) {
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { a.sec.polls.release(key) }) }, true
+}
+
+// logOwned writes logRequests' line for a re-poll served on an owned
+// connection.
+func (a *API) logOwned(start time.Time, status any, remote string) {
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		a.log.Debug("request", "method", http.MethodGet, "path", "/data", "status", status,
+			"duration", time.Since(start), "remote", remote)
+	}
+}
+
+// handBack gives conn to net/http (Listener.Return) without the write
+// deadline of an earlier answer: net/http sets none when the server has no
+// WriteTimeout.
+func handBack(l *Listener, conn net.Conn) {
+	_ = conn.SetWriteDeadline(time.Time{})
+	l.Return(conn)
+}

@@ -1,0 +1,221 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll/api"
+	"github.com/longpoll/longpoll/poll"
+)
+
+// answeredPoll parks a poll of sid (with nothing pending) on a fresh
+// connection and answers it with message 1, so that the connection is
+// owned by the API (owned.go). Later polls acknowledge with cursor=1.
+func answeredPoll(t *testing.T, p *parkServer, sid string) *rawClient {
+	t.Helper()
+	c := dialRaw(t, p.addr)
+	c.send("GET", "/data?timeout=20&sessionId="+sid, "")
+	waitUntil(t, "poll parked", func() bool { return p.hub.Stats().Parked == 1 })
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`{"n":0}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c.read(); res.StatusCode != 200 {
+		t.Fatalf("first poll: %d", res.StatusCode)
+	}
+	return c
+}
+
+func TestRepollsOnAnOwnedConnectionAreServedWithoutNetHTTP(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	sid := p.connect(t, "lamp")
+	c := answeredPoll(t, p, sid)
+
+	// A message already waiting: answered at once.
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	c.send("GET", "/data?cursor=1&timeout=20&sessionId="+sid, "User-Agent: gateway/1.0\r\nAccept: */*\r\nConnection: keep-alive\r\n")
+	res, body := c.read()
+	if res.StatusCode != 200 || !strings.HasPrefix(body, `{"cursor":2,"messages":[{"seq":2,`) ||
+		res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("X-Content-Type-Options") != "nosniff" ||
+		res.Header.Get("Content-Type") != "application/json" || res.Header.Get("Date") == "" ||
+		res.ContentLength != int64(len(body)) || res.Header.Get("Vary") != "" {
+		t.Fatalf("pending: %d %v %q", res.StatusCode, res.Header, body)
+	}
+	// Nothing waiting: parked, then answered by a push.
+	c.send("GET", "/data?cursor=2&timeout=20&sessionId="+sid, "")
+	waitUntil(t, "re-poll parked", func() bool { return p.hub.Stats().Parked == 1 })
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`{"n":3}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if res, body := c.read(); res.StatusCode != 200 || !strings.Contains(body, `"seq":3,`) {
+		t.Fatalf("parked re-poll: %d %q", res.StatusCode, body)
+	}
+	// A hold that runs out, an unknown session (the JSON error of API.md).
+	c.send("GET", "/data?cursor=3&timeout=0&sessionId="+sid, "")
+	if res, body := c.read(); res.StatusCode != 204 || body != "" {
+		t.Fatalf("timeout 0: %d %q", res.StatusCode, body)
+	}
+	c.send("GET", "/data?timeout=5&sessionId=nobody-0123456789abcdef", "")
+	if res, body := c.read(); res.StatusCode != 404 || !strings.Contains(body, `"code":"session_not_found"`) {
+		t.Fatalf("unknown session: %d %q", res.StatusCode, body)
+	}
+	if n := api.OwnedRepolls(p.ln); n != 4 {
+		t.Fatalf("%d re-polls served on the owned connection, want 4", n)
+	}
+	// Two re-polls in one write: the second is read ahead and still served.
+	req := "GET /data?cursor=3&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	if _, err := io.WriteString(c.conn, req+req); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if res, _ := c.read(); res.StatusCode != 204 {
+			t.Fatalf("pipelined re-poll %d: %d", i, res.StatusCode)
+		}
+	}
+	// A re-poll answered at once (a message waits) with another request
+	// read ahead behind it, which goes to net/http: each served once,
+	// nothing replayed.
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`{"n":4}`)}); err != nil {
+		t.Fatal(err)
+	}
+	next := strings.Replace(req, "cursor=3", "cursor=4", 1)
+	if _, err := io.WriteString(c.conn, req+"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"+next); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{200, 200, 204} {
+		if res, _ := c.read(); res.StatusCode != want {
+			t.Fatalf("mixed pipeline %d: %d, want %d", i, res.StatusCode, want)
+		}
+	}
+	c.send("GET", "/nope-404", "")
+	if res, _ := c.read(); res.StatusCode != 404 {
+		t.Fatalf("after the pipeline: %d, want 404 (a request replayed?)", res.StatusCode)
+	}
+}
+
+// Everything but a plain re-poll goes to net/http, byte for byte, and gets
+// the answer the echo route gives.
+func TestOwnedConnectionHandsOtherRequestsToTheServer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		req    func(sid string) string
+		status int
+		check  func(res *http.Response, body string) bool
+	}{
+		{"healthz", func(string) string { return "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" }, 200, nil},
+		{"push with a body", func(sid string) string {
+			b := `{"to":{"sessionId":"` + sid + `"},"data":1}`
+			return "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(b)) + "\r\n\r\n" + b
+		}, 202, nil},
+		{"poll from an allowed origin gets CORS headers", func(sid string) string {
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n"
+		}, 204, func(res *http.Response, _ string) bool {
+			return res.Header.Get("Access-Control-Allow-Origin") == "https://app.example"
+		}},
+		{"invalid cursor", func(sid string) string {
+			return "GET /data?cursor=x&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
+		}, 400, func(_ *http.Response, body string) bool { return strings.Contains(body, `"code":"invalid_cursor"`) }},
+		{"missing Host", func(sid string) string { return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\n\r\n" }, 400, nil},
+		{"bare LF line ends", func(sid string) string {
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\nHost: x\n\n"
+		}, 204, nil},
+		{"folded header", func(sid string) string {
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n"
+		}, 204, nil}, // net/http unfolds it
+		{"headers over the cap", func(sid string) string {
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 600) + "\r\n\r\n"
+		}, 431, nil},
+		{"head over the fast path's buffer", func(sid string) string {
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 5000) + "\r\n\r\n"
+		}, 204, nil},
+		{"path not /data", func(sid string) string { return "GET /data/?sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n" }, 404, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			limit := 512
+			if strings.Contains(tc.name, "buffer") {
+				limit = 8192
+			}
+			p := newParkServer(t, api.Config{CORSOrigins: []string{"https://app.example"}, MaxHeaderBytes: limit})
+			sid := p.connect(t, "lamp")
+			c := answeredPoll(t, p, sid)
+			if _, err := io.WriteString(c.conn, tc.req(sid)); err != nil {
+				t.Fatal(err)
+			}
+			res, body := c.read()
+			if res.StatusCode != tc.status || tc.check != nil && !tc.check(res, body) {
+				t.Fatalf("got %d %v %q, want %d", res.StatusCode, res.Header, body, tc.status)
+			}
+			if n := api.OwnedRepolls(p.ln); n != 0 {
+				t.Fatalf("served on the fast path (%d)", n)
+			}
+		})
+	}
+}
+
+// The per-address poll cap holds on owned connections too: a re-poll over
+// the cap is refused 429, by the echo route.
+func TestOwnedRepollTakesAPollSlot(t *testing.T) {
+	p := newParkServer(t, api.Config{MaxParkedPerIP: 1})
+	a, b := p.connect(t, "a"), p.connect(t, "b")
+	c := answeredPoll(t, p, a)
+	other := dialRaw(t, p.addr)
+	other.send("GET", "/data?timeout=20&sessionId="+b, "")
+	waitUntil(t, "other poll parked", func() bool { return p.hub.Stats().Parked == 1 })
+	c.send("GET", "/data?cursor=1&timeout=20&sessionId="+a, "")
+	if res, body := c.read(); res.StatusCode != 429 || res.Header.Get("Retry-After") == "" || !strings.Contains(body, `"code":"rate_limited"`) {
+		t.Fatalf("over the cap: %d %v %q", res.StatusCode, res.Header, body)
+	}
+	// Once the other poll is answered the slot is free again.
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: b}, Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	other.read()
+	c.send("GET", "/data?cursor=1&timeout=0&sessionId="+a, "")
+	if res, _ := c.read(); res.StatusCode != 204 {
+		t.Fatalf("under the cap again: %d", res.StatusCode)
+	}
+}
+
+// An owned connection that sends nothing is closed after the idle timeout;
+// one that starts a request and stalls, after the read-header timeout.
+func TestOwnedConnectionTimeouts(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	p.ln.IdleTimeout, p.ln.ReadHeaderTimeout = 100*time.Millisecond, 100*time.Millisecond
+	for i, partial := range []string{"", "GET /data?sessionId=x HTTP/1.1\r\nHost: x\r\n"} {
+		c := answeredPoll(t, p, p.connect(t, strconv.Itoa(i)))
+		if _, err := io.WriteString(c.conn, partial); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if n, err := c.r.ReadByte(); err == nil {
+			t.Fatalf("partial %q: read %q, want the connection closed", partial, n)
+		}
+		if d := time.Since(start); d < 50*time.Millisecond {
+			t.Fatalf("partial %q: closed after %v, before the timeout", partial, d)
+		}
+	}
+}
+
+// Shutting the listener down closes owned connections that wait for a
+// request; no serving goroutine is left behind.
+func TestListenerCloseEndsIdleOwnedConnections(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	sid := p.connect(t, "lamp")
+	c := answeredPoll(t, p, sid)
+	waitUntil(t, "connection owned", func() bool { return api.IdleOwned(p.ln) == 1 })
+	p.ln.Close()
+	_ = c.conn.SetReadDeadline(time.Now().Add(bound))
+	if _, err := c.r.ReadByte(); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read after close: %v, want the connection closed", err)
+	}
+	if n := api.IdleOwned(p.ln); n != 0 {
+		t.Fatalf("%d owned connections still recorded", n)
+	}
+}
