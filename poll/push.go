@@ -220,24 +220,14 @@ func (p *Push) setTarget(raw json.RawMessage, origin Origin) error {
 	if raw[0] != '{' {
 		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
-	}
 	var w wireTarget
-	for k, v := range obj {
-		switch k {
-		case "sessionId":
-			w.SessionID = v
-		case "deviceId":
-			w.DeviceID = v
-		case "userId":
-			w.UserID = v
-		case "topic":
-			w.Topic = v
-		default:
-			return invalid("to: unknown field %q (use sessionId, deviceId, userId or topic)", k)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return invalid("to: unknown field %s (use sessionId, deviceId, userId or topic)", f)
 		}
+		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
 	}
 	fields := []struct {
 		name string
