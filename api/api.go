@@ -97,7 +97,7 @@ type API struct {
 	// next request (owned.go); ownedHeader is what the echo route's
 	// middleware sets on a /data answer without an Origin.
 	ownRepolls  bool
-	ownedHeader http.Header
+	ownedHeader []byte
 }
 
 // New returns an echo server with every route of API.md registered.
@@ -119,10 +119,11 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	}
 	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now(), sec: newSecurity(cfg)}
 	a.ownRepolls = cfg.Listener != nil && len(cfg.TrustedProxies) == 0
-	a.ownedHeader = http.Header{"Cache-Control": {"no-store"}, "X-Content-Type-Options": {"nosniff"}}
+	owned := http.Header{"Cache-Control": {"no-store"}, "X-Content-Type-Options": {"nosniff"}}
 	if len(cfg.CORSOrigins) > 0 {
-		a.ownedHeader.Set("Vary", "Origin")
+		owned.Set("Vary", "Origin")
 	}
+	a.ownedHeader = headerLines(owned)
 
 	e := echo.New()
 	e.HideBanner = true

@@ -280,8 +280,7 @@ func (a *API) serveOwned(conn net.Conn) {
 // request, unless it was closed (then the next read fails).
 func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
 	l := a.cfg.Listener
-	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), conn: conn, header: a.ownedHeader, after: after}
-	close(p.ready)
+	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after}
 	l.hold()
 	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
 	if parked {
@@ -307,6 +306,14 @@ func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, h
 	}
 	return false
 }
+
+// decided is the ready channel of a poll parked on an owned connection:
+// its connection is known from the start.
+var decided = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // ownedPollSlot takes a place under --max-parked-per-ip for key, as
 // capPolls does; release is nil when polls are not capped.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -51,7 +52,7 @@ type parkedPoll struct {
 	start  time.Time
 	ready  chan struct{}
 	conn   net.Conn
-	header http.Header
+	header []byte // the response's extra header lines (headerLines)
 	result chan pollResult
 	after  func() // runs once the poll is answered (per-IP accounting)
 }
@@ -80,7 +81,7 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 			return
 		}
 		p.conn = withBuffered(conn, brw.Reader)
-		p.header = c.Response().Header().Clone()
+		p.header = headerLines(c.Response().Header())
 		c.Set(parkedKey, true)
 	}()
 	if p.conn != nil {
@@ -145,11 +146,46 @@ var skipHeaders = map[string]bool{
 	"Connection": true, "Date": true, "Keep-Alive": true,
 }
 
+// headerLines renders the headers of h that writeRaw does not set itself,
+// each as "\r\nName: value", once per parked poll rather than per write.
+func headerLines(h http.Header) []byte {
+	var b []byte
+	for k, vs := range h {
+		if skipHeaders[k] {
+			continue
+		}
+		for _, v := range vs {
+			b = append(append(append(append(b, "\r\n"...), k...), ": "...), v...)
+		}
+	}
+	return b
+}
+
+// dateLine caches the Date header value for the current second.
+type dateLine struct {
+	sec int64
+	b   []byte
+}
+
+var lastDate atomic.Pointer[dateLine]
+
+// appendDate appends now as an HTTP Date value, formatting at most once a
+// second.
+func appendDate(dst []byte, now time.Time) []byte {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return append(dst, d.b...)
+	}
+	d := &dateLine{sec, now.UTC().AppendFormat(nil, http.TimeFormat)}
+	lastDate.Store(d)
+	return append(dst, d.b...)
+}
+
 // writeRaw writes the HTTP/1.1 response of a parked poll to conn. It
 // reports whether conn may serve another request; if not (shutting down,
-// write error) it has closed it. header holds headers set before the poll
-// parked (Cache-Control, CORS).
-func (a *API) writeRaw(conn net.Conn, header http.Header, msgs []poll.Message, err error) (keep bool) {
+// write error) it has closed it. header holds the lines of the headers set
+// before the poll parked (Cache-Control, CORS), from headerLines.
+func (a *API) writeRaw(conn net.Conn, header []byte, msgs []poll.Message, err error) (keep bool) {
 	hp, bp := rawBufs.Get().(*[]byte), rawBufs.Get().(*[]byte)
 	buf, body := (*hp)[:0], (*bp)[:0]
 	defer func() {
@@ -179,15 +215,8 @@ func (a *API) writeRaw(conn net.Conn, header http.Header, msgs []poll.Message, e
 	buf = append(buf, ' ')
 	buf = append(buf, http.StatusText(status)...)
 	buf = append(buf, "\r\nDate: "...)
-	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
-	for k, vs := range header {
-		if skipHeaders[k] {
-			continue
-		}
-		for _, v := range vs {
-			buf = append(append(append(append(buf, "\r\n"...), k...), ": "...), v...)
-		}
-	}
+	buf = appendDate(buf, time.Now())
+	buf = append(buf, header...)
 	if closing {
 		buf = append(buf, "\r\nConnection: close"...)
 	}
