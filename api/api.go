@@ -98,6 +98,7 @@ type API struct {
 	// middleware sets on a /data answer without an Origin.
 	ownRepolls  bool
 	ownedHeader []byte
+	pushHeader  []byte // ditto for a /push answer
 }
 
 // New returns an echo server with every route of API.md registered.
@@ -124,6 +125,7 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 		owned.Set("Vary", "Origin")
 	}
 	a.ownedHeader = headerLines(owned)
+	a.pushHeader = headerLines(http.Header{"X-Content-Type-Options": {"nosniff"}})
 
 	e := echo.New()
 	e.HideBanner = true
@@ -178,7 +180,7 @@ func (a *API) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			case err != nil:
 				status = toError(err).Status
 			case c.Get(parkedKey) != nil:
-				status = "parked" // answered later, on the taken-over connection
+				status = c.Get(parkedKey) // answered on the taken-over connection
 			}
 			a.log.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path,
 				"status", status, "duration", time.Since(start), "remote", c.RealIP())

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -127,32 +129,61 @@ func (a *API) errorHandler(err error, c echo.Context) {
 		return
 	}
 	ae := toError(err)
-	switch {
-	case ae.Status >= 500:
-		a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", ae.Status, "code", ae.Code, "err", err)
-	default:
-		// Refusals that a flood produces by the thousand (rate limits,
-		// oversized headers) are logged at debug, so a flood does not
-		// become a flood of log lines.
-		level := slog.LevelWarn
-		if ae.Code == "rate_limited" || ae.Code == "header_too_large" {
-			level = slog.LevelDebug
-		}
-		a.log.Log(c.Request().Context(), level, "request refused", "method", c.Request().Method, "path", c.Request().URL.Path, "status", ae.Status, "code", ae.Code, "remote", c.RealIP())
-	}
+	a.logRefusal(c.Request().Method, c.Request().URL.Path, ae, err, c.RealIP())
 	if ae.Status == http.StatusUnauthorized {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="longpoll"`)
+		c.Response().Header().Set("WWW-Authenticate", wwwAuthenticate)
 	}
 	if ae.RetryAfter > 0 {
-		secs := (ae.RetryAfter + time.Second - 1) / time.Second
-		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+		c.Response().Header().Set("Retry-After", retryAfter(ae))
 	}
-	body := struct {
-		Error *Error `json:"error"`
-	}{ae}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(ae.Status)
 		return
 	}
-	_ = c.JSON(ae.Status, body)
+	_ = c.JSON(ae.Status, errorBody{ae})
+}
+
+// errorBody is API.md's error body: {"error":{...}}.
+type errorBody struct {
+	Error *Error `json:"error"`
+}
+
+const wwwAuthenticate = `Bearer realm="longpoll"`
+
+// retryAfter is the Retry-After value of ae: whole seconds, rounded up.
+func retryAfter(ae *Error) string {
+	secs := (ae.RetryAfter + time.Second - 1) / time.Second
+	return strconv.FormatInt(int64(secs), 10)
+}
+
+// logRefusal logs an answered error: 5xx at error, other refusals at warn,
+// except those a flood produces by the thousand (rate limits, oversized
+// headers), which are logged at debug so that a flood does not become a
+// flood of log lines.
+func (a *API) logRefusal(method, path string, ae *Error, err error, remote string) {
+	if ae.Status >= 500 {
+		a.log.Error("request failed", "method", method, "path", path, "status", ae.Status, "code", ae.Code, "err", err)
+		return
+	}
+	level := slog.LevelWarn
+	if ae.Code == "rate_limited" || ae.Code == "header_too_large" {
+		level = slog.LevelDebug
+	}
+	a.log.Log(context.Background(), level, "request refused", "method", method, "path", path, "status", ae.Status, "code", ae.Code, "remote", remote)
+}
+
+// rawError is errorHandler's answer to err for a connection the API
+// writes itself (writeAnswer): the status, the extra header lines and the
+// body. It logs the refusal as errorHandler does.
+func (a *API) rawError(err error, method, path, remote string) (status int, header, body []byte) {
+	ae := toError(err)
+	a.logRefusal(method, path, ae, err, remote)
+	if ae.Status == http.StatusUnauthorized {
+		header = append(header, "\r\nWWW-Authenticate: "+wwwAuthenticate...)
+	}
+	if ae.RetryAfter > 0 {
+		header = append(append(header, "\r\nRetry-After: "...), retryAfter(ae)...)
+	}
+	body, _ = json.Marshal(errorBody{ae})
+	return ae.Status, header, append(body, '\n')
 }

@@ -13,3 +13,7 @@ func IdleOwned(l *Listener) int {
 	defer l.mu.Unlock()
 	return len(l.idle)
 }
+
+// OwnedPushes is how many pushes l's connections had served without
+// net/http (owned.go).
+func OwnedPushes(l *Listener) uint64 { return l.pushes.Load() }

@@ -247,12 +247,26 @@ func (a *API) publish(c echo.Context, origin poll.Origin, check func([]poll.Push
 			return err
 		}
 	}
+	v, err := a.deliverAll(pushes, batch, deliver)
+	if err != nil {
+		return err
+	}
+	if origin == poll.Publisher && a.takeOver(c, http.StatusAccepted, jsonLine(v)) {
+		return nil
+	}
+	return c.JSON(http.StatusAccepted, v)
+}
+
+// deliverAll delivers parsed pushes and returns the 202 body: one Result,
+// or for a batch one Result or error object per item, in order. Only a
+// single push's failure is an error.
+func (a *API) deliverAll(pushes []poll.Push, batch bool, deliver func(poll.Push) (poll.Result, error)) (any, error) {
 	if !batch {
 		res, err := deliver(pushes[0])
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return c.JSON(http.StatusAccepted, res)
+		return res, nil
 	}
 	out := make([]any, len(pushes))
 	for i, p := range pushes {
@@ -263,7 +277,16 @@ func (a *API) publish(c echo.Context, origin poll.Origin, check func([]poll.Push
 		}
 		out[i] = res
 	}
-	return c.JSON(http.StatusAccepted, out)
+	return out, nil
+}
+
+// jsonLine is v as echo's c.JSON writes it: JSON and a newline.
+func jsonLine(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // v is one of this package's response types
+	}
+	return append(b, '\n')
 }
 
 func (a *API) deleteSession(c echo.Context) error {

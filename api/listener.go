@@ -28,19 +28,22 @@ type Listener struct {
 	drained []chan struct{}       // closed when parked drops to 0 (under mu)
 	idle    map[net.Conn]struct{} // owned connections waiting for a request (under mu)
 	repolls atomic.Uint64         // re-polls served on owned connections (tests)
+	pushes  atomic.Uint64         // pushes served on owned connections (tests)
 
 	// IdleTimeout bounds the wait for the next request on a connection the
-	// API owns (after an answered poll); ReadHeaderTimeout bounds reading
-	// that request's head once it has begun. Zero means the defaults
-	// (DefaultIdleTimeout, DefaultReadHeaderTimeout). Set them before
-	// serving, to the http.Server's values.
-	IdleTimeout, ReadHeaderTimeout time.Duration
+	// API owns (after an answered poll or push); ReadHeaderTimeout bounds
+	// reading that request's head once it has begun, ReadTimeout its body.
+	// Zero means the defaults (DefaultIdleTimeout, DefaultReadHeaderTimeout,
+	// DefaultReadTimeout). Set them before serving, to the http.Server's
+	// values.
+	IdleTimeout, ReadHeaderTimeout, ReadTimeout time.Duration
 }
 
 // Defaults of the Listener's zero timeouts.
 const (
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
 )
 
 type acceptResult struct {
@@ -169,6 +172,13 @@ func (l *Listener) idleTimeout() time.Duration {
 		return l.IdleTimeout
 	}
 	return DefaultIdleTimeout
+}
+
+func (l *Listener) readTimeout() time.Duration {
+	if l.ReadTimeout > 0 {
+		return l.ReadTimeout
+	}
+	return DefaultReadTimeout
 }
 
 func (l *Listener) readHeaderTimeout() time.Duration {

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/longpoll/longpoll/poll"
 )
 
 // Re-polls on a taken-over connection.
@@ -36,74 +39,111 @@ const maxOwnedHead = 4096
 
 var ownedReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxOwnedHead) }}
 
-// repoll is a request head that serveOwned may serve itself.
-type repoll struct {
-	query string // the raw query of /data
+// hot is a request head that serveOwned may serve itself: a re-poll
+// (GET /data) or a publisher's push (POST /push with a JSON body).
+type hot struct {
+	push    bool
+	query   string // the raw query of /data
+	bodyLen int    // POST /push: the Content-Length
+	auth    string // POST /push: the Authorization header, if any
 }
 
-// parseRepoll parses head, a complete request head ending in an empty line
-// (CRLF line ends), and reports whether it is a plain re-poll that the fast
-// path serves exactly as the echo route would. maxHeader is the configured
-// header cap, counted as limitHeaders counts it. Any doubt answers false.
-func parseRepoll(head []byte, maxHeader int) (repoll, bool) {
+// parseHot parses head, a complete request head ending in an empty line
+// (CRLF line ends), and reports whether it is a plain re-poll or push that
+// the fast path serves exactly as the echo route would. maxHeader is the
+// configured header cap, counted as limitHeaders counts it. Any doubt
+// answers false.
+func parseHot(head []byte, maxHeader int) (hot, bool) {
 	line, rest, ok := bytes.Cut(head, []byte("\r\n"))
 	if !ok {
-		return repoll{}, false
+		return hot{}, false
 	}
-	target, ok := bytes.CutPrefix(line, []byte("GET "))
+	var h hot
+	method, target, ok := bytes.Cut(line, []byte(" "))
 	if !ok {
-		return repoll{}, false
+		return hot{}, false
 	}
 	target, ok = bytes.CutSuffix(target, []byte(" HTTP/1.1"))
 	if !ok || !validTarget(target) {
-		return repoll{}, false
+		return hot{}, false
 	}
-	var query []byte
 	switch {
-	case bytes.Equal(target, []byte("/data")):
-	case bytes.HasPrefix(target, []byte("/data?")):
-		query = target[len("/data?"):]
+	case string(method) == http.MethodGet && string(target) == "/data":
+	case string(method) == http.MethodGet && bytes.HasPrefix(target, []byte("/data?")):
+		h.query = string(target[len("/data?"):])
+	case string(method) == http.MethodPost && string(target) == "/push":
+		h.push = true
 	default:
-		return repoll{}, false
+		return hot{}, false
 	}
 
-	size := len("GET") + len(target) + len("HTTP/1.1") + 12 // as limitHeaders counts
-	hosts := 0
+	size := len(method) + len(target) + len("HTTP/1.1") + 12 // as limitHeaders counts
+	hosts, lengths, types, auths := 0, 0, 0, 0
 	for {
 		line, rest, ok = bytes.Cut(rest, []byte("\r\n"))
 		if !ok {
-			return repoll{}, false
+			return hot{}, false
 		}
 		if len(line) == 0 {
 			break // the empty line that ends the head
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok || !validName(name) || !validValue(value) {
-			return repoll{}, false
+			return hot{}, false
 		}
 		value = bytes.Trim(value, " \t")
 		switch {
 		case equalFold(name, "Host"):
 			if hosts++; hosts > 1 || !validHost(value) {
-				return repoll{}, false
+				return hot{}, false
 			}
 			size += len(value)
 			continue
 		case equalFold(name, "Connection"):
 			if !equalFold(value, "keep-alive") {
-				return repoll{}, false
+				return hot{}, false
 			}
+		case h.push && equalFold(name, "Content-Length"):
+			n, ok := contentLength(value)
+			if lengths++; !ok || lengths > 1 {
+				return hot{}, false
+			}
+			h.bodyLen = n
+		case h.push && equalFold(name, "Content-Type"):
+			if types++; string(value) != "application/json" {
+				return hot{}, false
+			}
+		case h.push && equalFold(name, "Authorization"):
+			auths++
+			h.auth = string(value)
 		case equalFold(name, "Content-Length"), equalFold(name, "Transfer-Encoding"),
 			equalFold(name, "Expect"), equalFold(name, "Upgrade"), equalFold(name, "Origin"),
-			equalFold(name, "X-Forwarded-For"):
-			return repoll{}, false
+			equalFold(name, "X-Forwarded-For"), equalFold(name, "Content-Encoding"):
+			return hot{}, false
 		}
 		size += len(name) + len(value) + 4
 	}
-	if len(rest) != 0 || hosts != 1 || size > maxHeader {
-		return repoll{}, false
+	if len(rest) != 0 || hosts != 1 || size > maxHeader ||
+		h.push && (lengths != 1 || h.bodyLen == 0 || types != 1 || auths > 1) {
+		return hot{}, false
 	}
-	return repoll{query: string(query)}, true
+	return h, true
+}
+
+// contentLength parses a Content-Length of 1-9 decimal digits (larger
+// ones are net/http's to refuse).
+func contentLength(v []byte) (int, bool) {
+	if len(v) == 0 || len(v) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 func equalFold(b []byte, s string) bool {
@@ -225,7 +265,7 @@ func (a *API) serveOwned(conn net.Conn) {
 	}()
 	defer func() {
 		if v := recover(); v != nil {
-			a.log.Error("panic serving a re-poll", "err", v)
+			a.log.Error("panic serving an owned connection", "err", v)
 			l.disown(conn)
 			conn.Close()
 		}
@@ -241,15 +281,22 @@ func (a *API) serveOwned(conn net.Conn) {
 			conn.Close() // the client left or idled out; nothing was asked
 			return
 		}
-		var rp repoll
+		var h hot
 		if ok {
-			rp, ok = parseRepoll(head, a.cfg.MaxHeaderBytes)
+			h, ok = parseHot(head, a.cfg.MaxHeaderBytes)
 		}
 		if !ok || a.hub.Closing() {
 			handBack(l, withBuffered(conn, br))
 			return
 		}
-		id, ack, hasAck, hold, err := a.pollArgs(rp.query)
+		if h.push {
+			if !a.servePush(conn, br, head, h) {
+				handBack(l, withBuffered(conn, br)) // the echo route answers
+				return
+			}
+			continue
+		}
+		id, ack, hasAck, hold, err := a.pollArgs(h.query)
 		if err != nil {
 			handBack(l, withBuffered(conn, br)) // net/http answers the error
 			return
@@ -275,6 +322,45 @@ func (a *API) serveOwned(conn net.Conn) {
 	}
 }
 
+// servePush serves a publisher's POST /push read by serveOwned: it reads
+// the body, publishes and answers 202, or the error, itself (rawError, the
+// echo route's rendering). It reports false, having consumed nothing, when
+// the echo route should answer instead: a body over MaxPushBody (413), or
+// a publisher not admitted (401, 403).
+func (a *API) servePush(conn net.Conn, br *bufio.Reader, head []byte, h hot) bool {
+	ip := remoteIP(conn.RemoteAddr())
+	if h.bodyLen > MaxPushBody || a.publisherCheck(ip, h.auth) != nil {
+		return false
+	}
+	start := time.Now()
+	_, _ = br.Discard(len(head))
+	body := make([]byte, h.bodyLen)
+	if br.Buffered() < h.bodyLen {
+		_ = conn.SetReadDeadline(time.Now().Add(a.cfg.Listener.readTimeout()))
+	}
+	if _, err := io.ReadFull(br, body); err != nil {
+		conn.Close() // the client left or stalled mid-body, as net/http would
+		return true
+	}
+	a.cfg.Listener.pushes.Add(1)
+	status, header := http.StatusAccepted, a.pushHeader
+	pushes, batch, err := poll.ParsePushes(body, poll.Publisher)
+	var v any
+	if err == nil {
+		v, err = a.deliverAll(pushes, batch, a.hub.Publish)
+	}
+	if err != nil {
+		var extra []byte
+		status, extra, body = a.rawError(err, http.MethodPost, "/push", ip)
+		header = append(extra, header...)
+	} else {
+		body = jsonLine(v)
+	}
+	a.writeAnswer(conn, status, header, body) // on failure conn is closed: the next read ends the loop
+	a.logOwned(start, http.MethodPost, "/push", status, ip)
+	return true
+}
+
 // parkOwned parks a re-poll read by serveOwned on conn. It reports whether
 // the poll parked; if not, it has answered it and conn may serve another
 // request, unless it was closed (then the next read fails).
@@ -284,7 +370,7 @@ func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, h
 	l.hold()
 	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
 	if parked {
-		a.logOwned(p.start, "parked", ip)
+		a.logOwned(p.start, http.MethodGet, "/data", "parked", ip)
 		return true
 	}
 	keep := a.writeRaw(conn, a.ownedHeader, msgs, err)
@@ -300,7 +386,7 @@ func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, h
 	case len(msgs) > 0:
 		status = http.StatusOK
 	}
-	a.logOwned(p.start, status, ip)
+	a.logOwned(p.start, http.MethodGet, "/data", status, ip)
 	if !keep {
 		conn.Close()
 	}
@@ -328,11 +414,11 @@ func (a *API) ownedPollSlot(key string) (release func(), ok bool) {
 	return func() { once.Do(func() { a.sec.polls.release(key) }) }, true
 }
 
-// logOwned writes logRequests' line for a re-poll served on an owned
+// logOwned writes logRequests' line for a request served on an owned
 // connection.
-func (a *API) logOwned(start time.Time, status any, remote string) {
+func (a *API) logOwned(start time.Time, method, path string, status any, remote string) {
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
-		a.log.Debug("request", "method", http.MethodGet, "path", "/data", "status", status,
+		a.log.Debug("request", "method", method, "path", path, "status", status,
 			"duration", time.Since(start), "remote", remote)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func TestParseRepoll(t *testing.T) {
+func TestParseHotRepoll(t *testing.T) {
 	const max = 1024
 	for _, tc := range []struct {
 		head  string
@@ -46,29 +46,65 @@ func TestParseRepoll(t *testing.T) {
 		{"GET /data?a HTTP/1.1\r\nHost: x\r\n\r\nGET", "", false}, // more than one head
 		{"GET /data?a HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", max) + "\r\n\r\n", "", false},
 	} {
-		rp, ok := parseRepoll([]byte(tc.head), max)
-		if ok != tc.ok || ok && rp.query != tc.query {
-			t.Errorf("%q: got %v %q, want %v %q", tc.head, ok, rp.query, tc.ok, tc.query)
+		h, ok := parseHot([]byte(tc.head), max)
+		if ok != tc.ok || ok && (h.query != tc.query || h.push) {
+			t.Errorf("%q: got %v %+v, want %v %q", tc.head, ok, h, tc.ok, tc.query)
 		}
 	}
 }
 
-// FuzzParseRepoll checks the fast path's parser against net/http's: every
-// head it accepts, net/http reads as the same plain GET /data (same query,
-// one Host, no body, keep-alive, no Origin) within the header cap as
+func TestParseHotPush(t *testing.T) {
+	const max = 1024
+	for _, tc := range []struct {
+		head string
+		n    int
+		auth string
+		ok   bool
+	}{
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n", 12, "", true},
+		{"POST /push HTTP/1.1\r\nhost: x\r\ncontent-length:7\r\ncontent-type: application/json \r\nAuthorization: Bearer k\r\nConnection: keep-alive\r\n\r\n", 7, "Bearer k", true},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n", 0, "", false},                                           // no length
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n", 0, "", false},                      // empty
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 0, "", false}, // twice
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: +5\r\n\r\n", 0, "", false},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1234567890\r\n\r\n", 0, "", false},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", 0, "", false}, // no type
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 5\r\n\r\n", 0, "", false},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n", 0, "", false},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 0, "", false},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 0, "", false},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nContent-Encoding: gzip\r\n\r\n", 0, "", false},
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 0, "", false},
+		{"POST /push?x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n", 0, "", false},
+		{"POST /send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n", 0, "", false},
+		{"PUT /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n", 0, "", false},
+		{"GET /data?a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", 0, "", false}, // a poll with a body
+	} {
+		h, ok := parseHot([]byte(tc.head), max)
+		if ok != tc.ok || ok && (!h.push || h.bodyLen != tc.n || h.auth != tc.auth) {
+			t.Errorf("%q: got %v %+v, want %v", tc.head, ok, h, tc.ok)
+		}
+	}
+}
+
+// FuzzParseHot checks the fast path's parser against net/http's: every
+// head it accepts, net/http reads as the same plain GET /data (same query)
+// or POST /push (same length, JSON, same Authorization): one Host, no other
+// body framing, keep-alive, no Origin, within the header cap as
 // limitHeaders counts it.
-func FuzzParseRepoll(f *testing.F) {
+func FuzzParseHot(f *testing.F) {
 	for _, s := range []string{
 		"GET /data?sessionId=a&cursor=1 HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /data HTTP/1.1\r\nhost:x:80\r\nConnection: Keep-Alive\r\nUser-Agent: a b\r\n\r\n",
 		"GET /data?a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
 		"GET /data?%zz&timeout=1e3 HTTP/1.1\r\nHost: [::1]\r\nA:\t\r\n\r\n",
+		"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\nAuthorization: Bearer k\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 	const max = 512
 	f.Fuzz(func(t *testing.T, head []byte) {
-		rp, ok := parseRepoll(head, max)
+		h, ok := parseHot(head, max)
 		if !ok {
 			return
 		}
@@ -76,11 +112,20 @@ func FuzzParseRepoll(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted %q, net/http refuses it: %v", head, err)
 		}
-		if r.Method != http.MethodGet || r.URL.Path != "/data" || r.URL.RawQuery != rp.query ||
-			r.Proto != "HTTP/1.1" || r.Host == "" || len(r.Header["Host"]) > 0 || r.ContentLength != 0 ||
-			len(r.TransferEncoding) != 0 || r.Close || r.Header.Get("Origin") != "" {
-			t.Fatalf("accepted %q as query %q; net/http reads %s %q %q host %q len %d te %v close %v",
-				head, rp.query, r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.ContentLength, r.TransferEncoding, r.Close)
+		same := r.Proto == "HTTP/1.1" && r.Host != "" && len(r.Header["Host"]) == 0 &&
+			len(r.TransferEncoding) == 0 && !r.Close && r.Header.Get("Origin") == ""
+		if h.push {
+			same = same && r.Method == http.MethodPost && r.URL.Path == "/push" && r.URL.RawQuery == "" &&
+				r.ContentLength == int64(h.bodyLen) && h.bodyLen > 0 &&
+				r.Header.Get("Content-Type") == "application/json" && len(r.Header["Authorization"]) <= 1 &&
+				r.Header.Get("Authorization") == h.auth
+		} else {
+			same = same && r.Method == http.MethodGet && r.URL.Path == "/data" && r.URL.RawQuery == h.query &&
+				r.ContentLength == 0
+		}
+		if !same {
+			t.Fatalf("accepted %q as %+v; net/http reads %s %q %q host %q len %d te %v close %v header %v",
+				head, h, r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.ContentLength, r.TransferEncoding, r.Close, r.Header)
 		}
 		n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + len(r.Host) + 12
 		for k, vs := range r.Header {

@@ -219,3 +219,127 @@ func TestListenerCloseEndsIdleOwnedConnections(t *testing.T) {
 		t.Fatalf("%d owned connections still recorded", n)
 	}
 }
+
+func pushRequest(body, extra string) string {
+	return "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n" + extra + "\r\n" + body
+}
+
+// A publisher's connection is kept after its first push (answered by the
+// echo route, then taken over); later pushes are served without net/http,
+// with the same answer.
+func TestPushesOnAnOwnedConnection(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	sid := p.connect(t, "lamp")
+	c := dialRaw(t, p.addr)
+	send := func(req string) (*http.Response, string) {
+		t.Helper()
+		if _, err := io.WriteString(c.conn, req); err != nil {
+			t.Fatal(err)
+		}
+		return c.read()
+	}
+	one := `{"to":{"sessionId":"` + sid + `"},"data":{"n":1}}`
+	first, firstBody := send(pushRequest(one, ""))
+	if n := api.OwnedPushes(p.ln); first.StatusCode != 202 || n != 0 {
+		t.Fatalf("first push: %d %q (fast path %d)", first.StatusCode, firstBody, n)
+	}
+	res, body := send(pushRequest(one, "User-Agent: pub/1\r\n"))
+	if n := api.OwnedPushes(p.ln); res.StatusCode != 202 || n != 1 {
+		t.Fatalf("second push: %d %q (fast path %d)", res.StatusCode, body, n)
+	}
+	for _, h := range []string{"Content-Type", "X-Content-Type-Options"} {
+		if res.Header.Get(h) != first.Header.Get(h) || res.Header.Get(h) == "" {
+			t.Errorf("%s: %q on the fast path, %q from echo", h, res.Header.Get(h), first.Header.Get(h))
+		}
+	}
+	if res.ContentLength != int64(len(body)) || !strings.HasSuffix(body, "\n") ||
+		!strings.Contains(body, `"delivered":1,"stored":0`) || len(body) != len(firstBody) {
+		t.Fatalf("answer: %q, echo's was %q", body, firstBody)
+	}
+	// A batch; an error of the hub (an unknown session: 404); the body in
+	// a later segment than the head.
+	batch := `[{"to":{"sessionId":"` + sid + `"},"data":2},{"data":3}]`
+	if res, body := send(pushRequest(batch, "")); res.StatusCode != 202 || !strings.HasPrefix(body, `[{"id":`) {
+		t.Fatalf("batch: %d %q", res.StatusCode, body)
+	}
+	if res, body := send(pushRequest(`{"to":{"sessionId":"nobody-0123456789"},"data":1}`, "")); res.StatusCode != 404 ||
+		!strings.Contains(body, `"code":"session_not_found"`) || res.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("unknown session: %d %q", res.StatusCode, body)
+	}
+	req := pushRequest(one, "")
+	if _, err := io.WriteString(c.conn, req[:len(req)-len(one)]); err != nil {
+		t.Fatal(err)
+	}
+	if res, body := send(one); res.StatusCode != 202 {
+		t.Fatalf("split push: %d %q", res.StatusCode, body)
+	}
+	if n := api.OwnedPushes(p.ln); n != 4 {
+		t.Fatalf("%d pushes on the fast path, want 4", n)
+	}
+	msgs, err := p.hub.Poll(context.Background(), sid, 0, false)
+	if err != nil || len(msgs) != 5 {
+		t.Fatalf("the session got %d messages (%v), want 5", len(msgs), err)
+	}
+}
+
+// Refusals on an owned publisher connection are the echo route's own.
+func TestOwnedPushRefusalsGoToTheServer(t *testing.T) {
+	const key = "0123456789abcdef-publisher-key"
+	p := newParkServer(t, api.Config{PublishKeys: []string{key}})
+	sid := p.connect(t, "lamp")
+	c := dialRaw(t, p.addr)
+	auth := "Authorization: Bearer " + key + "\r\n"
+	ok := `{"to":{"sessionId":"` + sid + `"},"data":1}`
+	for _, tc := range []struct {
+		req    string
+		status int
+		check  func(*http.Response, string) bool
+	}{
+		{pushRequest(ok, auth), 202, nil}, // echo, then taken over
+		{pushRequest(ok, auth), 202, nil}, // fast path
+		{pushRequest(ok, "Authorization: Bearer wrong-key-0123456789\r\n"), 401, func(res *http.Response, body string) bool {
+			return res.Header.Get("WWW-Authenticate") != "" && strings.Contains(body, `"code":"unauthorized"`)
+		}},
+		{pushRequest(ok, auth), 202, nil}, // echo (after a refusal), taken over
+		{pushRequest(ok, auth), 202, nil}, // fast path
+		{pushRequest(`{"to":{"sessionId":1},"data":1}`, auth), 400, func(_ *http.Response, body string) bool {
+			return strings.Contains(body, `{"error":{"code":"invalid_payload","message":"invalid payload: to.sessionId must be a string"}}`)
+		}}, // fast path
+		{pushRequest(ok, auth), 202, nil},                                        // fast path
+		{pushRequest(`{"data":`+strings.Repeat(" ", 5000)+`1}`, auth), 202, nil}, // beyond the buffer: fast path
+		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9000000\r\n" + auth + "\r\n", 413, func(_ *http.Response, body string) bool {
+			return strings.Contains(body, `"code":"payload_too_large"`)
+		}}, // over MaxPushBody: echo
+	} {
+		if _, err := io.WriteString(c.conn, tc.req); err != nil {
+			t.Fatal(err)
+		}
+		res, body := c.read()
+		if res.StatusCode != tc.status || tc.check != nil && !tc.check(res, body) {
+			t.Fatalf("%.60q: %d %v %q, want %d", tc.req, res.StatusCode, res.Header, body, tc.status)
+		}
+	}
+	if n := api.OwnedPushes(p.ln); n != 5 {
+		t.Fatalf("%d pushes on the fast path, want 5", n)
+	}
+	// The fast path's 400 is byte for byte the echo route's.
+	fresh := dialRaw(t, p.addr)
+	bad := pushRequest(`{"to":{"sessionId":1},"data":1}`, auth)
+	if _, err := io.WriteString(fresh.conn, bad); err != nil {
+		t.Fatal(err)
+	}
+	echoRes, echoBody := fresh.read()
+	c = dialRaw(t, p.addr)
+	for _, req := range []string{pushRequest(ok, auth), bad} {
+		if _, err := io.WriteString(c.conn, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.read()
+	res, body := c.read()
+	if body != echoBody || res.StatusCode != echoRes.StatusCode || res.Header.Get("Content-Type") != echoRes.Header.Get("Content-Type") ||
+		res.Header.Get("X-Content-Type-Options") != echoRes.Header.Get("X-Content-Type-Options") {
+		t.Fatalf("fast path: %d %v %q; echo: %d %v %q", res.StatusCode, res.Header, body, echoRes.StatusCode, echoRes.Header, echoBody)
+	}
+}

@@ -3,7 +3,6 @@ package api
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -35,7 +34,8 @@ func (a *API) parkable(r *http.Request) bool {
 }
 
 // parkedKey marks, in the echo context, a request whose connection was
-// taken over (the request log says "parked" instead of a status).
+// taken over; its value is what the request log shows as the status
+// ("parked", or the status written on the connection).
 const parkedKey = "longpoll.parked"
 
 // pollResult is the outcome of a parked poll.
@@ -82,7 +82,7 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 		}
 		p.conn = withBuffered(conn, brw.Reader)
 		p.header = headerLines(c.Response().Header())
-		c.Set(parkedKey, true)
+		c.Set(parkedKey, "parked")
 	}()
 	if p.conn != nil {
 		return nil
@@ -186,28 +186,30 @@ func appendDate(dst []byte, now time.Time) []byte {
 // write error) it has closed it. header holds the lines of the headers set
 // before the poll parked (Cache-Control, CORS), from headerLines.
 func (a *API) writeRaw(conn net.Conn, header []byte, msgs []poll.Message, err error) (keep bool) {
-	hp, bp := rawBufs.Get().(*[]byte), rawBufs.Get().(*[]byte)
-	buf, body := (*hp)[:0], (*bp)[:0]
-	defer func() {
-		*hp, *bp = buf[:0], body[:0]
-		rawBufs.Put(hp)
-		rawBufs.Put(bp)
-	}()
-
-	status := http.StatusNoContent
 	switch {
 	case err != nil:
-		ae := toError(err)
-		status = ae.Status
-		b, _ := json.Marshal(struct {
-			Error *Error `json:"error"`
-		}{ae})
-		body = append(body, b...)
-		a.log.Warn("request refused", "method", http.MethodGet, "path", "/data", "status", ae.Status, "code", ae.Code, "remote", conn.RemoteAddr().String())
+		status, extra, body := a.rawError(err, http.MethodGet, "/data", remoteIP(conn.RemoteAddr()))
+		return a.writeAnswer(conn, status, append(extra, header...), body)
 	case len(msgs) > 0:
-		status = http.StatusOK
-		body = poll.AppendBatchJSON(body, msgs)
+		bp := rawBufs.Get().(*[]byte)
+		defer rawBufs.Put(bp)
+		*bp = poll.AppendBatchJSON((*bp)[:0], msgs)
+		return a.writeAnswer(conn, http.StatusOK, header, *bp)
 	}
+	return a.writeAnswer(conn, http.StatusNoContent, header, nil)
+}
+
+// writeAnswer writes an HTTP/1.1 response to a connection the API has
+// taken over: the status, Date, the header lines, and a JSON body (none for
+// 204). It reports whether conn may serve another request; if not
+// (shutting down: "Connection: close"; a write error) it has closed it.
+func (a *API) writeAnswer(conn net.Conn, status int, header, body []byte) (keep bool) {
+	bp := rawBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		*bp = buf[:0]
+		rawBufs.Put(bp)
+	}()
 	closing := a.hub.Closing()
 
 	buf = append(buf, "HTTP/1.1 "...)
@@ -233,6 +235,29 @@ func (a *API) writeRaw(conn net.Conn, header []byte, msgs []poll.Message, err er
 	if _, werr := conn.Write(buf); werr != nil || closing {
 		conn.Close()
 		return false
+	}
+	return true
+}
+
+// takeOver answers c's request itself, writing status and the JSON body
+// on the connection, and keeps the connection for the client's next
+// request (serveOwned), when the request allows it: plain HTTP/1.1, not
+// "Connection: close", with a body of known length already read. It
+// reports false, having done nothing, otherwise.
+func (a *API) takeOver(c echo.Context, status int, body []byte) bool {
+	r := c.Request()
+	if !a.ownRepolls || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close ||
+		r.ContentLength <= 0 || len(r.TransferEncoding) != 0 {
+		return false
+	}
+	conn, brw, err := c.Response().Hijack()
+	if err != nil {
+		return false
+	}
+	conn = withBuffered(conn, brw.Reader)
+	c.Set(parkedKey, status)
+	if a.writeAnswer(conn, status, headerLines(c.Response().Header()), body) {
+		go a.serveOwned(conn)
 	}
 	return true
 }

@@ -548,19 +548,29 @@ func (a *API) sendCheck(id string) func([]poll.Push) error {
 // bearer token, or, when no key is configured, from a loopback address.
 func (a *API) requirePublisher(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if len(a.sec.keyHashes) == 0 {
-			addr, ok := clientAddr(c)
-			if !ok || !addr.IsLoopback() {
-				return errLoopbackOnly
-			}
-			return next(c)
-		}
-		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-		if !ok || !a.validKey(strings.TrimSpace(token)) {
-			return errUnauthorized
+		if err := a.publisherCheck(c.RealIP(), c.Request().Header.Get(echo.HeaderAuthorization)); err != nil {
+			return err
 		}
 		return next(c)
 	}
+}
+
+// publisherCheck admits a publisher by its client address ip and its
+// Authorization header: without publish keys only loopback clients (403),
+// with keys a bearer of one of them (401).
+func (a *API) publisherCheck(ip, authorization string) error {
+	if len(a.sec.keyHashes) == 0 {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil || !addr.Unmap().IsLoopback() {
+			return errLoopbackOnly
+		}
+		return nil
+	}
+	token, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok || !a.validKey(strings.TrimSpace(token)) {
+		return errUnauthorized
+	}
+	return nil
 }
 
 // validKey compares token with every key in constant time: all keys are

@@ -36,6 +36,9 @@ const shutdownGrace = 5 * time.Second
 // this long (net/http's, and the API's on connections it owns).
 const idleTimeout = 2 * time.Minute
 
+// readTimeout bounds reading a whole request (a push's body).
+const readTimeout = 30 * time.Second
+
 // defaultGCPercent replaces Go's default GOGC of 100: a parked poll costs
 // about 5 KiB (no goroutine, no buffers; api/park.go), so the heap is small
 // and letting it grow further between collections buys CPU for requests.
@@ -125,7 +128,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 	var parkLn *api.Listener
 	if certs == nil {
 		parkLn = api.NewListener(inner)
-		parkLn.IdleTimeout, parkLn.ReadHeaderTimeout = idleTimeout, cfg.ReadHeaderTimeout
+		parkLn.IdleTimeout, parkLn.ReadHeaderTimeout, parkLn.ReadTimeout = idleTimeout, cfg.ReadHeaderTimeout, readTimeout
 		ln = parkLn
 	}
 	e := api.New(hub, api.Config{
@@ -150,7 +153,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 	srv := &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       30 * time.Second,
+		ReadTimeout:       readTimeout,
 		WriteTimeout:      cfg.MaxPollTimeout + 30*time.Second,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    serverHeaderBytes * cfg.MaxHeaderBytes,
