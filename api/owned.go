@@ -427,6 +427,6 @@ func (a *API) logOwned(start time.Time, method, path string, status any, remote 
 // deadline of an earlier answer: net/http sets none when the server has no
 // WriteTimeout.
 func handBack(l *Listener, conn net.Conn) {
-	_ = conn.SetWriteDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	l.Return(conn)
 }

@@ -246,7 +246,10 @@ func (a *API) writeAnswer(conn net.Conn, status int, header, body []byte) (keep 
 // reports false, having done nothing, otherwise.
 func (a *API) takeOver(c echo.Context, status int, body []byte) bool {
 	r := c.Request()
-	if !a.ownRepolls || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close ||
+	// /push has no network filter, /data does: a publisher's connection
+	// kept while filters are configured could poll past them.
+	filtered := len(a.sec.allow) > 0 || len(a.sec.deny) > 0
+	if !a.ownRepolls || filtered || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close ||
 		r.ContentLength <= 0 || len(r.TransferEncoding) != 0 {
 		return false
 	}
@@ -278,5 +281,11 @@ func withBuffered(conn net.Conn, r *bufio.Reader) net.Conn {
 		return conn
 	}
 	b, _ := r.Peek(n)
-	return &bufferedConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)}
+	front := bytes.NewReader(bytes.Clone(b))
+	if bc, ok := conn.(*bufferedConn); ok {
+		// Flatten: a client pipelining poll after poll must not grow a
+		// chain of wrappers that every Read walks.
+		return &bufferedConn{Conn: bc.Conn, r: io.MultiReader(front, bc.r)}
+	}
+	return &bufferedConn{Conn: conn, r: io.MultiReader(front, conn)}
 }

@@ -1,0 +1,79 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll/api"
+	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/session"
+)
+
+type depthConn struct {
+	net.Conn
+	max *atomic.Int64
+}
+
+func (c depthConn) Read(b []byte) (int, error) {
+	pcs := make([]uintptr, 1<<20)
+	if n := int64(runtime.Callers(0, pcs)); n > c.max.Load() {
+		c.max.Store(n)
+	}
+	return c.Conn.Read(b)
+}
+
+type depthListener struct {
+	net.Listener
+	max *atomic.Int64
+}
+
+func (l depthListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return depthConn{c, l.max}, nil
+}
+
+// 4. Every poll that parks with a pipelined request behind it wraps the
+// connection in one more bufferedConn (withBuffered never flattens), so a
+// client that keeps requests pipelined grows the chain by one per request:
+// every Read/Write/SetDeadline walks it (memory and stack grow without
+// bound over the connection's life).
+func TestPipelinedPollsDoNotNestConnectionWrappers(t *testing.T) {
+	inner, _ := net.Listen("tcp", "127.0.0.1:0")
+	var max atomic.Int64
+	ln := api.NewListener(depthListener{inner, &max})
+	hub := poll.NewHub(poll.Config{})
+	srv := &http.Server{Handler: api.New(hub, api.Config{Listener: ln, Jitter: func() float64 { return 1 }})}
+	go srv.Serve(ln)
+	defer func() {
+		hub.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		ln.WaitParked(ctx)
+		srv.Shutdown(ctx)
+	}()
+	s, _ := hub.Connect(session.Request{DeviceID: "lamp"})
+	c := dialRaw(t, inner.Addr().String())
+	req := "GET /data?timeout=0&sessionId=" + s.ID + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, n := range []int{10, 1000, 5000} {
+		go io.WriteString(c.conn, strings.Repeat(req, n))
+		for range n {
+			if res, _ := c.read(); res.StatusCode != 204 {
+				t.Fatalf("status %d", res.StatusCode)
+			}
+		}
+		t.Logf("after %d more pipelined polls: deepest Read stack %d frames", n, max.Load())
+	}
+	if max.Load() > 200 {
+		t.Fatalf("Read call depth grew to %d frames", max.Load())
+	}
+}
