@@ -167,25 +167,20 @@ func (l *Listener) disown(c net.Conn) {
 	l.mu.Unlock()
 }
 
-func (l *Listener) idleTimeout() time.Duration {
-	if l.IdleTimeout > 0 {
-		return l.IdleTimeout
+// orDefault is d, or def when d is not positive.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	return DefaultIdleTimeout
+	return def
 }
 
-func (l *Listener) readTimeout() time.Duration {
-	if l.ReadTimeout > 0 {
-		return l.ReadTimeout
-	}
-	return DefaultReadTimeout
-}
+func (l *Listener) idleTimeout() time.Duration { return orDefault(l.IdleTimeout, DefaultIdleTimeout) }
+
+func (l *Listener) readTimeout() time.Duration { return orDefault(l.ReadTimeout, DefaultReadTimeout) }
 
 func (l *Listener) readHeaderTimeout() time.Duration {
-	if l.ReadHeaderTimeout > 0 {
-		return l.ReadHeaderTimeout
-	}
-	return DefaultReadHeaderTimeout
+	return orDefault(l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 }
 
 // hold records a connection taken over while its poll is parked; release

@@ -25,8 +25,9 @@ import (
 // itself (serveOwned). A plain re-poll — GET /data over HTTP/1.1 with a Host
 // and no body, origin, upgrade or close — is parked again right there, with
 // the same checks the echo route applies (the peer address is the
-// connection's, already admitted by the network filter; the per-address
-// poll cap is taken again). Anything else, including every head the parser
+// connection's, checked against the network filter again since a
+// publisher's connection is kept too; the per-address poll cap is taken
+// again). Anything else, including every head the parser
 // is not sure about and every invalid poll, goes to net/http with the bytes
 // read so far in front (Listener.Return), and is served exactly as before.
 //
@@ -257,6 +258,7 @@ func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (
 // the connection goes to net/http, or it is closed.
 func (a *API) serveOwned(conn net.Conn) {
 	l := a.cfg.Listener
+	ip := remoteIP(conn.RemoteAddr())
 	br := ownedReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() {
@@ -290,7 +292,7 @@ func (a *API) serveOwned(conn net.Conn) {
 			return
 		}
 		if h.push {
-			if !a.servePush(conn, br, head, h) {
+			if !a.servePush(conn, br, ip, head, h) {
 				handBack(l, withBuffered(conn, br)) // the echo route answers
 				return
 			}
@@ -301,12 +303,21 @@ func (a *API) serveOwned(conn net.Conn) {
 			handBack(l, withBuffered(conn, br)) // net/http answers the error
 			return
 		}
-		ip := remoteIP(conn.RemoteAddr())
-		key := addrKey(ip)
-		after, slot := a.ownedPollSlot(key)
+		// The connection may have been taken over for a push, a route
+		// without the network filter: apply it, as the /data route does.
+		if !a.admitted(ip) {
+			handBack(l, withBuffered(conn, br)) // net/http answers 403
+			return
+		}
+		release, slot := a.takeSlot(addrKey(ip))
 		if !slot {
 			handBack(l, withBuffered(conn, br)) // net/http answers 429
 			return
+		}
+		var after func()
+		if release != nil {
+			var once sync.Once
+			after = func() { once.Do(release) }
 		}
 		_, _ = br.Discard(len(head))
 		l.repolls.Add(1)
@@ -327,8 +338,7 @@ func (a *API) serveOwned(conn net.Conn) {
 // echo route's rendering). It reports false, having consumed nothing, when
 // the echo route should answer instead: a body over MaxPushBody (413), or
 // a publisher not admitted (401, 403).
-func (a *API) servePush(conn net.Conn, br *bufio.Reader, head []byte, h hot) bool {
-	ip := remoteIP(conn.RemoteAddr())
+func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte, h hot) bool {
 	if h.bodyLen > MaxPushBody || a.publisherCheck(ip, h.auth) != nil {
 		return false
 	}
@@ -373,18 +383,11 @@ func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, h
 		a.logOwned(p.start, http.MethodGet, "/data", "parked", ip)
 		return true
 	}
-	keep := a.writeRaw(conn, a.ownedHeader, msgs, err)
+	status, keep := a.writeRaw(conn, a.ownedHeader, msgs, err)
 	a.observePoll(p.start, msgs, err, false)
 	l.release()
 	if after != nil {
 		after()
-	}
-	status := http.StatusNoContent
-	switch {
-	case err != nil:
-		status = toError(err).Status
-	case len(msgs) > 0:
-		status = http.StatusOK
 	}
 	a.logOwned(p.start, http.MethodGet, "/data", status, ip)
 	if !keep {
@@ -401,17 +404,16 @@ var decided = func() chan struct{} {
 	return c
 }()
 
-// ownedPollSlot takes a place under --max-parked-per-ip for key, as
-// capPolls does; release is nil when polls are not capped.
-func (a *API) ownedPollSlot(key string) (release func(), ok bool) {
+// takeSlot takes a place under --max-parked-per-ip for key (capPolls and
+// re-polls); release, nil when polls are not capped, gives it back.
+func (a *API) takeSlot(key string) (release func(), ok bool) {
 	if a.sec.polls == nil {
 		return nil, true
 	}
 	if !a.sec.polls.acquire(key) {
 		return nil, false
 	}
-	var once sync.Once
-	return func() { once.Do(func() { a.sec.polls.release(key) }) }, true
+	return func() { a.sec.polls.release(key) }, true
 }
 
 // logOwned writes logRequests' line for a request served on an owned

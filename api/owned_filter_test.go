@@ -8,9 +8,9 @@ import (
 	"github.com/longpoll/longpoll/api"
 )
 
-// 1. A connection owned after a publisher's push (takeOver) serves GET
-// /data re-polls without the network filter that the echo /data route
-// applies (filterNetworks): DenyNets/AllowNets are bypassed.
+// A connection owned after a publisher's push (takeOver) must not serve GET
+// /data re-polls past the network filter that the echo /data route applies
+// (filterNetworks): /push itself has no such filter.
 func TestPublisherConnectionIsNotKeptPastNetworkFilters(t *testing.T) {
 	const key = "0123456789abcdef-publisher-key"
 	p := newParkServer(t, api.Config{PublishKeys: []string{key},
@@ -35,8 +35,3 @@ func TestPublisherConnectionIsNotKeptPastNetworkFilters(t *testing.T) {
 		t.Fatalf("re-poll on the owned publisher connection: %d %q, want 403 as the echo route answers", res.StatusCode, body)
 	}
 }
-
-// 2. net/http skips CR/LF after a POST body (RFC 7230 §3 tolerance,
-// server.go readRequest: lastMethod == "POST"). On a taken-over connection
-// the leading CRLF makes parseHot refuse, and the handed-back connection is
-// a "new" net/http conn (lastMethod ""), which answers 400.

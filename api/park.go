@@ -104,7 +104,7 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 		}
 		return nil
 	}
-	keep := p.a.writeRaw(p.conn, p.header, msgs, err)
+	_, keep := p.a.writeRaw(p.conn, p.header, msgs, err)
 	return func() {
 		if p.after != nil {
 			p.after()
@@ -183,20 +183,21 @@ func appendDate(dst []byte, now time.Time) []byte {
 
 // writeRaw writes the HTTP/1.1 response of a parked poll to conn. It
 // reports whether conn may serve another request; if not (shutting down,
-// write error) it has closed it. header holds the lines of the headers set
-// before the poll parked (Cache-Control, CORS), from headerLines.
-func (a *API) writeRaw(conn net.Conn, header []byte, msgs []poll.Message, err error) (keep bool) {
+// write error) it has closed it. It returns the status it wrote. header
+// holds the lines of the headers set before the poll parked (Cache-Control,
+// CORS), from headerLines.
+func (a *API) writeRaw(conn net.Conn, header []byte, msgs []poll.Message, err error) (status int, keep bool) {
 	switch {
 	case err != nil:
 		status, extra, body := a.rawError(err, http.MethodGet, "/data", remoteIP(conn.RemoteAddr()))
-		return a.writeAnswer(conn, status, append(extra, header...), body)
+		return status, a.writeAnswer(conn, status, append(extra, header...), body)
 	case len(msgs) > 0:
 		bp := rawBufs.Get().(*[]byte)
 		defer rawBufs.Put(bp)
 		*bp = poll.AppendBatchJSON((*bp)[:0], msgs)
-		return a.writeAnswer(conn, http.StatusOK, header, *bp)
+		return http.StatusOK, a.writeAnswer(conn, http.StatusOK, header, *bp)
 	}
-	return a.writeAnswer(conn, http.StatusNoContent, header, nil)
+	return http.StatusNoContent, a.writeAnswer(conn, http.StatusNoContent, header, nil)
 }
 
 // writeAnswer writes an HTTP/1.1 response to a connection the API has
@@ -246,10 +247,7 @@ func (a *API) writeAnswer(conn net.Conn, status int, header, body []byte) (keep 
 // reports false, having done nothing, otherwise.
 func (a *API) takeOver(c echo.Context, status int, body []byte) bool {
 	r := c.Request()
-	// /push has no network filter, /data does: a publisher's connection
-	// kept while filters are configured could poll past them.
-	filtered := len(a.sec.allow) > 0 || len(a.sec.deny) > 0
-	if !a.ownRepolls || filtered || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close ||
+	if !a.ownRepolls || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.TLS != nil || r.Close ||
 		r.ContentLength <= 0 || len(r.TransferEncoding) != 0 {
 		return false
 	}

@@ -158,16 +158,6 @@ func wholeFiles(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// clientAddr returns the client's address as echo's IP extractor sees it,
-// without zone and with IPv4-in-IPv6 unmapped.
-func clientAddr(c echo.Context) (netip.Addr, bool) {
-	a, err := netip.ParseAddr(c.RealIP())
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a.Unmap().WithZone(""), true
-}
-
 // clientKey identifies a client for rate limits and poll caps: its IPv4
 // address, or its IPv6 /64 (one subscriber's allocation).
 func clientKey(c echo.Context) string { return addrKey(c.RealIP()) }
@@ -209,12 +199,25 @@ func (a *API) filterNetworks(next echo.HandlerFunc) echo.HandlerFunc {
 		return next
 	}
 	return func(c echo.Context) error {
-		addr, ok := clientAddr(c)
-		if !ok || inAny(a.sec.deny, addr) || len(a.sec.allow) > 0 && !inAny(a.sec.allow, addr) {
+		if !a.admitted(c.RealIP()) {
 			return errNetwork
 		}
 		return next(c)
 	}
+}
+
+// admitted reports whether the network filters let the client address ip
+// use the client endpoints; true when none is configured.
+func (a *API) admitted(ip string) bool {
+	if len(a.sec.allow) == 0 && len(a.sec.deny) == 0 {
+		return true
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap().WithZone("")
+	return !inAny(a.sec.deny, addr) && (len(a.sec.allow) == 0 || inAny(a.sec.allow, addr))
 }
 
 func inAny(nets []netip.Prefix, a netip.Addr) bool {
@@ -320,11 +323,11 @@ func (a *API) capPolls(next echo.HandlerFunc) echo.HandlerFunc {
 		return next
 	}
 	return func(c echo.Context) error {
-		key := clientKey(c)
-		if !a.sec.polls.acquire(key) {
+		release, ok := a.takeSlot(clientKey(c))
+		if !ok {
 			return rateLimited("too many open polls from your address", time.Second)
 		}
-		slot := &pollSlot{release: func() { a.sec.polls.release(key) }}
+		slot := &pollSlot{release: release}
 		c.Set(pollSlotKey, slot)
 		err := next(c)
 		if !slot.taken.Load() {
