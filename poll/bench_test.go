@@ -127,3 +127,15 @@ func BenchmarkParseBatch100(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNewEnvelope: encoding one pushed message's envelope.
+func BenchmarkNewEnvelope(b *testing.B) {
+	data := json.RawMessage(`{"r":1,"k":2,"p":3,"s":4,"t":1234567890123}`)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewEnvelope("alerts", "u1/d1", data, now, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -94,12 +94,69 @@ func NewEnvelope(topic, from string, data json.RawMessage, now time.Time, ttl ti
 		Expires: now.Add(ttl),
 		order:   orderCounter.Add(1),
 	}
+	if plainString(e.ID) && plainString(topic) && plainString(from) && plainJSON(data) {
+		e.body = appendEnvelope(make([]byte, 0, 80+len(e.ID)+len(topic)+len(from)+len(data)), e)
+		return e, nil
+	}
 	b, err := json.Marshal(wireEnvelope{ID: e.ID, Topic: topic, From: from, Data: data, SentAt: now.UTC().Format(TimeFormat)})
 	if err != nil {
 		return nil, err
 	}
 	e.body = b[1:] // drop the '{': the seq goes in front
 	return e, nil
+}
+
+// appendEnvelope appends e's body, byte for byte what json.Marshal makes of
+// its wireEnvelope minus the leading '{', for the common case that
+// NewEnvelope checks first: strings that need no escaping and data that is
+// valid, compact and free of what json.Marshal escapes.
+func appendEnvelope(dst []byte, e *Envelope) []byte {
+	dst = append(dst, `"id":"`...)
+	dst = append(dst, e.ID...)
+	dst = append(dst, `","topic":"`...)
+	dst = append(dst, e.Topic...)
+	if e.From != "" {
+		dst = append(dst, `","from":"`...)
+		dst = append(dst, e.From...)
+	}
+	dst = append(dst, `","data":`...)
+	dst = append(dst, e.Data...)
+	dst = append(dst, `,"sentAt":"`...)
+	dst = e.SentAt.UTC().AppendFormat(dst, TimeFormat)
+	return append(dst, `"}`...)
+}
+
+// plainString reports whether json.Marshal writes s as is between quotes:
+// printable ASCII other than the quote, the backslash and <, >, & (which
+// it escapes for HTML).
+func plainString(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainJSON reports whether json.Marshal writes data (a RawMessage) as is:
+// valid JSON with no whitespace between tokens and nothing it escapes
+// (<, >, &, and U+2028/U+2029, whose UTF-8 encodings start with 0xE2, are
+// refused even where json.Marshal would keep them).
+func plainJSON(data []byte) bool {
+	inString := false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '<' || c == '>' || c == '&' || c == 0xE2:
+			return false
+		case inString && c == '\\':
+			i++ // the escaped byte cannot end the string
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return json.Valid(data)
 }
 
 // Message is an envelope as it sits in one session's mailbox.

@@ -210,7 +210,7 @@ func fromWire(w *wirePush, origin Origin) (Push, error) {
 	return p, nil
 }
 
-func (p *Push) setTarget(raw json.RawMessage, origin Origin) error {
+func (p *Push) setTarget(raw json.RawMessage, origin Origin) (err error) {
 	if len(raw) == 0 {
 		if origin == Client {
 			return invalid("to is required: name a userId, deviceId or topic")
@@ -220,37 +220,11 @@ func (p *Push) setTarget(raw json.RawMessage, origin Origin) error {
 	if raw[0] != '{' {
 		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
 	}
-	var w wireTarget
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return invalid("to: unknown field %s (use sessionId, deviceId, userId or topic)", f)
-		}
-		return invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
-	}
-	fields := []struct {
-		name string
-		raw  json.RawMessage
-		dst  *string
-	}{
-		{"sessionId", w.SessionID, &p.To.SessionID},
-		{"deviceId", w.DeviceID, &p.To.DeviceID},
-		{"userId", w.UserID, &p.To.UserID},
-		{"topic", w.Topic, &p.To.Topic},
-	}
-	var name string
-	for _, f := range fields {
-		if len(f.raw) == 0 {
-			continue
-		}
-		if name != "" {
-			return invalid("to must hold exactly one of sessionId, deviceId, userId, topic")
-		}
-		name = f.name
-		if err := json.Unmarshal(f.raw, f.dst); err != nil || f.raw[0] != '"' {
-			return invalid("to.%s must be a string", f.name)
-		}
+	name, value, simple := simpleTarget(raw)
+	if simple {
+		*p.To.field(name) = value
+	} else if name, err = p.decodeTarget(raw); err != nil {
+		return err
 	}
 	switch name {
 	case "":
@@ -281,6 +255,109 @@ func (p *Push) setTarget(raw json.RawMessage, origin Origin) error {
 		}
 	}
 	return nil
+}
+
+// decodeTarget decodes a "to" object of any shape into p.To and returns the
+// name of its one field ("" for an empty object).
+func (p *Push) decodeTarget(raw json.RawMessage) (name string, err error) {
+	var w wireTarget
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return "", invalid("to: unknown field %s (use sessionId, deviceId, userId or topic)", f)
+		}
+		return "", invalid("to must be an object holding one of sessionId, deviceId, userId, topic (omit it to broadcast)")
+	}
+	fields := []struct {
+		name string
+		raw  json.RawMessage
+	}{
+		{"sessionId", w.SessionID},
+		{"deviceId", w.DeviceID},
+		{"userId", w.UserID},
+		{"topic", w.Topic},
+	}
+	for _, f := range fields {
+		if len(f.raw) == 0 {
+			continue
+		}
+		if name != "" {
+			return "", invalid("to must hold exactly one of sessionId, deviceId, userId, topic")
+		}
+		name = f.name
+		if err := json.Unmarshal(f.raw, p.To.field(name)); err != nil || f.raw[0] != '"' {
+			return "", invalid("to.%s must be a string", f.name)
+		}
+	}
+	return name, nil
+}
+
+// simpleTarget reads a "to" object of the usual shape without a decoder:
+// {"name":"value"} with one of the four field names spelled exactly, JSON
+// whitespace around the tokens, and a value of printable ASCII without
+// escapes (so its bytes are the decoded string). ok is false for any other
+// shape, valid or not; decodeTarget then decides.
+func simpleTarget(raw []byte) (name, value string, ok bool) {
+	i := 0
+	skip := func() {
+		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+			i++
+		}
+	}
+	str := func() (string, bool) {
+		if i >= len(raw) || raw[i] != '"' {
+			return "", false
+		}
+		start := i + 1
+		for i = start; i < len(raw); i++ {
+			switch c := raw[i]; {
+			case c == '"':
+				i++
+				return string(raw[start : i-1]), true
+			case c < 0x20 || c >= 0x7f || c == '\\':
+				return "", false
+			}
+		}
+		return "", false
+	}
+	expect := func(c byte) bool {
+		skip()
+		if i < len(raw) && raw[i] == c {
+			i++
+			skip()
+			return true
+		}
+		return false
+	}
+	if !expect('{') {
+		return "", "", false
+	}
+	if name, ok = str(); !ok || !expect(':') {
+		return "", "", false
+	}
+	switch name {
+	case "sessionId", "deviceId", "userId", "topic":
+	default:
+		return "", "", false
+	}
+	if value, ok = str(); !ok || !expect('}') || i != len(raw) {
+		return "", "", false
+	}
+	return name, value, true
+}
+
+// field returns the field of t that the "to" key name sets.
+func (t *Target) field(name string) *string {
+	switch name {
+	case "sessionId":
+		return &t.SessionID
+	case "deviceId":
+		return &t.DeviceID
+	case "userId":
+		return &t.UserID
+	}
+	return &t.Topic
 }
 
 func invalid(format string, args ...any) error {

@@ -1,0 +1,54 @@
+package poll
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// FuzzAppendEnvelope checks that NewEnvelope's hand-written encoding is
+// byte for byte json.Marshal's wherever it is used.
+func FuzzAppendEnvelope(f *testing.F) {
+	for _, s := range []string{`{"text":"door open"}`, `[1, 2]`, `"a\"b\\"`, `"<b>"`, "\"\u2028\"", `{"a":"\u00e9"}`, `null`, `1e400`} {
+		f.Add("alerts", "u1/d1", []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, topic, from string, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		e := &Envelope{ID: "m_abc", Topic: topic, From: from, Data: data, SentAt: time.Date(2026, 11, 22, 8, 9, 10, 123456789, time.FixedZone("x", 3600))}
+		if !plainString(e.ID) || !plainString(topic) || !plainString(from) || !plainJSON(data) {
+			return
+		}
+		got := appendEnvelope(nil, e)
+		want, err := json.Marshal(wireEnvelope{ID: e.ID, Topic: topic, From: from, Data: data, SentAt: e.SentAt.UTC().Format(TimeFormat)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want[1:]) {
+			t.Fatalf("appendEnvelope:\n%s\njson.Marshal:\n%s", got, want[1:])
+		}
+	})
+}
+
+func TestPlainJSON(t *testing.T) {
+	for _, c := range []struct {
+		data string
+		ok   bool
+	}{
+		{`{"text":"door open"}`, true},
+		{`{"a":"x\" y"}`, true},
+		{`{"a": 1}`, false},
+		{"[1,\n2]", false},
+		{`"<"`, false},
+		{`"a&b"`, false},
+		{"\"\u2028\"", false},
+		{`{"a":1`, false},
+		{`"\\"`, true},
+	} {
+		if got := plainJSON([]byte(c.data)); got != c.ok {
+			t.Errorf("plainJSON(%q) = %v, want %v", c.data, got, c.ok)
+		}
+	}
+}
