@@ -254,11 +254,14 @@ func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (
 }
 
 // serveOwned serves the requests that follow an answered poll on conn (see
-// above). It runs on its own goroutine and ends when a poll parks again,
-// the connection goes to net/http, or it is closed.
-func (a *API) serveOwned(conn net.Conn) {
+// above); ip is the peer's address, "" if not yet known. It runs on its own
+// goroutine and ends when a poll parks again, the connection goes to
+// net/http, or it is closed.
+func (a *API) serveOwned(conn net.Conn, ip string) {
 	l := a.cfg.Listener
-	ip := remoteIP(conn.RemoteAddr())
+	if ip == "" {
+		ip = remoteIP(conn.RemoteAddr())
+	}
 	br := ownedReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() {
@@ -376,7 +379,7 @@ func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte,
 // request, unless it was closed (then the next read fails).
 func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
 	l := a.cfg.Listener
-	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after}
+	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip}
 	l.hold()
 	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
 	if parked {

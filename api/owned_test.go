@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -341,5 +344,49 @@ func TestOwnedPushRefusalsGoToTheServer(t *testing.T) {
 	if body != echoBody || res.StatusCode != echoRes.StatusCode || res.Header.Get("Content-Type") != echoRes.Header.Get("Content-Type") ||
 		res.Header.Get("X-Content-Type-Options") != echoRes.Header.Get("X-Content-Type-Options") {
 		t.Fatalf("fast path: %d %v %q; echo: %d %v %q", res.StatusCode, res.Header, body, echoRes.StatusCode, echoRes.Header, echoBody)
+	}
+}
+
+// An answer larger than the socket can take at once (100 messages of 60
+// KB to a client with a small receive buffer) is written partly at once
+// and the rest under a deadline: the client gets all of it, intact, and the
+// connection serves the next poll.
+func TestLargeAnswerOnAnOwnedConnection(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	sid := p.connect(t, "lamp")
+	c := answeredPoll(t, p, sid)
+	// 6 MB cannot fit the socket buffers at once.
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`"` + strings.Repeat("x", 60<<10) + `"`)
+	for range 100 {
+		if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.send("GET", "/data?cursor=1&timeout=20&sessionId="+sid, "")
+	res, body := c.read()
+	var got struct {
+		Cursor   uint64
+		Messages []struct {
+			Seq  uint64
+			Data json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || res.StatusCode != 200 || res.ContentLength != int64(len(body)) {
+		t.Fatalf("large answer: %d, %d of %d bytes: %v", res.StatusCode, len(body), res.ContentLength, err)
+	}
+	if len(got.Messages) != 100 || got.Cursor != 101 {
+		t.Fatalf("large answer: %d messages, cursor %d", len(got.Messages), got.Cursor)
+	}
+	for i, m := range got.Messages {
+		if m.Seq != uint64(i+2) || !bytes.Equal(m.Data, data) {
+			t.Fatalf("message %d: seq %d, %d bytes of data", i, m.Seq, len(m.Data))
+		}
+	}
+	c.send("GET", "/data?cursor=101&timeout=0&sessionId="+sid, "")
+	if res, _ := c.read(); res.StatusCode != 204 {
+		t.Fatalf("after the large answer: %d", res.StatusCode)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -55,6 +56,7 @@ type parkedPoll struct {
 	header []byte // the response's extra header lines (headerLines)
 	result chan pollResult
 	after  func() // runs once the poll is answered (per-IP accounting)
+	ip     string // the client's address, if known (serveOwned)
 }
 
 // dataParked serves a poll through Hub.Park. after (may be nil) runs once
@@ -111,7 +113,7 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 		}
 		switch {
 		case keep && p.a.ownRepolls:
-			go p.a.serveOwned(p.conn) // owned.go: most likely a re-poll
+			go p.a.serveOwned(p.conn, p.ip) // owned.go: most likely a re-poll
 		case keep:
 			handBack(p.a.cfg.Listener, p.conn)
 		}
@@ -230,14 +232,54 @@ func (a *API) writeAnswer(conn net.Conn, status int, header, body []byte) (keep 
 	buf = append(buf, "\r\n\r\n"...)
 	buf = append(buf, body...)
 
-	// The deadline stays: the next answer on this connection sets its own,
-	// and a connection handed back to net/http is cleared first.
-	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, werr := conn.Write(buf); werr != nil || closing {
+	var werr error
+	if n := writeNow(conn, buf); n < len(buf) {
+		// The deadline stays: the next slow write on this connection sets
+		// its own, and a connection handed back to net/http is cleared first.
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, werr = conn.Write(buf[n:])
+	}
+	if werr != nil || closing {
 		conn.Close()
 		return false
 	}
 	return true
+}
+
+// writeNow writes what of b fits into conn's socket buffer now, with one
+// non-blocking write(2), and returns how much that was: all of it, nearly
+// always, for an answer to a client that reads. It saves arming a write
+// deadline (a runtime timer) per answer; the caller writes any rest under
+// one. Anything but a TCP socket, and any error, returns 0: the caller's
+// ordinary write then does the work or reports the error.
+func writeNow(conn net.Conn, b []byte) (written int) {
+	if bc, ok := conn.(*bufferedConn); ok {
+		conn = bc.Conn
+	}
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return 0
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	// Control, unlike RawConn.Write, ignores an expired deadline left by
+	// an earlier answer. The API writes an owned connection from one
+	// goroutine at a time, so no other write interleaves.
+	_ = rc.Control(func(fd uintptr) {
+		for written < len(b) {
+			n, err := syscall.Write(int(fd), b[written:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || n <= 0 {
+				return
+			}
+			written += n
+		}
+	})
+	return written
 }
 
 // takeOver answers c's request itself, writing status and the JSON body
@@ -258,7 +300,7 @@ func (a *API) takeOver(c echo.Context, status int, body []byte) bool {
 	conn = withBuffered(conn, brw.Reader)
 	c.Set(parkedKey, status)
 	if a.writeAnswer(conn, status, headerLines(c.Response().Header()), body) {
-		go a.serveOwned(conn)
+		go a.serveOwned(conn, "")
 	}
 	return true
 }
