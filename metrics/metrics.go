@@ -31,6 +31,7 @@ type Metrics struct {
 	sessionEnds    *prometheus.CounterVec // by reason
 	polls          *prometheus.CounterVec // by outcome
 	pollsBy        map[string]prometheus.Counter
+	byKind         [poll.ToTopic + 1]kindCounters // pushes is the hot path
 	holdSeconds    prometheus.Histogram
 	latencySeconds prometheus.Histogram
 	redelivered    prometheus.Counter
@@ -66,6 +67,11 @@ func New(src Sources) *Metrics {
 	m.pollsBy = make(map[string]prometheus.Counter)
 	for _, o := range []string{"messages", "timeout", "superseded", "closed", "not_found", "invalid", "gone", "shutdown", "unavailable", "error"} {
 		m.pollsBy[o] = m.polls.WithLabelValues(o)
+	}
+	for k := range m.byKind {
+		l := poll.TargetKind(k).String()
+		m.byKind[k] = kindCounters{m.pushes.WithLabelValues(l), m.delivered.WithLabelValues(l),
+			m.storedOffline.WithLabelValues(l), m.rejected.WithLabelValues(l)}
 	}
 	gauge := func(name, help string, v func(poll.Stats) int) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
@@ -118,10 +124,16 @@ func (m *Metrics) Pushed(kind poll.TargetKind, res poll.Result, err error) {
 	if res.Duplicate {
 		return
 	}
-	m.pushes.WithLabelValues(k).Inc()
-	m.delivered.WithLabelValues(k).Add(float64(res.Delivered))
-	m.storedOffline.WithLabelValues(k).Add(float64(res.Stored))
-	m.rejected.WithLabelValues(k).Add(float64(res.Rejected))
+	c := m.byKind[kind]
+	c.pushes.Inc()
+	c.delivered.Add(float64(res.Delivered))
+	c.storedOffline.Add(float64(res.Stored))
+	c.rejected.Add(float64(res.Rejected))
+}
+
+// kindCounters are the counters of accepted pushes of one target kind.
+type kindCounters struct {
+	pushes, delivered, storedOffline, rejected prometheus.Counter
 }
 
 func refusalCode(err error) string {

@@ -44,11 +44,19 @@ func TestPlainJSON(t *testing.T) {
 		{`"<"`, false},
 		{`"a&b"`, false},
 		{"\"\u2028\"", false},
-		{`{"a":1`, false},
 		{`"\\"`, true},
 	} {
 		if got := plainJSON([]byte(c.data)); got != c.ok {
 			t.Errorf("plainJSON(%q) = %v, want %v", c.data, got, c.ok)
+		}
+	}
+}
+
+// NewEnvelope still refuses invalid data, whichever encoding would apply.
+func TestNewEnvelopeRefusesInvalidData(t *testing.T) {
+	for _, d := range []string{`{"a":1`, `{"a":1}}`, `nul`, `"x`} {
+		if _, err := NewEnvelope("t", "", json.RawMessage(d), time.Now(), time.Hour); err == nil {
+			t.Errorf("NewEnvelope accepted %q", d)
 		}
 	}
 }

@@ -443,7 +443,7 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 	if ttl <= 0 {
 		ttl = h.cfg.OfflineTTL
 	}
-	env, err := NewEnvelope(p.Topic, from, p.Data, h.now(), ttl)
+	env, err := newEnvelope(p.Topic, from, p.Data, h.now(), ttl, p.parsed)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: data: %v", session.ErrInvalidPayload, err)
 	}

@@ -73,6 +73,9 @@ type Push struct {
 	// Key is the optional idempotency id: a second push with the same key
 	// within TTL is not delivered again.
 	Key string
+	// parsed is set by ParsePushes, whose decoder has validated Data: the
+	// envelope need not validate it again.
+	parsed bool
 }
 
 // wirePush is the JSON form of a push item. Pointer fields tell "absent"
@@ -194,7 +197,7 @@ func fromWire(w *wirePush, origin Origin) (Push, error) {
 	if len(w.Data) > MaxDataBytes {
 		return Push{}, fmt.Errorf("%w: data is %d bytes, the limit is %d", ErrPayloadTooLarge, len(w.Data), MaxDataBytes)
 	}
-	p.Data = w.Data
+	p.Data, p.parsed = w.Data, true
 	if w.TTL != nil {
 		if *w.TTL <= 0 || *w.TTL > int64(MaxTTL/time.Second) {
 			return Push{}, invalid("ttl must be a whole number of seconds from 1 to %d", int64(MaxTTL/time.Second))
