@@ -253,6 +253,17 @@ func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (
 	}
 }
 
+// leadingCRLF counts the CR and LF bytes among the first four buffered in
+// br (net/http's tolerance after a POST).
+func leadingCRLF(br *bufio.Reader) int {
+	b, _ := br.Peek(min(4, br.Buffered()))
+	n := 0
+	for n < len(b) && (b[n] == '\r' || b[n] == '\n') {
+		n++
+	}
+	return n
+}
+
 // serveOwned serves the requests that follow an answered poll on conn (see
 // above); ip is the peer's address, "" if not yet known. It runs on its own
 // goroutine and ends when a poll parks again, the connection goes to
@@ -275,6 +286,7 @@ func (a *API) serveOwned(conn net.Conn, ip string) {
 			conn.Close()
 		}
 	}()
+	afterPost := false
 	for {
 		if !l.adopt(conn) {
 			conn.Close() // the listener is closed: shutting down
@@ -285,6 +297,15 @@ func (a *API) serveOwned(conn net.Conn, ip string) {
 		if err != nil {
 			conn.Close() // the client left or idled out; nothing was asked
 			return
+		}
+		if afterPost {
+			// As net/http does (RFC 9112 section 2.2): old clients send a
+			// stray CRLF after a POST body.
+			afterPost = false
+			if n := leadingCRLF(br); n > 0 {
+				_, _ = br.Discard(n)
+				continue
+			}
 		}
 		var h hot
 		if ok {
@@ -299,6 +320,7 @@ func (a *API) serveOwned(conn net.Conn, ip string) {
 				handBack(l, withBuffered(conn, br)) // the echo route answers
 				return
 			}
+			afterPost = true
 			continue
 		}
 		id, ack, hasAck, hold, err := a.pollArgs(h.query)
@@ -312,7 +334,7 @@ func (a *API) serveOwned(conn net.Conn, ip string) {
 			handBack(l, withBuffered(conn, br)) // net/http answers 403
 			return
 		}
-		release, slot := a.takeSlot(addrKey(ip))
+		release, slot := a.takeSlot(func() string { return addrKey(ip) })
 		if !slot {
 			handBack(l, withBuffered(conn, br)) // net/http answers 429
 			return
@@ -407,16 +429,18 @@ var decided = func() chan struct{} {
 	return c
 }()
 
-// takeSlot takes a place under --max-parked-per-ip for key (capPolls and
-// re-polls); release, nil when polls are not capped, gives it back.
-func (a *API) takeSlot(key string) (release func(), ok bool) {
+// takeSlot takes a place under --max-parked-per-ip for the client key()
+// names (capPolls and re-polls); release, nil when polls are not capped,
+// gives it back. key is called only when polls are capped.
+func (a *API) takeSlot(key func() string) (release func(), ok bool) {
 	if a.sec.polls == nil {
 		return nil, true
 	}
-	if !a.sec.polls.acquire(key) {
+	k := key()
+	if !a.sec.polls.acquire(k) {
 		return nil, false
 	}
-	return func() { a.sec.polls.release(key) }, true
+	return func() { a.sec.polls.release(k) }, true
 }
 
 // logOwned writes logRequests' line for a request served on an owned

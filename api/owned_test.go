@@ -277,12 +277,21 @@ func TestPushesOnAnOwnedConnection(t *testing.T) {
 	if res, body := send(one); res.StatusCode != 202 {
 		t.Fatalf("split push: %d %q", res.StatusCode, body)
 	}
-	if n := api.OwnedPushes(p.ln); n != 4 {
-		t.Fatalf("%d pushes on the fast path, want 4", n)
+	// A stray CRLF after a body, as old clients send, is skipped as
+	// net/http skips it: before a push served here, and before a request
+	// handed to net/http.
+	if res, body := send("\r\n" + pushRequest(one, "")); res.StatusCode != 202 {
+		t.Fatalf("push after a stray CRLF: %d %q", res.StatusCode, body)
+	}
+	if res, body := send("\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
+		t.Fatalf("request after a stray CRLF: %d %q", res.StatusCode, body)
+	}
+	if n := api.OwnedPushes(p.ln); n != 5 {
+		t.Fatalf("%d pushes on the fast path, want 5", n)
 	}
 	msgs, err := p.hub.Poll(context.Background(), sid, 0, false)
-	if err != nil || len(msgs) != 5 {
-		t.Fatalf("the session got %d messages (%v), want 5", len(msgs), err)
+	if err != nil || len(msgs) != 6 {
+		t.Fatalf("the session got %d messages (%v), want 6", len(msgs), err)
 	}
 }
 
