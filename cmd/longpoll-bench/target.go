@@ -146,11 +146,13 @@ func (t *longpollTarget) newSub(ctx context.Context, c *rawClient, idx int, shar
 }
 
 type lpPollResp struct {
-	Cursor   uint64 `json:"cursor"`
-	Messages []struct {
-		Seq  uint64          `json:"seq"`
-		Data json.RawMessage `json:"data"`
-	} `json:"messages"`
+	Cursor   uint64      `json:"cursor"`
+	Messages []lpMessage `json:"messages"`
+}
+
+type lpMessage struct {
+	Seq  uint64          `json:"seq"`
+	Data json.RawMessage `json:"data"`
 }
 
 func (t *longpollTarget) poll(ctx context.Context, c *rawClient, s *sub) ([][]byte, error) {
@@ -167,8 +169,8 @@ func (t *longpollTarget) poll(ctx context.Context, c *rawClient, s *sub) ([][]by
 	default:
 		return nil, &httpError{st, string(b)}
 	}
-	var r lpPollResp
-	if err := json.Unmarshal(b, &r); err != nil {
+	r, err := decodeLPPoll(b)
+	if err != nil {
 		t.viol.Add(1)
 		return nil, fmt.Errorf("poll: bad body: %v", err)
 	}
@@ -206,15 +208,14 @@ type lpPushResult struct {
 }
 
 func (t *longpollTarget) push(ctx context.Context, c *rawClient, s *sub, data []byte) (outcome, error) {
-	body, _ := json.Marshal(lpPushItem{To: map[string]string{"sessionId": s.id}, Data: data})
+	body := lpPushBody(make([]byte, 0, 64+len(data)), s.id, data)
 	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, nil)
 	if err != nil {
 		return failed, err
 	}
 	switch st {
 	case http.StatusAccepted:
-		var r lpPushResult
-		if json.Unmarshal(b, &r) != nil || r.Delivered != 1 {
+		if r, err := decodeLPPushResult(b); err != nil || r.Delivered != 1 {
 			t.viol.Add(1)
 		}
 		return accepted, nil
@@ -225,11 +226,7 @@ func (t *longpollTarget) push(ctx context.Context, c *rawClient, s *sub, data []
 }
 
 func (t *longpollTarget) pushBatch(ctx context.Context, c *rawClient, subs []*sub, data [][]byte) ([]outcome, error) {
-	items := make([]lpPushItem, len(subs))
-	for i, s := range subs {
-		items[i] = lpPushItem{To: map[string]string{"sessionId": s.id}, Data: data[i]}
-	}
-	body, _ := json.Marshal(items)
+	body := batchBody(len(subs), func(b []byte, i int) []byte { return lpPushBody(b, subs[i].id, data[i]) })
 	out := make([]outcome, len(subs))
 	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, nil)
 	if err == nil && st != http.StatusAccepted {
@@ -241,8 +238,8 @@ func (t *longpollTarget) pushBatch(ctx context.Context, c *rawClient, subs []*su
 		}
 		return out, err
 	}
-	var rs []lpPushResult
-	if err := json.Unmarshal(b, &rs); err != nil || len(rs) != len(subs) {
+	rs, err := decodeLPPushResults(b)
+	if err != nil || len(rs) != len(subs) {
 		t.viol.Add(1)
 		for i := range out {
 			out[i] = failed
@@ -428,13 +425,15 @@ func (t *golongpollTarget) newSub(ctx context.Context, c *rawClient, idx int, sh
 }
 
 type glpPollResp struct {
-	Events []struct {
-		Timestamp int64           `json:"timestamp"`
-		ID        string          `json:"id"`
-		Data      json.RawMessage `json:"data"`
-	} `json:"events"`
-	Timeout string `json:"timeout"`
-	Error   string `json:"error"`
+	Events  []glpEvent `json:"events"`
+	Timeout string     `json:"timeout"`
+	Error   string     `json:"error"`
+}
+
+type glpEvent struct {
+	Timestamp int64           `json:"timestamp"`
+	ID        string          `json:"id"`
+	Data      json.RawMessage `json:"data"`
 }
 
 func (t *golongpollTarget) poll(ctx context.Context, c *rawClient, s *sub) ([][]byte, error) {
@@ -450,8 +449,8 @@ func (t *golongpollTarget) poll(ctx context.Context, c *rawClient, s *sub) ([][]
 	if st != http.StatusOK {
 		return nil, &httpError{st, string(b)}
 	}
-	var r glpPollResp
-	if err := json.Unmarshal(b, &r); err != nil {
+	r, err := decodeGLPPoll(b)
+	if err != nil {
 		t.viol.Add(1)
 		return nil, fmt.Errorf("poll: bad body: %v", err)
 	}
@@ -485,7 +484,7 @@ func (t *golongpollTarget) pub(ctx context.Context, c *rawClient, path string, b
 }
 
 func (t *golongpollTarget) push(ctx context.Context, c *rawClient, s *sub, data []byte) (outcome, error) {
-	body, _ := json.Marshal(glpPublish{Category: s.id, Data: data})
+	body := glpPushBody(make([]byte, 0, 64+len(data)), s.id, data)
 	if err := t.pub(ctx, c, "/publish", body); err != nil {
 		return failed, err
 	}
@@ -493,11 +492,7 @@ func (t *golongpollTarget) push(ctx context.Context, c *rawClient, s *sub, data 
 }
 
 func (t *golongpollTarget) pushBatch(ctx context.Context, c *rawClient, subs []*sub, data [][]byte) ([]outcome, error) {
-	items := make([]glpPublish, len(subs))
-	for i, s := range subs {
-		items[i] = glpPublish{Category: s.id, Data: data[i]}
-	}
-	body, _ := json.Marshal(items)
+	body := batchBody(len(subs), func(b []byte, i int) []byte { return glpPushBody(b, subs[i].id, data[i]) })
 	out := make([]outcome, len(subs))
 	err := t.pub(ctx, c, "/publish-batch", body)
 	for i := range out {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -94,8 +93,8 @@ func (tr *tracker) record(p, k int, s uint32, o outcome) {
 func (tr *tracker) onMsgs(k int, recvNS int64, datas [][]byte) {
 	st := &tr.subs[k]
 	for _, d := range datas {
-		var m payload
-		if err := json.Unmarshal(d, &m); err != nil {
+		m, err := decodePayload(d)
+		if err != nil {
 			st.bad++
 			continue
 		}
