@@ -141,3 +141,11 @@ func sameJSON(a, b []byte) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
+
+func TestPayloadJSONMatchesEncodingJSON(t *testing.T) {
+	for _, m := range []payload{{R: "run-1", K: -1, P: 31, S: 4294967295, T: -9}, {R: `q"é`}, {}} {
+		if got, want := payloadJSON(m), mustJSON(m); string(got) != string(want) {
+			t.Errorf("payloadJSON(%+v) = %s, want %s", m, got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,23 @@ func (e *env) rss() (int64, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// payloadJSON encodes m as json.Marshal would, without reflection (the
+// publishers encode one per message).
+func payloadJSON(m payload) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"r":`...)
+	b = appendJSONString(b, m.R)
+	b = append(b, `,"k":`...)
+	b = strconv.AppendInt(b, int64(m.K), 10)
+	b = append(b, `,"p":`...)
+	b = strconv.AppendInt(b, int64(m.P), 10)
+	b = append(b, `,"s":`...)
+	b = strconv.AppendUint(b, uint64(m.S), 10)
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, m.T, 10)
+	return append(b, '}')
 }
 
 func mustJSON(v any) []byte {
@@ -371,7 +389,7 @@ func runLoad(ctx context.Context, e *env, spec loadSpec) *result {
 	pushOne := func(p, k int, sendNS int64) {
 		pc := pcs[p]
 		s := tr.next(p, k)
-		data := mustJSON(payload{R: e.run, K: k, P: p, S: s, T: sendNS})
+		data := payloadJSON(payload{R: e.run, K: k, P: p, S: s, T: sendNS})
 		t0 := nowNS()
 		o, err := e.t.push(ctx, pc, subs[k], data)
 		reqLat[p] = append(reqLat[p], nowNS()-t0)
@@ -438,7 +456,7 @@ func runLoad(ctx context.Context, e *env, spec loadSpec) *result {
 						k := rng.IntN(len(subs))
 						seqs[i] = tr.next(p, k)
 						items[i] = subs[k]
-						datas[i] = mustJSON(payload{R: e.run, K: k, P: p, S: seqs[i], T: now})
+						datas[i] = payloadJSON(payload{R: e.run, K: k, P: p, S: seqs[i], T: now})
 					}
 					t0 := nowNS()
 					outs, err := e.t.pushBatch(ctx, pcs[p], items, datas)
