@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/longpoll/longpoll/internal/jsonscan"
 	"github.com/longpoll/longpoll/session"
 )
 
@@ -117,18 +118,28 @@ func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err err
 		return nil, false, fmt.Errorf("%w: empty body", session.ErrInvalidPayload)
 	}
 	if body[0] != '[' {
-		p, err := parsePush(body, origin)
+		var p Push
+		sc := jsonscan.New(body)
+		if w, ok := scanPush(sc); ok && sc.End() {
+			p, err = fromWire(&w, origin)
+		} else {
+			p, err = parsePush(body, origin)
+		}
 		if err != nil {
 			return nil, false, err
 		}
 		return []Push{p}, false, nil
 	}
-	// Fast path: one decoding pass over the whole batch. Any error sends
-	// the batch through the item-by-item path below, which names the index.
-	var ws []*wirePush
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if dec.Decode(&ws) == nil && session.AtEOF(dec) && len(ws) <= MaxBatchSize && !slices.Contains(ws, nil) {
+	// Fast path: one pass over the whole batch, by scanBatch or else by
+	// one decoder. Any error sends the batch through the item-by-item path
+	// below, which names the index.
+	ws, ok := scanBatch(body)
+	if !ok {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		ok = dec.Decode(&ws) == nil && session.AtEOF(dec)
+	}
+	if ok && len(ws) <= MaxBatchSize && !slices.Contains(ws, nil) {
 		pushes = make([]Push, len(ws))
 		i := 0
 		for ; i < len(ws); i++ {
@@ -160,6 +171,77 @@ func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err err
 		pushes[i] = p
 	}
 	return pushes, true, nil
+}
+
+// scanPush reads a push object of the usual plain form without a decoder:
+// each field at most once and spelled exactly, topic and id plain strings,
+// ttl a plain integer, "to" of simpleTarget's form, data any valid JSON.
+// ok is false for anything else, valid or not; the decoder then decides.
+// What it accepts, the decoder accepts and reads the same way
+// (FuzzScanPush).
+func scanPush(s *jsonscan.Scanner) (w wirePush, ok bool) {
+	var seen [5]bool
+	once := func(i int) bool {
+		if seen[i] {
+			return false
+		}
+		seen[i] = true
+		return true
+	}
+	str := func(dst **string, i int) bool {
+		v, ok := s.Str()
+		if !ok || !once(i) {
+			return false
+		}
+		str := string(v)
+		*dst = &str
+		return true
+	}
+	ok = s.Object(func(k []byte) bool {
+		switch string(k) {
+		case "to":
+			v, ok := s.Value()
+			if _, _, simple := simpleTarget(v); !ok || !simple || !once(0) {
+				return false
+			}
+			w.To = v
+		case "topic":
+			return str(&w.Topic, 1)
+		case "data":
+			v, ok := s.Value()
+			if !ok || !once(2) || !json.Valid(v) {
+				return false
+			}
+			w.Data = bytes.Clone(v)
+		case "ttl":
+			v, ok := s.Int()
+			if !ok || !once(3) {
+				return false
+			}
+			w.TTL = &v
+		case "id":
+			return str(&w.ID, 4)
+		default:
+			return false
+		}
+		return true
+	})
+	return w, ok
+}
+
+// scanBatch reads a batch of pushes of scanPush's form.
+func scanBatch(body []byte) (ws []*wirePush, ok bool) {
+	s := jsonscan.New(body)
+	ws = []*wirePush{}
+	ok = s.Array(func() bool {
+		if len(ws) == MaxBatchSize {
+			return false // too many: the decoder path names the error
+		}
+		w, ok := scanPush(s)
+		ws = append(ws, &w)
+		return ok
+	}) && s.End()
+	return ws, ok
 }
 
 func parsePush(body []byte, origin Origin) (Push, error) {

@@ -1,8 +1,12 @@
 package poll
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/longpoll/longpoll/internal/jsonscan"
+	"github.com/longpoll/longpoll/session"
 )
 
 // simpleTarget must read exactly what decodeTarget reads, or step aside.
@@ -54,4 +58,68 @@ func FuzzSimpleTarget(f *testing.F) {
 			t.Fatalf("%q: simpleTarget %q=%q, decodeTarget %q=%q (%v)", raw, name, value, dname, *p.To.field(name), err)
 		}
 	})
+}
+
+// FuzzScanPush checks that whatever scanPush and scanBatch accept, the
+// decoder accepts and reads the same way.
+func FuzzScanPush(f *testing.F) {
+	for _, s := range []string{
+		`{"to":{"sessionId":"abc"},"data":{"r":"x","k":1}}`, `{"topic":"t","data":[1,"]"],"ttl":60,"id":"k1"}`,
+		` { "data" : null , "to" : { "userId" : "u" } } `, `{"data":1,"data":2}`, `{"Data":1}`, `{"ttl":-0}`, `{"ttl":1.5}`,
+		`[{"data":1},{"to":{"topic":"a/b"},"data":"x"}]`, `[]`, `[{"data":1},]`, `{"data":{"a":1]}`, `{"id":"a\u0062"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	decode := func(body []byte, v any) bool {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		return dec.Decode(v) == nil && session.AtEOF(dec)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		s := jsonscan.New(body)
+		if w, ok := scanPush(s); ok && s.End() {
+			var d wirePush
+			if !decode(body, &d) || !sameWire(&w, &d) {
+				t.Fatalf("%q: scanPush %+v, decoder %+v", body, w, d)
+			}
+		}
+		if ws, ok := scanBatch(body); ok {
+			var ds []*wirePush
+			if !decode(body, &ds) || len(ds) != len(ws) {
+				t.Fatalf("%q: scanBatch %d items, decoder %d", body, len(ws), len(ds))
+			}
+			for i := range ws {
+				if ds[i] == nil || !sameWire(ws[i], ds[i]) {
+					t.Fatalf("%q item %d: scanBatch %+v, decoder %+v", body, i, ws[i], ds[i])
+				}
+			}
+		}
+	})
+}
+
+func sameWire(a, b *wirePush) bool {
+	eq := func(x, y *string) bool { return x == nil && y == nil || x != nil && y != nil && *x == *y }
+	return bytes.Equal(a.To, b.To) && bytes.Equal(a.Data, b.Data) && eq(a.Topic, b.Topic) && eq(a.ID, b.ID) &&
+		(a.TTL == nil && b.TTL == nil || a.TTL != nil && b.TTL != nil && *a.TTL == *b.TTL)
+}
+
+// The usual pushes take the scanner's path.
+func TestScanPushTakesTheUsualForms(t *testing.T) {
+	for _, body := range []string{
+		`{"to":{"sessionId":"abc"},"data":{"r":"x","k":1}}`,
+		`{"to":{"userId":"u"},"topic":"alerts","data":{"text":"door open"},"ttl":172800,"id":"k1"}`,
+		`{"data":[1,2,{"a":"]"}]}`,
+	} {
+		if _, ok := scanPush(jsonscan.New([]byte(body))); !ok {
+			t.Errorf("scanPush refused %s", body)
+		}
+	}
+	if ws, ok := scanBatch([]byte(`[{"data":1},{"to":{"topic":"t"},"data":2}]`)); !ok || len(ws) != 2 {
+		t.Errorf("scanBatch: %d items, ok %v", len(ws), ok)
+	}
+	for _, body := range []string{`{"Data":1}`, `{"data":1,"data":2}`, `{"ttl":1.5}`, `{"to":{"sessionId":"a\u0062"}}`, `{"extra":1}`} {
+		if _, ok := scanPush(jsonscan.New([]byte(body))); ok {
+			t.Errorf("scanPush took %s", body)
+		}
+	}
 }

@@ -2,200 +2,45 @@ package main
 
 import (
 	"encoding/json"
-	"strconv"
+
+	"github.com/longpoll/longpoll/internal/jsonscan"
 )
 
 // The load tool decodes every payload and poll response it receives, on
 // the cores the server under test runs on, and encoding/json's reflection
-// was a fifth of its CPU. These scanners read the shapes the tool expects
-// without it. Each reports ok false for anything it is not sure of (string
-// escapes, floats, unexpected structure); the caller then falls back to
-// encoding/json, which decides, so a malformed answer is still caught.
-
-// scanner walks a JSON text. It does not validate what it skips.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// byte consumes c, after whitespace.
-func (s *scanner) byte(c byte) bool {
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-// str reads a string without escapes and returns its bytes.
-func (s *scanner) str() ([]byte, bool) {
-	s.ws()
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return nil, false
-	}
-	start := s.i + 1
-	for j := start; j < len(s.b); j++ {
-		switch c := s.b[j]; {
-		case c == '"':
-			s.i = j + 1
-			return s.b[start:j], true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-// int reads an integer: an optional minus and 1-18 digits.
-func (s *scanner) int() (int64, bool) {
-	s.ws()
-	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
-	}
-	digits := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
-	}
-	if n := s.i - digits; n == 0 || n > 18 || n > 1 && s.b[digits] == '0' {
-		return 0, false
-	}
-	if s.i < len(s.b) {
-		if c := s.b[s.i]; c == '.' || c == 'e' || c == 'E' {
-			return 0, false
-		}
-	}
-	v, err := strconv.ParseInt(string(s.b[start:s.i]), 10, 64)
-	return v, err == nil
-}
-
-// value skips one value (a string, object, array, number or literal) and
-// returns its bytes.
-func (s *scanner) value() ([]byte, bool) {
-	s.ws()
-	start := s.i
-	if s.i >= len(s.b) {
-		return nil, false
-	}
-	switch s.b[s.i] {
-	case '"':
-		if !s.skipString() {
-			return nil, false
-		}
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if !s.skipString() {
-					return nil, false
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-			}
-			s.i++
-			if depth == 0 {
-				return s.b[start:s.i], true
-			}
-		}
-		return nil, false
-	default: // a number or literal
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return s.b[start:s.i], s.i > start
-			}
-			s.i++
-		}
-	}
-	return s.b[start:s.i], s.i > start
-}
-
-// skipString moves past the string that starts at s.i.
-func (s *scanner) skipString() bool {
-	for j := s.i + 1; j < len(s.b); j++ {
-		switch s.b[j] {
-		case '\\':
-			j++
-		case '"':
-			s.i = j + 1
-			return true
-		}
-	}
-	return false
-}
-
-// object calls field for each member of an object; field reads the value.
-func (s *scanner) object(field func(key []byte) bool) bool {
-	if !s.byte('{') {
-		return false
-	}
-	if s.byte('}') {
-		return true
-	}
-	for {
-		k, ok := s.str()
-		if !ok || !s.byte(':') || !field(k) {
-			return false
-		}
-		if s.byte('}') {
-			return true
-		}
-		if !s.byte(',') {
-			return false
-		}
-	}
-}
-
-// end reports whether only whitespace is left.
-func (s *scanner) end() bool {
-	s.ws()
-	return s.i == len(s.b)
-}
+// was a fifth of its CPU. These decoders read the shapes the tool expects
+// with jsonscan and fall back to encoding/json for anything else (string
+// escapes, floats, unexpected structure), so a malformed answer is still
+// caught; values skipped on the way (ids, times) are not validated.
 
 // decodePayload decodes a message the tool sent, as json.Unmarshal would.
 func decodePayload(d []byte) (payload, error) {
 	var m payload
-	s := scanner{b: d}
-	ok := s.object(func(k []byte) bool {
+	s := jsonscan.New(d)
+	ok := s.Object(func(k []byte) bool {
 		var ok bool
 		var v int64
 		switch string(k) {
 		case "r":
 			var r []byte
-			r, ok = s.str()
+			r, ok = s.Str()
 			m.R = string(r)
 		case "k":
-			v, ok = s.int()
+			v, ok = s.Int()
 			m.K = int(v)
 		case "p":
-			v, ok = s.int()
+			v, ok = s.Int()
 			m.P = int(v)
 		case "s":
-			v, ok = s.int()
+			v, ok = s.Int()
 			m.S, ok = uint32(v), ok && v >= 0 && v <= 1<<32-1
 		case "t":
-			m.T, ok = s.int()
+			m.T, ok = s.Int()
 		default:
-			_, ok = s.value()
+			_, ok = s.Value()
 		}
 		return ok
-	}) && s.end()
+	}) && s.End()
 	if ok {
 		return m, nil
 	}
@@ -207,50 +52,37 @@ func decodePayload(d []byte) (payload, error) {
 // decodeLPPoll decodes a longpoll poll response body.
 func decodeLPPoll(b []byte) (lpPollResp, error) {
 	var r lpPollResp
-	s := scanner{b: b}
-	ok := s.object(func(k []byte) bool {
+	s := jsonscan.New(b)
+	ok := s.Object(func(k []byte) bool {
 		switch string(k) {
 		case "cursor":
-			v, ok := s.int()
+			v, ok := s.Int()
 			r.Cursor = uint64(v)
 			return ok && v >= 0
 		case "messages":
-			if !s.byte('[') {
-				return false
-			}
-			if s.byte(']') {
-				return true
-			}
-			for {
+			return s.Array(func() bool {
 				var m lpMessage
-				if !s.object(func(k []byte) bool {
+				ok := s.Object(func(k []byte) bool {
 					switch string(k) {
 					case "seq":
-						v, ok := s.int()
+						v, ok := s.Int()
 						m.Seq = uint64(v)
 						return ok && v >= 0
 					case "data":
-						d, ok := s.value()
+						d, ok := s.Value()
 						m.Data = d
 						return ok
 					}
-					_, ok := s.value()
+					_, ok := s.Value()
 					return ok
-				}) {
-					return false
-				}
+				})
 				r.Messages = append(r.Messages, m)
-				if s.byte(']') {
-					return true
-				}
-				if !s.byte(',') {
-					return false
-				}
-			}
+				return ok
+			})
 		}
-		_, ok := s.value()
+		_, ok := s.Value()
 		return ok
-	}) && s.end()
+	}) && s.End()
 	if ok {
 		return r, nil
 	}
@@ -260,36 +92,36 @@ func decodeLPPoll(b []byte) (lpPollResp, error) {
 }
 
 // lpPushResult reads one result of a longpoll push into r.
-func (s *scanner) lpPushResult(r *lpPushResult) bool {
-	return s.object(func(k []byte) bool {
+func lpPushResultFrom(s *jsonscan.Scanner, r *lpPushResult) bool {
+	return s.Object(func(k []byte) bool {
 		var v int64
 		var ok bool
 		switch string(k) {
 		case "delivered":
-			v, ok = s.int()
+			v, ok = s.Int()
 			r.Delivered = int(v)
 		case "stored":
-			v, ok = s.int()
+			v, ok = s.Int()
 			r.Stored = int(v)
 		case "error":
-			if s.ws(); s.i < len(s.b) && s.b[s.i] == 'n' {
-				_, ok = s.value() // null
+			if s.Peek() == 'n' {
+				_, ok = s.Value() // null
 				break
 			}
 			r.Error = &struct {
 				Code string `json:"code"`
 			}{}
-			ok = s.object(func(k []byte) bool {
+			ok = s.Object(func(k []byte) bool {
 				if string(k) == "code" {
-					c, ok := s.str()
+					c, ok := s.Str()
 					r.Error.Code = string(c)
 					return ok
 				}
-				_, ok := s.value()
+				_, ok := s.Value()
 				return ok
 			})
 		default:
-			_, ok = s.value()
+			_, ok = s.Value()
 		}
 		return ok
 	})
@@ -298,8 +130,8 @@ func (s *scanner) lpPushResult(r *lpPushResult) bool {
 // decodeLPPushResult decodes the answer to a single longpoll push.
 func decodeLPPushResult(b []byte) (lpPushResult, error) {
 	var r lpPushResult
-	s := scanner{b: b}
-	if s.lpPushResult(&r) && s.end() {
+	s := jsonscan.New(b)
+	if lpPushResultFrom(s, &r) && s.End() {
 		return r, nil
 	}
 	r = lpPushResult{}
@@ -310,24 +142,13 @@ func decodeLPPushResult(b []byte) (lpPushResult, error) {
 // decodeLPPushResults decodes the answer to a longpoll batch push.
 func decodeLPPushResults(b []byte) ([]lpPushResult, error) {
 	var rs []lpPushResult
-	s := scanner{b: b}
-	ok := s.byte('[')
-	if ok && !s.byte(']') {
-		for {
-			var r lpPushResult
-			if ok = s.lpPushResult(&r); !ok {
-				break
-			}
-			rs = append(rs, r)
-			if s.byte(']') {
-				break
-			}
-			if ok = s.byte(','); !ok {
-				break
-			}
-		}
-	}
-	if ok && s.end() {
+	s := jsonscan.New(b)
+	ok := s.Array(func() bool {
+		var r lpPushResult
+		rs = append(rs, r)
+		return lpPushResultFrom(s, &rs[len(rs)-1])
+	})
+	if ok && s.End() {
 		return rs, nil
 	}
 	rs = nil
@@ -338,57 +159,44 @@ func decodeLPPushResults(b []byte) ([]lpPushResult, error) {
 // decodeGLPPoll decodes a golongpoll poll response body.
 func decodeGLPPoll(b []byte) (glpPollResp, error) {
 	var r glpPollResp
-	s := scanner{b: b}
+	s := jsonscan.New(b)
 	str := func(dst *string) bool {
-		v, ok := s.str()
+		v, ok := s.Str()
 		*dst = string(v)
 		return ok
 	}
-	ok := s.object(func(k []byte) bool {
+	ok := s.Object(func(k []byte) bool {
 		switch string(k) {
 		case "timeout":
 			return str(&r.Timeout)
 		case "error":
 			return str(&r.Error)
 		case "events":
-			if !s.byte('[') {
-				return false
-			}
-			if s.byte(']') {
-				return true
-			}
-			for {
+			return s.Array(func() bool {
 				var e glpEvent
-				if !s.object(func(k []byte) bool {
+				ok := s.Object(func(k []byte) bool {
 					switch string(k) {
 					case "timestamp":
-						v, ok := s.int()
+						v, ok := s.Int()
 						e.Timestamp = v
 						return ok
 					case "id":
 						return str(&e.ID)
 					case "data":
-						d, ok := s.value()
+						d, ok := s.Value()
 						e.Data = d
 						return ok
 					}
-					_, ok := s.value()
+					_, ok := s.Value()
 					return ok
-				}) {
-					return false
-				}
+				})
 				r.Events = append(r.Events, e)
-				if s.byte(']') {
-					return true
-				}
-				if !s.byte(',') {
-					return false
-				}
-			}
+				return ok
+			})
 		}
-		_, ok := s.value()
+		_, ok := s.Value()
 		return ok
-	}) && s.end()
+	}) && s.End()
 	if ok {
 		return r, nil
 	}
