@@ -60,3 +60,21 @@ func TestNewEnvelopeRefusesInvalidData(t *testing.T) {
 		}
 	}
 }
+
+func TestMessageIDsAndSentAt(t *testing.T) {
+	seen := map[string]bool{}
+	for range 10000 {
+		id := newMessageID()
+		if len(id) != 26 || id[:2] != "m_" || seen[id] {
+			t.Fatalf("message ID %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+	}
+	base := time.Date(2026, 11, 22, 8, 0, 0, 999_000_000, time.FixedZone("x", 3600))
+	for _, d := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond, 0, time.Hour} {
+		at := base.Add(d)
+		if got, want := string(appendSentAt(nil, at)), at.UTC().Format(TimeFormat); got != want {
+			t.Errorf("appendSentAt(%v) = %s, want %s", at, got, want)
+		}
+	}
+}
