@@ -80,6 +80,8 @@ func parseHot(head []byte, maxHeader int) (hot, bool) {
 
 	size := len(method) + len(target) + len("HTTP/1.1") + 12 // as limitHeaders counts
 	hosts, lengths, types, auths := 0, 0, 0, 0
+	var pragma []byte // the first Pragma value
+	cacheControl := false
 	for {
 		line, rest, ok = bytes.Cut(rest, []byte("\r\n"))
 		if !ok {
@@ -114,6 +116,12 @@ func parseHot(head []byte, maxHeader int) (hot, bool) {
 			if types++; string(value) != "application/json" {
 				return hot{}, false
 			}
+		case equalFold(name, "Pragma"):
+			if pragma == nil {
+				pragma = value
+			}
+		case equalFold(name, "Cache-Control"):
+			cacheControl = true
 		case h.push && equalFold(name, "Authorization"):
 			auths++
 			h.auth = string(value)
@@ -123,6 +131,9 @@ func parseHot(head []byte, maxHeader int) (hot, bool) {
 			return hot{}, false
 		}
 		size += len(name) + len(value) + 4
+	}
+	if string(pragma) == "no-cache" && !cacheControl {
+		size += len("Cache-Control") + len("no-cache") + 4 // net/http adds it (HTTP/1.0 caches)
 	}
 	if len(rest) != 0 || hosts != 1 || size > maxHeader ||
 		h.push && (lengths != 1 || h.bodyLen == 0 || types != 1 || auths > 1) {

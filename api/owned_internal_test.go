@@ -99,6 +99,7 @@ func FuzzParseHot(f *testing.F) {
 		"GET /data?a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
 		"GET /data?%zz&timeout=1e3 HTTP/1.1\r\nHost: [::1]\r\nA:\t\r\n\r\n",
 		"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\nAuthorization: Bearer k\r\n\r\n",
+		"GET /data?sessionId=a HTTP/1.1\r\nHost: x\r\nPragma: no-cache\r\nX: " + strings.Repeat("a", 440) + "\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
