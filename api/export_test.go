@@ -17,3 +17,10 @@ func IdleOwned(l *Listener) int {
 // OwnedPushes is how many pushes l's connections had served without
 // net/http (owned.go).
 func OwnedPushes(l *Listener) uint64 { return l.pushes.Load() }
+
+// Held is how many connections l's WaitParked waits for.
+func Held(l *Listener) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.parked
+}

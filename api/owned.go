@@ -335,8 +335,8 @@ func (a *API) serveOwned(conn net.Conn, ip string) {
 			continue
 		}
 		id, ack, hasAck, hold, err := a.pollArgs(h.query)
-		if err != nil {
-			handBack(l, withBuffered(conn, br)) // net/http answers the error
+		if err != nil || strings.Contains(h.query, "pretty") {
+			handBack(l, withBuffered(conn, br)) // net/http answers the error, or ?pretty
 			return
 		}
 		// The connection may have been taken over for a push, a route
@@ -378,17 +378,22 @@ func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte,
 	if h.bodyLen > MaxPushBody || a.publisherCheck(ip, h.auth) != nil {
 		return false
 	}
+	// Held like a parked poll, so that a shutdown (WaitParked) lets the
+	// answer out.
+	l := a.cfg.Listener
+	l.hold()
+	defer l.release()
 	start := time.Now()
 	_, _ = br.Discard(len(head))
 	body := make([]byte, h.bodyLen)
 	if br.Buffered() < h.bodyLen {
-		_ = conn.SetReadDeadline(time.Now().Add(a.cfg.Listener.readTimeout()))
+		_ = conn.SetReadDeadline(time.Now().Add(l.readTimeout()))
 	}
 	if _, err := io.ReadFull(br, body); err != nil {
 		conn.Close() // the client left or stalled mid-body, as net/http would
 		return true
 	}
-	a.cfg.Listener.pushes.Add(1)
+	l.pushes.Add(1)
 	status, header := http.StatusAccepted, a.pushHeader
 	pushes, batch, err := poll.ParsePushes(body, poll.Publisher)
 	var v any

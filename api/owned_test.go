@@ -399,3 +399,45 @@ func TestLargeAnswerOnAnOwnedConnection(t *testing.T) {
 		t.Fatalf("after the large answer: %d", res.StatusCode)
 	}
 }
+
+// A shutdown waits for a push being served on an owned connection, so its
+// answer gets out; and a re-poll asking for ?pretty goes to net/http,
+// whose error bodies honour it.
+func TestOwnedPushHeldForShutdownAndPrettyRepolls(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	sid := p.connect(t, "lamp")
+	c := dialRaw(t, p.addr)
+	one := `{"to":{"sessionId":"` + sid + `"},"data":1}`
+	if _, err := io.WriteString(c.conn, pushRequest(one, "")); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c.read(); res.StatusCode != 202 {
+		t.Fatalf("first push: %d", res.StatusCode)
+	}
+	req := pushRequest(one, "")
+	if _, err := io.WriteString(c.conn, req[:len(req)-3]); err != nil { // the body's end still to come
+		t.Fatal(err)
+	}
+	waitUntil(t, "push held", func() bool { return api.Held(p.ln) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := p.ln.WaitParked(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitParked with a push in flight: %v", err)
+	}
+	if _, err := io.WriteString(c.conn, req[len(req)-3:]); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c.read(); res.StatusCode != 202 || api.OwnedPushes(p.ln) != 1 {
+		t.Fatalf("held push: %d (fast path %d)", res.StatusCode, api.OwnedPushes(p.ln))
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), bound)
+	defer cancel2()
+	if err := p.ln.WaitParked(ctx2); err != nil {
+		t.Fatalf("WaitParked after the answer: %v", err)
+	}
+
+	c.send("GET", "/data?sessionId=nobody-0123456789&pretty", "")
+	if res, body := c.read(); res.StatusCode != 404 || !strings.Contains(body, "\n  ") {
+		t.Fatalf("?pretty: %d %q", res.StatusCode, body)
+	}
+}
