@@ -113,6 +113,12 @@ const (
 // first bad item fails everything, and the error names its index. Errors
 // wrap session.ErrInvalidPayload or ErrPayloadTooLarge.
 func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err error) {
+	return parsePushes(body, origin, true)
+}
+
+// parsePushes is ParsePushes; with scan false it never uses the scanner
+// (the tests compare the two ways).
+func parsePushes(body []byte, origin Origin, scan bool) (pushes []Push, batch bool, err error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, false, fmt.Errorf("%w: empty body", session.ErrInvalidPayload)
@@ -120,7 +126,7 @@ func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err err
 	if body[0] != '[' {
 		var p Push
 		sc := jsonscan.New(body)
-		if w, ok := scanPush(sc); ok && sc.End() {
+		if w, ok := scanPush(sc); scan && ok && sc.End() {
 			p, err = fromWire(&w, origin)
 		} else {
 			p, err = parsePush(body, origin)
@@ -133,8 +139,13 @@ func ParsePushes(body []byte, origin Origin) (pushes []Push, batch bool, err err
 	// Fast path: one pass over the whole batch, by scanBatch or else by
 	// one decoder. Any error sends the batch through the item-by-item path
 	// below, which names the index.
-	ws, ok := scanBatch(body)
+	var ws []*wirePush
+	ok := false
+	if scan {
+		ws, ok = scanBatch(body)
+	}
 	if !ok {
+		ws = nil // fresh: decoding into the scanner's items would reuse (and overwrite) them
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		ok = dec.Decode(&ws) == nil && session.AtEOF(dec)
@@ -204,7 +215,7 @@ func scanPush(s *jsonscan.Scanner) (w wirePush, ok bool) {
 			if _, _, simple := simpleTarget(v); !ok || !simple || !once(0) {
 				return false
 			}
-			w.To = v
+			w.To = v[:len(v):len(v)] // capped: nothing appended to it can reach the body
 		case "topic":
 			return str(&w.Topic, 1)
 		case "data":

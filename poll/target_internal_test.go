@@ -3,6 +3,8 @@ package poll
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/longpoll/longpoll/internal/jsonscan"
@@ -122,4 +124,34 @@ func TestScanPushTakesTheUsualForms(t *testing.T) {
 			t.Errorf("scanPush took %s", body)
 		}
 	}
+}
+
+// FuzzParsePushesScan checks that ParsePushes answers every body exactly as
+// it did before the scanner: the same pushes, or the same error message,
+// and the body left as it was.
+func FuzzParsePushesScan(f *testing.F) {
+	for _, s := range []string{
+		`[{"to":{"userId":"a"},"ttl":"x","topic":"t","to":{"topic":"bbbbbbbbbbbb"}}]`,
+		`[{"to":{"userId":"a"},"to":{"topic":"bbbbbbbbbbbbbbbbbbbbbbbbb"}},{"ttl":0}]`,
+		`[{"to":{"sessionId":"s"},"data":1},{"data":2,"ttl":60,"id":"k"}]`, `{"to":{"sessionId":"s"},"data":{"a":[1]}}`,
+		`{"data":1,"data":2}`, `[{"data":1},{"Data":2}]`, `[{"data":1}]x`, `{"ttl":1.5}`, `[]`, `[null]`,
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, client bool) {
+		origin := Publisher
+		if client {
+			origin = Client
+		}
+		before := bytes.Clone(body)
+		want, wantBatch, wantErr := parsePushes(bytes.Clone(body), origin, false)
+		got, gotBatch, gotErr := parsePushes(body, origin, true)
+		if !bytes.Equal(body, before) {
+			t.Fatalf("%q: the body was changed to %q", before, body)
+		}
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || gotBatch != wantBatch || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: scanning gives %+v %v (%v), decoding %+v %v (%v)", body, got, gotBatch, gotErr, want, wantBatch, wantErr)
+		}
+	})
 }
