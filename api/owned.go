@@ -264,22 +264,26 @@ func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (
 	}
 }
 
-// leadingCRLF counts the CR and LF bytes among the first four buffered in
-// br (net/http's tolerance after a POST).
-func leadingCRLF(br *bufio.Reader) int {
-	b, _ := br.Peek(min(4, br.Buffered()))
+// skipCRLF drops up to four CR and LF bytes that old clients send after a
+// POST body, as net/http does (RFC 9112 section 2.2): it waits, up to
+// idle, for the first four bytes of the next request. A read error is left
+// for readHead to meet.
+func skipCRLF(conn net.Conn, br *bufio.Reader, idle time.Duration) {
+	_ = conn.SetReadDeadline(time.Now().Add(idle))
+	b, _ := br.Peek(4)
 	n := 0
 	for n < len(b) && (b[n] == '\r' || b[n] == '\n') {
 		n++
 	}
-	return n
+	_, _ = br.Discard(n)
 }
 
-// serveOwned serves the requests that follow an answered poll on conn (see
-// above); ip is the peer's address, "" if not yet known. It runs on its own
-// goroutine and ends when a poll parks again, the connection goes to
-// net/http, or it is closed.
-func (a *API) serveOwned(conn net.Conn, ip string) {
+// serveOwned serves the requests that follow an answered poll or push on
+// conn (see above); ip is the peer's address, "" if not yet known, and
+// afterPost says the last request was a POST. It runs on its own goroutine
+// and ends when a poll parks again, the connection goes to net/http, or it
+// is closed.
+func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool) {
 	l := a.cfg.Listener
 	if ip == "" {
 		ip = remoteIP(conn.RemoteAddr())
@@ -297,26 +301,20 @@ func (a *API) serveOwned(conn net.Conn, ip string) {
 			conn.Close()
 		}
 	}()
-	afterPost := false
 	for {
 		if !l.adopt(conn) {
 			conn.Close() // the listener is closed: shutting down
 			return
+		}
+		if afterPost {
+			skipCRLF(conn, br, l.idleTimeout())
+			afterPost = false
 		}
 		head, ok, err := readHead(conn, br, l.idleTimeout(), l.readHeaderTimeout())
 		l.disown(conn)
 		if err != nil {
 			conn.Close() // the client left or idled out; nothing was asked
 			return
-		}
-		if afterPost {
-			// As net/http does (RFC 9112 section 2.2): old clients send a
-			// stray CRLF after a POST body.
-			afterPost = false
-			if n := leadingCRLF(br); n > 0 {
-				_, _ = br.Discard(n)
-				continue
-			}
 		}
 		var h hot
 		if ok {
@@ -335,8 +333,9 @@ func (a *API) serveOwned(conn net.Conn, ip string) {
 			continue
 		}
 		id, ack, hasAck, hold, err := a.pollArgs(h.query)
-		if err != nil || strings.Contains(h.query, "pretty") {
-			handBack(l, withBuffered(conn, br)) // net/http answers the error, or ?pretty
+		if err != nil || strings.Contains(h.query, "pretty") || strings.IndexByte(h.query, '%') >= 0 {
+			// net/http answers the error, or ?pretty (escaped, perhaps)
+			handBack(l, withBuffered(conn, br))
 			return
 		}
 		// The connection may have been taken over for a push, a route

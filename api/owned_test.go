@@ -206,6 +206,32 @@ func TestOwnedConnectionTimeouts(t *testing.T) {
 	}
 }
 
+// A stray CRLF after a push does not start the read-header timeout: the
+// publisher's next push may come any time within the idle timeout, as with
+// net/http.
+func TestStrayCRLFKeepsTheIdleTimeout(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	p.ln.IdleTimeout, p.ln.ReadHeaderTimeout = bound, 50*time.Millisecond
+	sid := p.connect(t, "lamp")
+	c := dialRaw(t, p.addr)
+	one := `{"to":{"sessionId":"` + sid + `"},"data":1}`
+	for i := range 2 { // the first push is echo's, the second the owned path's
+		if _, err := io.WriteString(c.conn, pushRequest(one, "")+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if res, _ := c.read(); res.StatusCode != 202 {
+			t.Fatalf("push %d: %d", i, res.StatusCode)
+		}
+		time.Sleep(150 * time.Millisecond) // the publisher idles past the read-header timeout
+	}
+	if _, err := io.WriteString(c.conn, pushRequest(one, "")); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c.read(); res.StatusCode != 202 || api.OwnedPushes(p.ln) != 2 {
+		t.Fatalf("push after an idle gap: %d (fast path %d)", res.StatusCode, api.OwnedPushes(p.ln))
+	}
+}
+
 // Shutting the listener down closes owned connections that wait for a
 // request; no serving goroutine is left behind.
 func TestListenerCloseEndsIdleOwnedConnections(t *testing.T) {
@@ -286,12 +312,25 @@ func TestPushesOnAnOwnedConnection(t *testing.T) {
 	if res, body := send("\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
 		t.Fatalf("request after a stray CRLF: %d %q", res.StatusCode, body)
 	}
+	// The same after the first push of a connection (answered by echo,
+	// then taken over).
+	c2 := dialRaw(t, p.addr)
+	if _, err := io.WriteString(c2.conn, pushRequest(one, "")+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c2.read(); res.StatusCode != 202 {
+		t.Fatalf("first push: %d", res.StatusCode)
+	}
+	c2.send("GET", "/healthz", "")
+	if res, body := c2.read(); res.StatusCode != 200 {
+		t.Fatalf("request after a stray CRLF after the first push: %d %q", res.StatusCode, body)
+	}
 	if n := api.OwnedPushes(p.ln); n != 5 {
 		t.Fatalf("%d pushes on the fast path, want 5", n)
 	}
 	msgs, err := p.hub.Poll(context.Background(), sid, 0, false)
-	if err != nil || len(msgs) != 6 {
-		t.Fatalf("the session got %d messages (%v), want 6", len(msgs), err)
+	if err != nil || len(msgs) != 7 {
+		t.Fatalf("the session got %d messages (%v), want 7", len(msgs), err)
 	}
 }
 
@@ -436,8 +475,11 @@ func TestOwnedPushHeldForShutdownAndPrettyRepolls(t *testing.T) {
 		t.Fatalf("WaitParked after the answer: %v", err)
 	}
 
-	c.send("GET", "/data?sessionId=nobody-0123456789&pretty", "")
-	if res, body := c.read(); res.StatusCode != 404 || !strings.Contains(body, "\n  ") {
-		t.Fatalf("?pretty: %d %q", res.StatusCode, body)
+	for i, q := range []string{"&pretty", "&pr%65tty"} {
+		c := answeredPoll(t, p, p.connect(t, "pretty"+strconv.Itoa(i))) // an owned connection
+		c.send("GET", "/data?sessionId=nobody-0123456789"+q, "")
+		if res, body := c.read(); res.StatusCode != 404 || !strings.Contains(body, "\n  ") {
+			t.Fatalf("%s: %d %q", q, res.StatusCode, body)
+		}
 	}
 }

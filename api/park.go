@@ -113,7 +113,7 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 		}
 		switch {
 		case keep && p.a.ownRepolls:
-			go p.a.serveOwned(p.conn, p.ip) // owned.go: most likely a re-poll
+			go p.a.serveOwned(p.conn, p.ip, false) // owned.go: most likely a re-poll
 		case keep:
 			handBack(p.a.cfg.Listener, p.conn)
 		}
@@ -300,7 +300,7 @@ func (a *API) takeOver(c echo.Context, status int, body []byte) bool {
 	conn = withBuffered(conn, brw.Reader)
 	c.Set(parkedKey, status)
 	if a.writeAnswer(conn, status, headerLines(c.Response().Header()), body) {
-		go a.serveOwned(conn, "")
+		go a.serveOwned(conn, "", r.Method == http.MethodPost)
 	}
 	return true
 }
