@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 
 	"github.com/longpoll/longpoll/internal/jsonscan"
 )
@@ -9,101 +10,153 @@ import (
 // The load tool decodes every payload and poll response it receives, on
 // the cores the server under test runs on, and encoding/json's reflection
 // was a fifth of its CPU. These decoders read the shapes the tool expects
-// with jsonscan and fall back to encoding/json for anything else (string
-// escapes, floats, unexpected structure), so a malformed answer is still
-// caught; values skipped on the way (ids, times) are not validated.
+// with jsonscan and leave everything else to encoding/json: an invalid text
+// (checked first, so skipped values count too), string escapes, floats,
+// negative numbers for unsigned fields, and keys that repeat a field or
+// differ from one only in case. A malformed answer is still caught and
+// counted as a violation; what they accept, they read as json.Unmarshal.
 
-// decodePayload decodes a message the tool sent, as json.Unmarshal would.
-func decodePayload(d []byte) (payload, error) {
-	var m payload
-	s := jsonscan.New(d)
-	ok := s.Object(func(k []byte) bool {
-		var ok bool
-		var v int64
-		switch string(k) {
-		case "r":
-			var r []byte
-			r, ok = s.Str()
-			m.R = string(r)
-		case "k":
-			v, ok = s.Int()
-			m.K = int(v)
-		case "p":
-			v, ok = s.Int()
-			m.P = int(v)
-		case "s":
-			v, ok = s.Int()
-			m.S, ok = uint32(v), ok && v >= 0 && v <= 1<<32-1
-		case "t":
-			m.T, ok = s.Int()
-		default:
-			_, ok = s.Value()
+// keys matches an object's keys against the fields a decoder reads.
+type keys struct {
+	names []string
+	seen  uint
+}
+
+// match returns the index of key among the names (-1 for another key). ok
+// is false for a key that repeats a name or differs from one only in case.
+func (k *keys) match(key []byte) (i int, ok bool) {
+	for i, n := range k.names {
+		switch {
+		case string(key) == n:
+			if k.seen&(1<<i) != 0 {
+				return i, false
+			}
+			k.seen |= 1 << i
+			return i, true
+		case strings.EqualFold(string(key), n):
+			return -1, false
 		}
-		return ok
-	}) && s.End()
-	if ok {
-		return m, nil
 	}
-	m = payload{}
-	err := json.Unmarshal(d, &m)
+	return -1, true
+}
+
+// unsigned reads a non-negative integer.
+func unsigned(s *jsonscan.Scanner) (uint64, bool) {
+	if s.Peek() == '-' {
+		return 0, false
+	}
+	v, ok := s.Int()
+	return uint64(v), ok
+}
+
+// decode runs scan over b when b is valid JSON and scan reads all of it;
+// otherwise it resets *v and leaves b to json.Unmarshal.
+func decode[T any](b []byte, v *T, scan func(s *jsonscan.Scanner) bool) error {
+	if json.Valid(b) {
+		s := jsonscan.New(b)
+		if scan(s) && s.End() {
+			return nil
+		}
+	}
+	var zero T
+	*v = zero
+	return json.Unmarshal(b, v)
+}
+
+// decodePayload decodes a message the tool sent.
+func decodePayload(d []byte) (m payload, err error) {
+	err = decode(d, &m, func(s *jsonscan.Scanner) bool {
+		k := keys{names: []string{"r", "k", "p", "s", "t"}}
+		return s.Object(func(key []byte) bool {
+			i, ok := k.match(key)
+			if !ok {
+				return false
+			}
+			var v int64
+			var u uint64
+			switch i {
+			case 0:
+				var r []byte
+				r, ok = s.Str()
+				m.R = string(r)
+			case 1:
+				v, ok = s.Int()
+				m.K = int(v)
+			case 2:
+				v, ok = s.Int()
+				m.P = int(v)
+			case 3:
+				u, ok = unsigned(s)
+				m.S, ok = uint32(u), ok && u <= 1<<32-1
+			case 4:
+				m.T, ok = s.Int()
+			default:
+				_, ok = s.Value()
+			}
+			return ok
+		})
+	})
 	return m, err
 }
 
 // decodeLPPoll decodes a longpoll poll response body.
-func decodeLPPoll(b []byte) (lpPollResp, error) {
-	var r lpPollResp
-	s := jsonscan.New(b)
-	ok := s.Object(func(k []byte) bool {
-		switch string(k) {
-		case "cursor":
-			v, ok := s.Int()
-			r.Cursor = uint64(v)
-			return ok && v >= 0
-		case "messages":
-			return s.Array(func() bool {
-				var m lpMessage
-				ok := s.Object(func(k []byte) bool {
-					switch string(k) {
-					case "seq":
-						v, ok := s.Int()
-						m.Seq = uint64(v)
-						return ok && v >= 0
-					case "data":
-						d, ok := s.Value()
-						m.Data = d
+func decodeLPPoll(b []byte) (r lpPollResp, err error) {
+	err = decode(b, &r, func(s *jsonscan.Scanner) bool {
+		k := keys{names: []string{"cursor", "messages"}}
+		return s.Object(func(key []byte) bool {
+			i, ok := k.match(key)
+			switch {
+			case !ok:
+				return false
+			case i == 0:
+				r.Cursor, ok = unsigned(s)
+				return ok
+			case i == 1:
+				return s.Array(func() bool {
+					var m lpMessage
+					mk := keys{names: []string{"seq", "data"}}
+					ok := s.Object(func(key []byte) bool {
+						i, ok := mk.match(key)
+						switch {
+						case !ok:
+							return false
+						case i == 0:
+							m.Seq, ok = unsigned(s)
+						case i == 1:
+							m.Data, ok = s.Value()
+						default:
+							_, ok = s.Value()
+						}
 						return ok
-					}
-					_, ok := s.Value()
+					})
+					r.Messages = append(r.Messages, m)
 					return ok
 				})
-				r.Messages = append(r.Messages, m)
-				return ok
-			})
-		}
-		_, ok := s.Value()
-		return ok
-	}) && s.End()
-	if ok {
-		return r, nil
-	}
-	r = lpPollResp{}
-	err := json.Unmarshal(b, &r)
+			}
+			_, ok = s.Value()
+			return ok
+		})
+	})
 	return r, err
 }
 
-// lpPushResult reads one result of a longpoll push into r.
+// lpPushResultFrom reads one result of a longpoll push into r.
 func lpPushResultFrom(s *jsonscan.Scanner, r *lpPushResult) bool {
-	return s.Object(func(k []byte) bool {
+	k := keys{names: []string{"delivered", "stored", "error"}}
+	return s.Object(func(key []byte) bool {
+		i, ok := k.match(key)
+		if !ok {
+			return false
+		}
 		var v int64
-		var ok bool
-		switch string(k) {
-		case "delivered":
+		switch i {
+		case 0:
 			v, ok = s.Int()
 			r.Delivered = int(v)
-		case "stored":
+		case 1:
 			v, ok = s.Int()
 			r.Stored = int(v)
-		case "error":
+		case 2:
 			if s.Peek() == 'n' {
 				_, ok = s.Value() // null
 				break
@@ -111,13 +164,18 @@ func lpPushResultFrom(s *jsonscan.Scanner, r *lpPushResult) bool {
 			r.Error = &struct {
 				Code string `json:"code"`
 			}{}
-			ok = s.Object(func(k []byte) bool {
-				if string(k) == "code" {
+			ek := keys{names: []string{"code"}}
+			ok = s.Object(func(key []byte) bool {
+				i, ok := ek.match(key)
+				if !ok {
+					return false
+				}
+				if i == 0 {
 					c, ok := s.Str()
 					r.Error.Code = string(c)
 					return ok
 				}
-				_, ok := s.Value()
+				_, ok = s.Value()
 				return ok
 			})
 		default:
@@ -128,80 +186,68 @@ func lpPushResultFrom(s *jsonscan.Scanner, r *lpPushResult) bool {
 }
 
 // decodeLPPushResult decodes the answer to a single longpoll push.
-func decodeLPPushResult(b []byte) (lpPushResult, error) {
-	var r lpPushResult
-	s := jsonscan.New(b)
-	if lpPushResultFrom(s, &r) && s.End() {
-		return r, nil
-	}
-	r = lpPushResult{}
-	err := json.Unmarshal(b, &r)
+func decodeLPPushResult(b []byte) (r lpPushResult, err error) {
+	err = decode(b, &r, func(s *jsonscan.Scanner) bool { return lpPushResultFrom(s, &r) })
 	return r, err
 }
 
 // decodeLPPushResults decodes the answer to a longpoll batch push.
-func decodeLPPushResults(b []byte) ([]lpPushResult, error) {
-	var rs []lpPushResult
-	s := jsonscan.New(b)
-	ok := s.Array(func() bool {
-		var r lpPushResult
-		rs = append(rs, r)
-		return lpPushResultFrom(s, &rs[len(rs)-1])
+func decodeLPPushResults(b []byte) (rs []lpPushResult, err error) {
+	err = decode(b, &rs, func(s *jsonscan.Scanner) bool {
+		return s.Array(func() bool {
+			rs = append(rs, lpPushResult{})
+			return lpPushResultFrom(s, &rs[len(rs)-1])
+		})
 	})
-	if ok && s.End() {
-		return rs, nil
-	}
-	rs = nil
-	err := json.Unmarshal(b, &rs)
 	return rs, err
 }
 
 // decodeGLPPoll decodes a golongpoll poll response body.
-func decodeGLPPoll(b []byte) (glpPollResp, error) {
-	var r glpPollResp
-	s := jsonscan.New(b)
-	str := func(dst *string) bool {
-		v, ok := s.Str()
-		*dst = string(v)
-		return ok
-	}
-	ok := s.Object(func(k []byte) bool {
-		switch string(k) {
-		case "timeout":
-			return str(&r.Timeout)
-		case "error":
-			return str(&r.Error)
-		case "events":
-			return s.Array(func() bool {
-				var e glpEvent
-				ok := s.Object(func(k []byte) bool {
-					switch string(k) {
-					case "timestamp":
-						v, ok := s.Int()
-						e.Timestamp = v
+func decodeGLPPoll(b []byte) (r glpPollResp, err error) {
+	err = decode(b, &r, func(s *jsonscan.Scanner) bool {
+		str := func(dst *string) bool {
+			v, ok := s.Str()
+			*dst = string(v)
+			return ok
+		}
+		k := keys{names: []string{"timeout", "error", "events"}}
+		return s.Object(func(key []byte) bool {
+			i, ok := k.match(key)
+			switch {
+			case !ok:
+				return false
+			case i == 0:
+				return str(&r.Timeout)
+			case i == 1:
+				return str(&r.Error)
+			case i == 2:
+				return s.Array(func() bool {
+					var e glpEvent
+					ek := keys{names: []string{"timestamp", "id", "data"}}
+					ok := s.Object(func(key []byte) bool {
+						i, ok := ek.match(key)
+						switch {
+						case !ok:
+							return false
+						case i == 0:
+							e.Timestamp, ok = s.Int()
+						case i == 1:
+							ok = str(&e.ID)
+						case i == 2:
+							e.Data, ok = s.Value()
+						default:
+							_, ok = s.Value()
+						}
 						return ok
-					case "id":
-						return str(&e.ID)
-					case "data":
-						d, ok := s.Value()
-						e.Data = d
-						return ok
-					}
-					_, ok := s.Value()
+					})
+					r.Events = append(r.Events, e)
 					return ok
 				})
-				r.Events = append(r.Events, e)
-				return ok
-			})
-		}
-		_, ok := s.Value()
-		return ok
-	}) && s.End()
-	if ok {
-		return r, nil
-	}
-	r = glpPollResp{}
-	err := json.Unmarshal(b, &r)
+			}
+			_, ok = s.Value()
+			return ok
+		})
+	})
 	return r, err
 }
 

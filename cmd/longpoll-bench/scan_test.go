@@ -19,6 +19,7 @@ func TestScannersMatchEncodingJSON(t *testing.T) {
 		` { "r" : "a" , "k" : 1 } `, `{}`, `{"r":"a\"b","k":1}`, `{"r":"é"}`, `{"k":1.5}`, `{"k":1e3}`,
 		`{"s":4294967296}`, `{"s":-1}`, `{"k":01}`, `{"k":-}`, `{"x":{"y":[1,"]"]},"k":2}`, `{"k":2,}`,
 		`{"k":2}x`, `{"k":2`, `[1]`, `null`, `{"r":null}`, `{"k":123456789012345678901}`, `{"r":"a","r":"b"}`,
+		`{"R":"x","K":3}`, `{"s":-0}`, `{"x":nope,"k":1}`, "{\"x\":\"a\tb\",\"k\":1}",
 	}
 	for _, p := range payloads {
 		got, gerr := decodePayload([]byte(p))
@@ -34,6 +35,8 @@ func TestScannersMatchEncodingJSON(t *testing.T) {
 		`{"cursor":0,"messages":[]}`, `{"cursor":2,"messages":[{"seq":2,"id":"m_x","topic":"","data":{"a":[1,{"b":"}"}]},"sentAt":"t"}]}`,
 		`{"messages":[{"seq":1,"data":"s\"x"}],"cursor":1}`, `{"cursor":1,"messages":[{"seq":1,"data":1}]`, `{"cursor":-1}`,
 		`{"cursor":1,"messages":[{"seq":1,"data":}]}`, `{"cursor":1,"messages":{}}`, `{"cursor":1,"messages":[{"seq":1,"redelivery":true,"data":null}]}`,
+		`{"cursor":1,"messages":[{"seq":1,"id":nope,"data":1}]}`, `{"Cursor":3}`, `{"cursor":-0}`, `{"cursor":1,"messages":[{"seq":-0,"data":1}]}`,
+		`{"cursor":2,"messages":[{"seq":1,"data":1}],"messages":[{"seq":2,"data":2}]}`, `{"cursor":1,"messages":[{"Seq":1,"data":1}]}`,
 	}
 	for range 200 {
 		polls = append(polls, randomPoll(rng))
@@ -50,6 +53,7 @@ func TestScannersMatchEncodingJSON(t *testing.T) {
 	results := []string{
 		`{"id":"m_1","delivered":1,"stored":0,"rejected":0}` + "\n", `{"error":null,"delivered":1}`,
 		`{"error":{"code":"mailbox_full","message":"full"},"delivered":0}`, `{"delivered":"1"}`, `{"delivered":1`,
+		`{"delivered":1,"id":oops}`, `{"Delivered":1}`, `{"error":{"code":"a"},"error":{"message":"b"}}`,
 	}
 	for _, r := range results {
 		got, gerr := decodeLPPushResult([]byte(r))
@@ -73,6 +77,7 @@ func TestScannersMatchEncodingJSON(t *testing.T) {
 		`{"events":[{"timestamp":1763798400123,"category":"c1","data":{"r":"x"},"id":"6f1c"}]}`,
 		`{"timeout":"no events before timeout","timestamp":1763798400123}`, `{"error":"bad"}`, `{"events":[]}`,
 		`{"events":[{"timestamp":1.5,"data":1}]}`, `{"events":[{"id":"a\u0062","data":1}]}`,
+		`{"events":[{"data":1}],"events":[{"data":2}]}`, `{"Events":[{"data":1}]}`, `{"events":[{"id":"x","data":1,"category":nope}]}`,
 	}
 	for _, g := range glps {
 		got, gerr := decodeGLPPoll([]byte(g))
