@@ -158,16 +158,17 @@ func validate(jr jsonRequest) (Request, error) {
 		}
 	}
 	r := Request{DeviceID: jr.DeviceID, UserID: jr.UserID, Topics: topics}
-	if len(jr.Meta) > 0 && string(jr.Meta) != "null" {
-		if len(jr.Meta) > MaxMetaBytes {
+	// null, however spaced (a form's meta is raw text), means no meta.
+	if meta := bytes.TrimSpace(jr.Meta); len(meta) > 0 && string(meta) != "null" {
+		if len(meta) > MaxMetaBytes {
 			return Request{}, fmt.Errorf("%w: meta is larger than %d bytes", ErrInvalidPayload, MaxMetaBytes)
 		}
 		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(jr.Meta, &obj); err != nil {
+		if err := json.Unmarshal(meta, &obj); err != nil {
 			return Request{}, fmt.Errorf("%w: meta must be a JSON object", ErrInvalidPayload)
 		}
 		var buf bytes.Buffer
-		if err := json.Compact(&buf, jr.Meta); err != nil {
+		if err := json.Compact(&buf, meta); err != nil {
 			return Request{}, fmt.Errorf("%w: meta must be a JSON object", ErrInvalidPayload)
 		}
 		r.Meta = buf.Bytes()
