@@ -232,14 +232,16 @@ func validHost(b []byte) bool {
 }
 
 // readHead waits for the next request head on br: up to idle for its first
-// byte, then up to readHeader for the rest. It returns the head (valid
+// byte (unless one is buffered), then up to readHeader for the rest. It returns the head (valid
 // until br is read again) or, when br's buffer fills without one or the
 // line ends are not CRLF, ok false with everything read still buffered.
 // A read error (the client left, a timeout, Close) is returned as err.
 func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (head []byte, ok bool, err error) {
-	_ = conn.SetReadDeadline(time.Now().Add(idle))
-	if _, err := br.Peek(1); err != nil {
-		return nil, false, err
+	if br.Buffered() == 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(idle))
+		if _, err := br.Peek(1); err != nil {
+			return nil, false, err
+		}
 	}
 	deadline := false // set once the head needs more than one read
 	for {
