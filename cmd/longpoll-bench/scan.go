@@ -16,28 +16,35 @@ import (
 // differ from one only in case. A malformed answer is still caught and
 // counted as a violation; what they accept, they read as json.Unmarshal.
 
-// keys matches an object's keys against the fields a decoder reads.
-type keys struct {
-	names []string
-	seen  uint
+// fields reads an object: read(i) reads the value of the member named
+// names[i], and other members are skipped. It fails, leaving the text to
+// encoding/json, on a key that repeats a name or differs from one only in
+// case.
+func fields(s *jsonscan.Scanner, names []string, read func(i int) bool) bool {
+	var seen uint
+	return s.Object(func(key []byte) bool {
+		for i, n := range names {
+			switch {
+			case string(key) == n:
+				if seen&(1<<i) != 0 {
+					return false
+				}
+				seen |= 1 << i
+				return read(i)
+			case strings.EqualFold(string(key), n):
+				return false
+			}
+		}
+		_, ok := s.Value()
+		return ok
+	})
 }
 
-// match returns the index of key among the names (-1 for another key). ok
-// is false for a key that repeats a name or differs from one only in case.
-func (k *keys) match(key []byte) (i int, ok bool) {
-	for i, n := range k.names {
-		switch {
-		case string(key) == n:
-			if k.seen&(1<<i) != 0 {
-				return i, false
-			}
-			k.seen |= 1 << i
-			return i, true
-		case strings.EqualFold(string(key), n):
-			return -1, false
-		}
-	}
-	return -1, true
+// str reads a plain string into dst.
+func str(s *jsonscan.Scanner, dst *string) bool {
+	v, ok := s.Str()
+	*dst = string(v)
+	return ok
 }
 
 // unsigned reads a non-negative integer.
@@ -63,22 +70,25 @@ func decode[T any](b []byte, v *T, scan func(s *jsonscan.Scanner) bool) error {
 	return json.Unmarshal(b, v)
 }
 
+// The members each decoder reads.
+var (
+	payloadFields  = []string{"r", "k", "p", "s", "t"}
+	lpPollFields   = []string{"cursor", "messages"}
+	lpMsgFields    = []string{"seq", "data"}
+	lpResultFields = []string{"delivered", "stored", "error"}
+	lpErrorFields  = []string{"code"}
+	glpPollFields  = []string{"timeout", "error", "events"}
+	glpEventFields = []string{"timestamp", "id", "data"}
+)
+
 // decodePayload decodes a message the tool sent.
 func decodePayload(d []byte) (m payload, err error) {
 	err = decode(d, &m, func(s *jsonscan.Scanner) bool {
-		k := keys{names: []string{"r", "k", "p", "s", "t"}}
-		return s.Object(func(key []byte) bool {
-			i, ok := k.match(key)
-			if !ok {
-				return false
-			}
+		return fields(s, payloadFields, func(i int) (ok bool) {
 			var v int64
-			var u uint64
 			switch i {
 			case 0:
-				var r []byte
-				r, ok = s.Str()
-				m.R = string(r)
+				ok = str(s, &m.R)
 			case 1:
 				v, ok = s.Int()
 				m.K = int(v)
@@ -86,12 +96,11 @@ func decodePayload(d []byte) (m payload, err error) {
 				v, ok = s.Int()
 				m.P = int(v)
 			case 3:
+				var u uint64
 				u, ok = unsigned(s)
 				m.S, ok = uint32(u), ok && u <= 1<<32-1
-			case 4:
-				m.T, ok = s.Int()
 			default:
-				_, ok = s.Value()
+				m.T, ok = s.Int()
 			}
 			return ok
 		})
@@ -102,39 +111,24 @@ func decodePayload(d []byte) (m payload, err error) {
 // decodeLPPoll decodes a longpoll poll response body.
 func decodeLPPoll(b []byte) (r lpPollResp, err error) {
 	err = decode(b, &r, func(s *jsonscan.Scanner) bool {
-		k := keys{names: []string{"cursor", "messages"}}
-		return s.Object(func(key []byte) bool {
-			i, ok := k.match(key)
-			switch {
-			case !ok:
-				return false
-			case i == 0:
+		return fields(s, lpPollFields, func(i int) (ok bool) {
+			if i == 0 {
 				r.Cursor, ok = unsigned(s)
 				return ok
-			case i == 1:
-				return s.Array(func() bool {
-					var m lpMessage
-					mk := keys{names: []string{"seq", "data"}}
-					ok := s.Object(func(key []byte) bool {
-						i, ok := mk.match(key)
-						switch {
-						case !ok:
-							return false
-						case i == 0:
-							m.Seq, ok = unsigned(s)
-						case i == 1:
-							m.Data, ok = s.Value()
-						default:
-							_, ok = s.Value()
-						}
-						return ok
-					})
-					r.Messages = append(r.Messages, m)
+			}
+			return s.Array(func() bool {
+				var m lpMessage
+				ok := fields(s, lpMsgFields, func(i int) (ok bool) {
+					if i == 0 {
+						m.Seq, ok = unsigned(s)
+					} else {
+						m.Data, ok = s.Value()
+					}
 					return ok
 				})
-			}
-			_, ok = s.Value()
-			return ok
+				r.Messages = append(r.Messages, m)
+				return ok
+			})
 		})
 	})
 	return r, err
@@ -142,44 +136,22 @@ func decodeLPPoll(b []byte) (r lpPollResp, err error) {
 
 // lpPushResultFrom reads one result of a longpoll push into r.
 func lpPushResultFrom(s *jsonscan.Scanner, r *lpPushResult) bool {
-	k := keys{names: []string{"delivered", "stored", "error"}}
-	return s.Object(func(key []byte) bool {
-		i, ok := k.match(key)
-		if !ok {
-			return false
-		}
+	return fields(s, lpResultFields, func(i int) (ok bool) {
 		var v int64
-		switch i {
-		case 0:
+		switch {
+		case i == 0:
 			v, ok = s.Int()
 			r.Delivered = int(v)
-		case 1:
+		case i == 1:
 			v, ok = s.Int()
 			r.Stored = int(v)
-		case 2:
-			if s.Peek() == 'n' {
-				_, ok = s.Value() // null
-				break
-			}
+		case s.Peek() == 'n':
+			_, ok = s.Value() // "error": null
+		default:
 			r.Error = &struct {
 				Code string `json:"code"`
 			}{}
-			ek := keys{names: []string{"code"}}
-			ok = s.Object(func(key []byte) bool {
-				i, ok := ek.match(key)
-				if !ok {
-					return false
-				}
-				if i == 0 {
-					c, ok := s.Str()
-					r.Error.Code = string(c)
-					return ok
-				}
-				_, ok = s.Value()
-				return ok
-			})
-		default:
-			_, ok = s.Value()
+			ok = fields(s, lpErrorFields, func(int) bool { return str(s, &r.Error.Code) })
 		}
 		return ok
 	})
@@ -205,47 +177,29 @@ func decodeLPPushResults(b []byte) (rs []lpPushResult, err error) {
 // decodeGLPPoll decodes a golongpoll poll response body.
 func decodeGLPPoll(b []byte) (r glpPollResp, err error) {
 	err = decode(b, &r, func(s *jsonscan.Scanner) bool {
-		str := func(dst *string) bool {
-			v, ok := s.Str()
-			*dst = string(v)
-			return ok
-		}
-		k := keys{names: []string{"timeout", "error", "events"}}
-		return s.Object(func(key []byte) bool {
-			i, ok := k.match(key)
-			switch {
-			case !ok:
-				return false
-			case i == 0:
-				return str(&r.Timeout)
-			case i == 1:
-				return str(&r.Error)
-			case i == 2:
-				return s.Array(func() bool {
-					var e glpEvent
-					ek := keys{names: []string{"timestamp", "id", "data"}}
-					ok := s.Object(func(key []byte) bool {
-						i, ok := ek.match(key)
-						switch {
-						case !ok:
-							return false
-						case i == 0:
-							e.Timestamp, ok = s.Int()
-						case i == 1:
-							ok = str(&e.ID)
-						case i == 2:
-							e.Data, ok = s.Value()
-						default:
-							_, ok = s.Value()
-						}
-						return ok
-					})
-					r.Events = append(r.Events, e)
+		return fields(s, glpPollFields, func(i int) bool {
+			switch i {
+			case 0:
+				return str(s, &r.Timeout)
+			case 1:
+				return str(s, &r.Error)
+			}
+			return s.Array(func() bool {
+				var e glpEvent
+				ok := fields(s, glpEventFields, func(i int) (ok bool) {
+					switch i {
+					case 0:
+						e.Timestamp, ok = s.Int()
+					case 1:
+						ok = str(s, &e.ID)
+					default:
+						e.Data, ok = s.Value()
+					}
 					return ok
 				})
-			}
-			_, ok = s.Value()
-			return ok
+				r.Events = append(r.Events, e)
+				return ok
+			})
 		})
 	})
 	return r, err
