@@ -395,52 +395,21 @@ func (p *Push) decodeTarget(raw json.RawMessage) (name string, err error) {
 // escapes (so its bytes are the decoded string). ok is false for any other
 // shape, valid or not; decodeTarget then decides.
 func simpleTarget(raw []byte) (name, value string, ok bool) {
-	i := 0
-	skip := func() {
-		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
-			i++
-		}
-	}
-	str := func() (string, bool) {
-		if i >= len(raw) || raw[i] != '"' {
-			return "", false
-		}
-		start := i + 1
-		for i = start; i < len(raw); i++ {
-			switch c := raw[i]; {
-			case c == '"':
-				i++
-				return string(raw[start : i-1]), true
-			case c < 0x20 || c >= 0x7f || c == '\\':
-				return "", false
-			}
-		}
-		return "", false
-	}
-	expect := func(c byte) bool {
-		skip()
-		if i < len(raw) && raw[i] == c {
-			i++
-			skip()
-			return true
-		}
-		return false
-	}
-	if !expect('{') {
-		return "", "", false
-	}
-	if name, ok = str(); !ok || !expect(':') {
-		return "", "", false
-	}
+	s := jsonscan.New(raw)
+	n := 0
+	ok = s.Object(func(k []byte) bool {
+		v, ok := s.Str()
+		name, value = string(k), string(v)
+		n++
+		return ok && n == 1
+	}) && n == 1 && s.End()
 	switch name {
 	case "sessionId", "deviceId", "userId", "topic":
-	default:
-		return "", "", false
+		if ok {
+			return name, value, true
+		}
 	}
-	if value, ok = str(); !ok || !expect('}') || i != len(raw) {
-		return "", "", false
-	}
-	return name, value, true
+	return "", "", false
 }
 
 // field returns the field of t that the "to" key name sets.
