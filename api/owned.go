@@ -232,9 +232,10 @@ func validHost(b []byte) bool {
 }
 
 // readHead waits for the next request head on br: up to idle for its first
-// byte (unless one is buffered), then up to readHeader for the rest. It returns the head (valid
-// until br is read again) or, when br's buffer fills without one or the
-// line ends are not CRLF, ok false with everything read still buffered.
+// byte (unless one is buffered), then up to readHeader for the rest. It
+// returns the head (valid until br is read again) or, when br's buffer
+// fills without one or the line ends are not CRLF, ok false with
+// everything read still buffered.
 // A read error (the client left, a timeout, Close) is returned as err.
 func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (head []byte, ok bool, err error) {
 	if br.Buffered() == 0 {
@@ -346,7 +347,7 @@ func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool) {
 			handBack(l, withBuffered(conn, br)) // net/http answers 403
 			return
 		}
-		release, slot := a.takeSlot(func() string { return addrKey(ip) })
+		release, slot := a.takeSlot(ip)
 		if !slot {
 			handBack(l, withBuffered(conn, br)) // net/http answers 429
 			return
@@ -446,14 +447,15 @@ var decided = func() chan struct{} {
 	return c
 }()
 
-// takeSlot takes a place under --max-parked-per-ip for the client key()
-// names (capPolls and re-polls); release, nil when polls are not capped,
-// gives it back. key is called only when polls are capped.
-func (a *API) takeSlot(key func() string) (release func(), ok bool) {
+// takeSlot takes a place under --max-parked-per-ip for the client at ip
+// (capPolls and re-polls); release, nil when polls are not capped, gives
+// it back. The client key (addrKey) is worked out only when polls are
+// capped.
+func (a *API) takeSlot(ip string) (release func(), ok bool) {
 	if a.sec.polls == nil {
 		return nil, true
 	}
-	k := key()
+	k := addrKey(ip)
 	if !a.sec.polls.acquire(k) {
 		return nil, false
 	}

@@ -323,7 +323,7 @@ func (a *API) capPolls(next echo.HandlerFunc) echo.HandlerFunc {
 		return next
 	}
 	return func(c echo.Context) error {
-		release, ok := a.takeSlot(func() string { return clientKey(c) })
+		release, ok := a.takeSlot(c.RealIP())
 		if !ok {
 			return rateLimited("too many open polls from your address", time.Second)
 		}
