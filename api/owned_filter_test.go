@@ -8,10 +8,10 @@ import (
 	"github.com/longpoll/longpoll/api"
 )
 
-// A connection owned after a publisher's push (takeOver) must not serve GET
-// /data re-polls past the network filter that the echo /data route applies
-// (filterNetworks): /push itself has no such filter.
-func TestPublisherConnectionIsNotKeptPastNetworkFilters(t *testing.T) {
+// A connection owned after a publisher's push (takeOver) applies to its GET
+// /data re-polls the network filter that the echo /data route applies
+// (filterNetworks), though /push itself has no such filter.
+func TestOwnedPublisherConnectionAppliesNetworkFilters(t *testing.T) {
 	const key = "0123456789abcdef-publisher-key"
 	p := newParkServer(t, api.Config{PublishKeys: []string{key},
 		DenyNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})

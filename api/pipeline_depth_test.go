@@ -42,11 +42,9 @@ func (l depthListener) Accept() (net.Conn, error) {
 	return depthConn{c, l.max}, nil
 }
 
-// 4. Every poll that parks with a pipelined request behind it wraps the
-// connection in one more bufferedConn (withBuffered never flattens), so a
-// client that keeps requests pipelined grows the chain by one per request:
-// every Read/Write/SetDeadline walks it (memory and stack grow without
-// bound over the connection's life).
+// A client that keeps its polls pipelined must not grow a chain of
+// bufferedConn wrappers, one per poll, that every Read walks (withBuffered
+// flattens them): the deepest Read stays shallow after thousands of polls.
 func TestPipelinedPollsDoNotNestConnectionWrappers(t *testing.T) {
 	inner, _ := net.Listen("tcp", "127.0.0.1:0")
 	var max atomic.Int64
