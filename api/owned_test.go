@@ -483,3 +483,53 @@ func TestOwnedPushHeldForShutdownAndPrettyRepolls(t *testing.T) {
 		}
 	}
 }
+
+// A client that stops reading its answers holds up nobody: once its
+// socket is full, the push that answers it still returns at once (the
+// rest of that answer is written on a goroutine of its own), and when the
+// client reads again it gets every answer, intact and in order, and its
+// connection serves the next poll.
+func TestClientNotReadingDoesNotHoldUpThePublisher(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	sid := p.connect(t, "lamp")
+	c := answeredPoll(t, p, sid)
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`"` + strings.Repeat("x", poll.MaxDataBytes-2) + `"`)
+	// Each round parks a re-poll and answers it with 64 KB the client does
+	// not read; the socket buffers (a few MB on loopback) fill within 400.
+	rounds := 0
+	for api.Held(p.ln) == 0 {
+		if rounds++; rounds > 400 {
+			t.Fatal("the socket never filled")
+		}
+		c.send("GET", "/data?timeout=20&cursor="+strconv.Itoa(rounds)+"&sessionId="+sid, "")
+		waitUntil(t, "re-poll parked", func() bool { return p.hub.Stats().Parked == 1 })
+		published := make(chan error, 1)
+		go func() {
+			_, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: data})
+			published <- err
+		}()
+		select {
+		case err := <-published:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(3 * time.Second): // a publish takes microseconds; the write deadline is 10 s
+			t.Fatalf("round %d: the publish waits for a client that does not read", rounds)
+		}
+	}
+	for i := 1; i <= rounds; i++ {
+		res, body := c.read()
+		want := `{"cursor":` + strconv.Itoa(i+1) + `,"messages":[{"seq":` + strconv.Itoa(i+1) + `,`
+		if res.StatusCode != 200 || !strings.HasPrefix(body, want) || !strings.Contains(body, string(data)) {
+			t.Fatalf("answer %d of %d: %d, %d of %d bytes: %.60q", i, rounds, res.StatusCode, len(body), res.ContentLength, body)
+		}
+	}
+	waitUntil(t, "the late answer finished", func() bool { return api.Held(p.ln) == 0 })
+	c.send("GET", "/data?timeout=0&cursor="+strconv.Itoa(rounds+1)+"&sessionId="+sid, "")
+	if res, _ := c.read(); res.StatusCode != 204 {
+		t.Fatalf("next poll: %d", res.StatusCode)
+	}
+}

@@ -95,7 +95,9 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 
 // done is the hub's callback: it answers the poll. What it returns hands
 // the connection back to the server, after the answers of the same
-// fan-out are written.
+// fan-out are written. An answer the socket cannot take at once (a client
+// not reading) is finished on a goroutine of its own, so that it holds up
+// neither the publisher nor the other answers of a fan-out.
 func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 	<-p.ready
 	p.a.observePoll(p.start, msgs, err, false)
@@ -106,8 +108,9 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 		}
 		return nil
 	}
-	_, keep := p.a.writeRaw(p.conn, p.header, msgs, err)
-	return func() {
+	_, rest, closing := p.a.startRaw(p.conn, p.header, msgs, err)
+	then := func() {
+		keep := p.a.finishAnswer(p.conn, rest, closing)
 		if p.after != nil {
 			p.after()
 		}
@@ -119,6 +122,11 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 		}
 		p.a.cfg.Listener.release()
 	}
+	if len(rest) > 0 {
+		go then()
+		return nil
+	}
+	return then
 }
 
 // writePoll writes a poll's answer through echo.
@@ -189,17 +197,26 @@ func appendDate(dst []byte, now time.Time) []byte {
 // holds the lines of the headers set before the poll parked (Cache-Control,
 // CORS), from headerLines.
 func (a *API) writeRaw(conn net.Conn, header []byte, msgs []poll.Message, err error) (status int, keep bool) {
+	status, rest, closing := a.startRaw(conn, header, msgs, err)
+	return status, a.finishAnswer(conn, rest, closing)
+}
+
+// startRaw is writeRaw up to what the socket takes at once (startAnswer).
+func (a *API) startRaw(conn net.Conn, header []byte, msgs []poll.Message, err error) (status int, rest []byte, closing bool) {
 	switch {
 	case err != nil:
 		status, extra, body := a.rawError(err, http.MethodGet, "/data", remoteIP(conn.RemoteAddr()))
-		return status, a.writeAnswer(conn, status, append(extra, header...), body)
+		rest, closing = a.startAnswer(conn, status, append(extra, header...), body)
+		return status, rest, closing
 	case len(msgs) > 0:
 		bp := rawBufs.Get().(*[]byte)
 		defer rawBufs.Put(bp)
 		*bp = poll.AppendBatchJSON((*bp)[:0], msgs)
-		return http.StatusOK, a.writeAnswer(conn, http.StatusOK, header, *bp)
+		rest, closing = a.startAnswer(conn, http.StatusOK, header, *bp)
+		return http.StatusOK, rest, closing
 	}
-	return http.StatusNoContent, a.writeAnswer(conn, http.StatusNoContent, header, nil)
+	rest, closing = a.startAnswer(conn, http.StatusNoContent, header, nil)
+	return http.StatusNoContent, rest, closing
 }
 
 // writeAnswer writes an HTTP/1.1 response to a connection the API has
@@ -207,13 +224,22 @@ func (a *API) writeRaw(conn net.Conn, header []byte, msgs []poll.Message, err er
 // 204). It reports whether conn may serve another request; if not
 // (shutting down: "Connection: close"; a write error) it has closed it.
 func (a *API) writeAnswer(conn net.Conn, status int, header, body []byte) (keep bool) {
+	rest, closing := a.startAnswer(conn, status, header, body)
+	return a.finishAnswer(conn, rest, closing)
+}
+
+// startAnswer writes what of writeAnswer's response the socket takes at
+// once, without waiting, and returns the rest (a copy; nil when all went
+// out) and whether conn is to be closed after it (shutting down), for
+// finishAnswer.
+func (a *API) startAnswer(conn net.Conn, status int, header, body []byte) (rest []byte, closing bool) {
 	bp := rawBufs.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() {
 		*bp = buf[:0]
 		rawBufs.Put(bp)
 	}()
-	closing := a.hub.Closing()
+	closing = a.hub.Closing()
 
 	buf = append(buf, "HTTP/1.1 "...)
 	buf = strconv.AppendInt(buf, int64(status), 10)
@@ -231,13 +257,22 @@ func (a *API) writeAnswer(conn net.Conn, status int, header, body []byte) (keep 
 	}
 	buf = append(buf, "\r\n\r\n"...)
 	buf = append(buf, body...)
-
-	var werr error
 	if n := writeNow(conn, buf); n < len(buf) {
+		rest = bytes.Clone(buf[n:])
+	}
+	return rest, closing
+}
+
+// finishAnswer writes rest, the part of an answer the socket did not take
+// at once, under a write deadline, and closes conn if that fails or if
+// closing. It reports whether conn may serve another request.
+func (a *API) finishAnswer(conn net.Conn, rest []byte, closing bool) (keep bool) {
+	var werr error
+	if len(rest) > 0 {
 		// The deadline stays: the next slow write on this connection sets
 		// its own, and a connection handed back to net/http is cleared first.
 		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_, werr = conn.Write(buf[n:])
+		_, werr = conn.Write(rest)
 	}
 	if werr != nil || closing {
 		conn.Close()
