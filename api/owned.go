@@ -416,22 +416,34 @@ func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte,
 
 // parkOwned parks a re-poll read by serveOwned on conn. It reports whether
 // the poll parked; if not, it has answered it and conn may serve another
-// request, unless it was closed (then the next read fails).
+// request, unless it was closed (then the next read fails). The listener's
+// hold and the poll's slot (after) pass to the parked poll, or are given
+// back here: also when a panic leaves (serveOwned recovers it), so that it
+// neither stalls a shutdown nor keeps the client's slot.
 func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
 	l := a.cfg.Listener
 	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip}
 	l.hold()
+	held := true
+	giveBack := func() {
+		if held {
+			held = false
+			l.release()
+			if after != nil {
+				after()
+			}
+		}
+	}
+	defer giveBack() // a panic on the way (serveOwned recovers it) too
 	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
 	if parked {
+		held = false // the poll's done gives them back
 		a.logOwned(p.start, http.MethodGet, "/data", "parked", ip)
 		return true
 	}
 	status, keep := a.writeRaw(conn, a.ownedHeader, msgs, err)
 	a.observePoll(p.start, msgs, err, false)
-	l.release()
-	if after != nil {
-		after()
-	}
+	giveBack()
 	a.logOwned(p.start, http.MethodGet, "/data", status, ip)
 	if !keep {
 		conn.Close()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -531,5 +532,63 @@ func TestClientNotReadingDoesNotHoldUpThePublisher(t *testing.T) {
 	c.send("GET", "/data?timeout=0&cursor="+strconv.Itoa(rounds+1)+"&sessionId="+sid, "")
 	if res, _ := c.read(); res.StatusCode != 204 {
 		t.Fatalf("next poll: %d", res.StatusCode)
+	}
+}
+
+// panicObserver panics on every answered poll while armed.
+type panicObserver struct{ armed atomic.Bool }
+
+func (o *panicObserver) PollAnswered(time.Duration, string, []poll.Message, time.Time) {
+	if o.armed.Load() {
+		panic("observer")
+	}
+}
+
+// A panic while a re-poll on an owned connection is answered at once gives
+// back what the poll held: a shutdown does not wait for it, and the
+// client's place under --max-parked-per-ip is free again. Through echo the
+// same (the observer panics after the slot is back there, so that part
+// checks the order: the slot is given back before the answer goes out, or
+// the client's next poll could be refused).
+func TestPanicOnAnOwnedRepollGivesBackItsHoldAndSlot(t *testing.T) {
+	obs := &panicObserver{}
+	p := newParkServer(t, api.Config{Polls: obs, MaxParkedPerIP: 1})
+	sid := p.connect(t, "lamp")
+	c := answeredPoll(t, p, sid)
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	obs.armed.Store(true)
+	c.send("GET", "/data?cursor=1&timeout=20&sessionId="+sid, "") // answered at once, then the panic
+	if res, _ := c.read(); res.StatusCode != 200 {
+		t.Fatalf("re-poll: %d", res.StatusCode)
+	}
+	if _, err := c.r.ReadByte(); err != io.EOF {
+		t.Fatalf("after the panic the connection is closed; read: %v", err)
+	}
+	obs.armed.Store(false)
+	waitUntil(t, "the hold given back", func() bool { return api.Held(p.ln) == 0 })
+	fresh := dialRaw(t, p.addr)
+	fresh.send("GET", "/data?cursor=2&timeout=0&sessionId="+sid, "")
+	if res, body := fresh.read(); res.StatusCode != 204 {
+		t.Fatalf("next poll from the same address: %d %s", res.StatusCode, body)
+	}
+
+	// A connection's first poll, served through echo (whose recover
+	// middleware answers 500).
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`2`)}); err != nil {
+		t.Fatal(err)
+	}
+	obs.armed.Store(true)
+	first := dialRaw(t, p.addr)
+	first.send("GET", "/data?cursor=1&timeout=20&sessionId="+sid, "")
+	if res, _ := first.read(); res.StatusCode != 500 {
+		t.Fatalf("first poll with the panic: %d", res.StatusCode)
+	}
+	obs.armed.Store(false)
+	waitUntil(t, "the hold given back", func() bool { return api.Held(p.ln) == 0 })
+	first.send("GET", "/data?cursor=1&timeout=0&sessionId="+sid, "")
+	if res, body := first.read(); res.StatusCode != 200 {
+		t.Fatalf("next poll from the same address: %d %s", res.StatusCode, body)
 	}
 }

@@ -60,21 +60,30 @@ type parkedPoll struct {
 }
 
 // dataParked serves a poll through Hub.Park. after (may be nil) runs once
-// the poll has been answered, whichever way.
+// the poll has been answered, whichever way, or a panic has left.
 func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hold time.Duration, after func()) error {
 	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), result: make(chan pollResult, 1), after: after}
 	// Counted before parking, so that a shutdown waiting for parked
 	// connections cannot miss one that is being taken over right now.
 	a.cfg.Listener.hold()
+	held := true
+	giveBack := func() {
+		if held {
+			held = false
+			a.cfg.Listener.release()
+			if after != nil {
+				after()
+			}
+		}
+	}
+	defer giveBack() // a panic on the way (the recover middleware's) too
 	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
 	if !parked {
-		a.cfg.Listener.release()
-		if after != nil {
-			after()
-		}
+		giveBack() // before the answer: the client may poll again at once
 		a.observePoll(p.start, msgs, err, false)
 		return a.writePoll(c, msgs, err)
 	}
+	held = false // the poll's done gives them back
 	func() {
 		defer close(p.ready) // done waits for it, whatever happens here
 		conn, brw, herr := c.Response().Hijack()
