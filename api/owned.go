@@ -282,11 +282,12 @@ func skipCRLF(conn net.Conn, br *bufio.Reader, idle time.Duration) {
 }
 
 // serveOwned serves the requests that follow an answered poll or push on
-// conn (see above); ip is the peer's address, "" if not yet known, and
-// afterPost says the last request was a POST. It runs on its own goroutine
+// conn (see above); ip is the peer's address, "" if not yet known,
+// afterPost says the last request was a POST, and tk is the session of the
+// connection's last poll, if any (Hub.Park). It runs on its own goroutine
 // and ends when a poll parks again, the connection goes to net/http, or it
 // is closed.
-func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool) {
+func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, tk poll.Ticket) {
 	l := a.cfg.Listener
 	if ip == "" {
 		ip = remoteIP(conn.RemoteAddr())
@@ -363,7 +364,7 @@ func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool) {
 		if br.Buffered() > 0 {
 			c = withBuffered(conn, br) // a pipelined request follows
 		}
-		if a.parkOwned(c, ip, id, ack, hasAck, hold, after) {
+		if a.parkOwned(c, ip, &tk, id, ack, hasAck, hold, after) {
 			return // the poll's answer starts the next round
 		}
 		// Answered at once: go on reading through br, which still holds
@@ -414,15 +415,16 @@ func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte,
 	return true
 }
 
-// parkOwned parks a re-poll read by serveOwned on conn. It reports whether
-// the poll parked; if not, it has answered it and conn may serve another
-// request, unless it was closed (then the next read fails). The listener's
+// parkOwned parks a re-poll read by serveOwned on conn, with the session
+// ticket tk, which it updates. It reports whether the poll parked; if not,
+// it has answered it and conn may serve another request, unless it was
+// closed (then the next read fails). The listener's
 // hold and the poll's slot (after) pass to the parked poll, or are given
 // back here: also when a panic leaves (serveOwned recovers it), so that it
 // neither stalls a shutdown nor keeps the client's slot.
-func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
+func (a *API) parkOwned(conn net.Conn, ip string, tk *poll.Ticket, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
 	l := a.cfg.Listener
-	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip}
+	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip, ticket: *tk}
 	l.hold()
 	held := true
 	giveBack := func() {
@@ -435,7 +437,8 @@ func (a *API) parkOwned(conn net.Conn, ip, id string, ack uint64, hasAck bool, h
 		}
 	}
 	defer giveBack() // a panic on the way (serveOwned recovers it) too
-	msgs, err, parked := a.hub.Park(id, ack, hasAck, hold, p.done)
+	msgs, err, parked := a.hub.Park(&p.ticket, id, ack, hasAck, hold, p.done)
+	*tk = p.ticket // read only, by done too, from here on
 	if parked {
 		held = false // the poll's done gives them back
 		a.logOwned(p.start, http.MethodGet, "/data", "parked", ip)

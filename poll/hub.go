@@ -76,6 +76,9 @@ type Directory interface {
 	Remove(s *session.Session) bool
 	Get(id string) (*session.Session, bool)
 	Touch(id string) (*session.Session, bool)
+	// Refresh is Touch for a session already looked up: false once it is
+	// offline.
+	Refresh(s *session.Session) bool
 	DeleteExpired()
 	ByDevice(device string) *session.Session
 	ByUser(user string) []*session.Session
@@ -375,25 +378,46 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 // come back at once (parked false). Otherwise done is called exactly once,
 // later, from another goroutine: as Mailbox.Park says, and with (nil, nil)
 // when the hub closes. Both ends refresh the session's idle timer.
-func (h *Hub) Park(id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
+//
+// t (may be nil) carries the session and mailbox from one poll to the
+// next on the same connection: Park fills it in, and a later Park for the
+// same session with the same t skips looking them up while the session is
+// online and was refreshed within the registry's slack (Directory.Refresh).
+func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
 	if h.stopped() {
 		return nil, ErrClosed, false
 	}
-	if _, ok := h.dir.Touch(id); !ok {
-		return nil, ErrSessionNotFound, false
+	if t == nil {
+		t = new(Ticket)
 	}
-	box := h.mailbox(id)
-	if box == nil {
-		return nil, ErrSessionNotFound, false
+	if t.s == nil || t.s.ID != id || !h.dir.Refresh(t.s) {
+		*t = Ticket{}
+		s, ok := h.dir.Touch(id)
+		if !ok {
+			return nil, ErrSessionNotFound, false
+		}
+		box := h.mailbox(id)
+		if box == nil {
+			return nil, ErrSessionNotFound, false
+		}
+		*t = Ticket{s, box}
 	}
-	msgs, err, parked = box.Park(ack, hasAck, hold, func(msgs []Message, err error) func() {
-		h.dir.Touch(id)
+	s := t.s
+	msgs, err, parked = t.box.Park(ack, hasAck, hold, func(msgs []Message, err error) func() {
+		h.dir.Refresh(s)
 		return done(msgs, err)
 	})
 	if parked && h.stopped() {
-		box.WakeAsync() // Close ran while we parked: do not wait out the hold
+		t.box.WakeAsync() // Close ran while we parked: do not wait out the hold
 	}
 	return msgs, err, parked
+}
+
+// Ticket remembers the session and mailbox of a connection's last poll
+// (Hub.Park). The zero Ticket remembers nothing.
+type Ticket struct {
+	s   *session.Session
+	box *Mailbox
 }
 
 // Session returns the online session with id.

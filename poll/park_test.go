@@ -19,7 +19,7 @@ type parkResult struct {
 func parkOn(t *testing.T, h *Hub, id string, ack uint64, hold time.Duration) chan parkResult {
 	t.Helper()
 	ch := make(chan parkResult, 2) // 2: a second call would be caught below
-	msgs, err, parked := h.Park(id, ack, ack > 0, hold, func(m []Message, e error) func() { ch <- parkResult{m, e}; return nil })
+	msgs, err, parked := h.Park(nil, id, ack, ack > 0, hold, func(m []Message, e error) func() { ch <- parkResult{m, e}; return nil })
 	if !parked {
 		t.Fatalf("not parked: %v %v", msgs, err)
 	}
@@ -66,14 +66,14 @@ func TestParkReturnsPendingAtOnce(t *testing.T) {
 	h := NewHub(Config{})
 	s := connect(t, h, "lamp", "")
 	publish(t, h, Target{DeviceID: "lamp"}, `1`)
-	msgs, err, parked := h.Park(s.ID, 0, false, time.Minute, func([]Message, error) func() { t.Error("done called"); return nil })
+	msgs, err, parked := h.Park(nil, s.ID, 0, false, time.Minute, func([]Message, error) func() { t.Error("done called"); return nil })
 	if parked || err != nil || len(msgs) != 1 {
 		t.Fatalf("%v %v %v", msgs, err, parked)
 	}
-	if _, err, parked := h.Park(s.ID, 9, true, time.Minute, nil); parked || !errors.Is(err, ErrInvalidCursor) {
+	if _, err, parked := h.Park(nil, s.ID, 9, true, time.Minute, nil); parked || !errors.Is(err, ErrInvalidCursor) {
 		t.Fatalf("bad cursor: %v %v", err, parked)
 	}
-	if _, err, _ := h.Park("nope", 0, false, time.Minute, nil); !errors.Is(err, ErrSessionNotFound) {
+	if _, err, _ := h.Park(nil, "nope", 0, false, time.Minute, nil); !errors.Is(err, ErrSessionNotFound) {
 		t.Fatalf("unknown session: %v", err)
 	}
 }
@@ -129,7 +129,7 @@ func TestParkSupersededClosedAndShutdown(t *testing.T) {
 		if r := once(t, fourth); r.err != nil || r.msgs != nil || time.Since(start) != 0 {
 			t.Fatalf("parked poll at close: %+v after %v", r, time.Since(start))
 		}
-		if _, err, _ := h.Park(s2.ID, 0, false, time.Hour, nil); !errors.Is(err, ErrClosed) {
+		if _, err, _ := h.Park(nil, s2.ID, 0, false, time.Hour, nil); !errors.Is(err, ErrClosed) {
 			t.Fatalf("park after close: %v", err)
 		}
 		if h.Stats().Parked != 0 {
@@ -159,7 +159,7 @@ func TestParkExactlyOnceUnderRaces(t *testing.T) {
 			t.Fatalf("stuck at %d", next)
 		}
 		ch := make(chan parkResult, 2)
-		msgs, err, parked := h.Park(s.ID, cursor, cursor > 0, time.Millisecond, func(m []Message, e error) func() { ch <- parkResult{m, e}; return nil })
+		msgs, err, parked := h.Park(nil, s.ID, cursor, cursor > 0, time.Millisecond, func(m []Message, e error) func() { ch <- parkResult{m, e}; return nil })
 		if parked {
 			r := <-ch
 			msgs, err = r.msgs, r.err
@@ -179,4 +179,44 @@ func TestParkExactlyOnceUnderRaces(t *testing.T) {
 		}
 	}
 	pub.Wait()
+}
+
+// A Ticket carries the session from one Park to the next without changing
+// what Park answers: the same messages while the session is online, and
+// ErrSessionNotFound (not the mailbox's close error) once it is gone,
+// however recently the ticket was filled in.
+func TestParkWithATicket(t *testing.T) {
+	h := NewHub(Config{})
+	s := connect(t, h, "lamp", "")
+	other := connect(t, h, "tv", "")
+	var tk Ticket
+	publish(t, h, Target{DeviceID: "lamp"}, `1`)
+	msgs, err, parked := h.Park(&tk, s.ID, 0, false, time.Minute, nil)
+	if parked || err != nil || len(msgs) != 1 || tk.s != s {
+		t.Fatalf("first park: %v %v %v; ticket for %v", msgs, err, parked, tk.s)
+	}
+	publish(t, h, Target{DeviceID: "lamp"}, `2`)
+	if msgs, err, _ := h.Park(&tk, s.ID, 1, true, time.Minute, nil); err != nil || len(msgs) != 1 || msgs[0].Seq != 2 {
+		t.Fatalf("second park with the ticket: %v %v", msgs, err)
+	}
+	publish(t, h, Target{DeviceID: "tv"}, `3`)
+	if msgs, err, _ := h.Park(&tk, other.ID, 0, false, time.Minute, nil); err != nil || len(msgs) != 1 || tk.s != other {
+		t.Fatalf("another session with the same ticket: %v %v; ticket for %v", msgs, err, tk.s)
+	}
+	if err := h.Disconnect(other.ID, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err, _ := h.Park(&tk, other.ID, 0, false, time.Minute, nil); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("after disconnect: %v", err)
+	}
+	if tk.s != nil {
+		t.Fatal("the ticket still holds the session that is gone")
+	}
+	if msgs, err, _ := h.Park(&tk, s.ID, 1, true, time.Minute, nil); err != nil || len(msgs) != 1 || tk.s != s {
+		t.Fatalf("back to the first session: %v %v", msgs, err)
+	}
+	connect(t, h, "lamp", "") // replaces s
+	if _, err, _ := h.Park(&tk, s.ID, 2, true, time.Minute, nil); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("after replacement: %v", err)
+	}
 }

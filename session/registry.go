@@ -63,6 +63,7 @@ func (r *Registry) Add(s *Session) (replaced *Session) {
 	}
 	r.indexLocked(s)
 	r.cache.Set(s.ID, s, r.ttl)
+	s.refreshed.Store(time.Now().UnixNano())
 	r.mu.Unlock()
 	if old != nil {
 		r.cache.Delete(old.ID) // its eviction callback sees it unindexed: no-op
@@ -103,18 +104,40 @@ func (r *Registry) Get(id string) (*Session, bool) {
 // Expiry still happens between TTL-touchSlack and TTL after the last poll,
 // when the cleanup job runs.
 func (r *Registry) Touch(id string) (*Session, bool) {
-	v, exp, ok := r.cache.GetWithExpiration(id)
+	v, ok := r.cache.Get(id)
 	if !ok {
 		return nil, false
 	}
 	s := v.(*Session)
-	if time.Until(exp) > r.ttl-r.touchSlack() {
+	now := time.Now()
+	if r.recent(s, now) {
 		return s, true
 	}
 	if r.cache.Replace(id, s, r.ttl) != nil {
 		return nil, false
 	}
+	s.refreshed.Store(now.UnixNano())
 	return s, true
+}
+
+// Refresh is Touch for a session the caller already holds (the delivery
+// hub, from the poll before): it refreshes s's idle timer and reports
+// whether s is still online. Within touchSlack of s's last refresh it
+// answers from s alone, without a lookup. A session going offline at that
+// very moment may still be reported online, as with Touch.
+func (r *Registry) Refresh(s *Session) bool {
+	if r.recent(s, time.Now()) {
+		return true
+	}
+	got, ok := r.Touch(s.ID)
+	return ok && got == s
+}
+
+// recent reports whether s is online and its expiry was set within
+// touchSlack of now.
+func (r *Registry) recent(s *Session, now time.Time) bool {
+	t := s.refreshed.Load()
+	return t != 0 && now.UnixNano()-t < int64(r.touchSlack())
 }
 
 // touchSlack is how recent a refresh may be for Touch to skip it: 1% of
@@ -184,8 +207,8 @@ func (r *Registry) evicted(_ string, v any) {
 		// happens first (no re-add) or deletes the re-added entry.
 		r.mu.Lock()
 		live := r.byDevice[s.DeviceID] == s
-		if live {
-			_ = r.cache.Add(s.ID, s, r.ttl)
+		if live && r.cache.Add(s.ID, s, r.ttl) == nil {
+			s.refreshed.Store(time.Now().UnixNano())
 		}
 		r.mu.Unlock()
 		if live {
@@ -215,6 +238,7 @@ func (r *Registry) indexLocked(s *Session) {
 }
 
 func (r *Registry) unindexLocked(s *Session) {
+	s.refreshed.Store(0) // offline: Refresh must look it up
 	delete(r.byDevice, s.DeviceID)
 	if s.UserID != "" {
 		del(r.byUser, s.UserID, s)

@@ -280,6 +280,48 @@ func TestRegistryTouchRefreshes(t *testing.T) {
 	})
 }
 
+// Refresh keeps a session the caller holds alive as Touch does (looking
+// it up only when its last refresh is older than the slack) and reports
+// false once the session is offline: removed or replaced at once, even
+// within the slack, and past its TTL.
+func TestRegistryRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, exp := newRegistry(t, nil)
+		s := newSession("phone", "")
+		removed := newSession("lamp", "")
+		old := newSession("tv", "")
+		r.Add(s)
+		r.Add(removed)
+		r.Add(old)
+		if !r.Refresh(s) || !r.Refresh(removed) || !r.Refresh(old) {
+			t.Fatal("Refresh of a session just added = false")
+		}
+		r.Remove(removed)
+		r.Add(newSession("tv", ""))
+		if r.Refresh(removed) || r.Refresh(old) {
+			t.Fatal("Refresh reports a removed or replaced session online")
+		}
+		for range 5 { // 5 × 8s = 40s, well past the 10s TTL
+			time.Sleep(ttl - 2*time.Second)
+			if !r.Refresh(s) || !r.Refresh(s) {
+				t.Fatal("Refresh of a live session = false")
+			}
+			r.DeleteExpired()
+		}
+		if slices.Contains(exp.ids(), s.ID) {
+			t.Fatal("a refreshed session expired")
+		}
+		time.Sleep(ttl + time.Second)
+		if r.Refresh(s) {
+			t.Error("Refresh revived a session past its TTL")
+		}
+		r.DeleteExpired()
+		if !slices.Contains(exp.ids(), s.ID) {
+			t.Errorf("onExpire got %v, want %s among them", exp.ids(), s.ID)
+		}
+	})
+}
+
 func TestRegistryKeepAlive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex

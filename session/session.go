@@ -12,11 +12,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"sync/atomic"
 	"time"
 )
 
-// Session is one connected client. It is immutable once created: the
-// Registry and the delivery hub share the pointer without locking.
+// Session is one connected client. Its exported fields are immutable once
+// created: the Registry and the delivery hub share the pointer without
+// locking. refreshed is the Registry's, and atomic.
 type Session struct {
 	// ID is the unguessable credential the client polls with.
 	ID string
@@ -30,6 +32,10 @@ type Session struct {
 	Meta json.RawMessage
 	// CreatedAt is when the session connected.
 	CreatedAt time.Time
+
+	// refreshed is when the Registry last set the session's expiry (Unix
+	// nanoseconds); 0 once it is offline. Registry.Refresh reads it.
+	refreshed atomic.Int64
 }
 
 // From is the sender label the server stamps on messages the session sends:

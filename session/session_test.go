@@ -72,15 +72,15 @@ func TestShortID(t *testing.T) {
 
 func TestFrom(t *testing.T) {
 	tests := []struct {
-		s    session.Session
+		s    *session.Session
 		want string
 	}{
-		{session.Session{DeviceID: "phone-1", UserID: "alice"}, "alice/phone-1"},
-		{session.Session{DeviceID: "lamp-42"}, "lamp-42"},
+		{&session.Session{DeviceID: "phone-1", UserID: "alice"}, "alice/phone-1"},
+		{&session.Session{DeviceID: "lamp-42"}, "lamp-42"},
 	}
 	for _, tc := range tests {
 		if got := tc.s.From(); got != tc.want {
-			t.Errorf("%+v.From() = %q, want %q", tc.s, got, tc.want)
+			t.Errorf("%q/%q: From() = %q, want %q", tc.s.UserID, tc.s.DeviceID, got, tc.want)
 		}
 	}
 }
