@@ -236,10 +236,11 @@ func validHost(b []byte) bool {
 // returns the head (valid until br is read again) or, when br's buffer
 // fills without one or the line ends are not CRLF, ok false with
 // everything read still buffered.
-// A read error (the client left, a timeout, Close) is returned as err.
-func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (head []byte, ok bool, err error) {
+// A read error (the client left, a timeout, Close) is returned as err. rd
+// keeps conn's read deadline.
+func readHead(conn net.Conn, rd *readDeadline, br *bufio.Reader, idle, readHeader time.Duration) (head []byte, ok bool, err error) {
 	if br.Buffered() == 0 {
-		_ = conn.SetReadDeadline(time.Now().Add(idle))
+		rd.idle(conn, idle)
 		if _, err := br.Peek(1); err != nil {
 			return nil, false, err
 		}
@@ -258,7 +259,7 @@ func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (
 			return nil, false, nil
 		}
 		if !deadline {
-			_ = conn.SetReadDeadline(time.Now().Add(readHeader))
+			rd.set(conn, time.Now().Add(readHeader))
 			deadline = true
 		}
 		if _, err := br.Peek(n + 1); err != nil && br.Buffered() == n {
@@ -271,8 +272,8 @@ func readHead(conn net.Conn, br *bufio.Reader, idle, readHeader time.Duration) (
 // POST body, as net/http does (RFC 9112 section 2.2): it waits, up to
 // idle, for the first four bytes of the next request. A read error is left
 // for readHead to meet.
-func skipCRLF(conn net.Conn, br *bufio.Reader, idle time.Duration) {
-	_ = conn.SetReadDeadline(time.Now().Add(idle))
+func skipCRLF(conn net.Conn, rd *readDeadline, br *bufio.Reader, idle time.Duration) {
+	rd.idle(conn, idle)
 	b, _ := br.Peek(4)
 	n := 0
 	for n < len(b) && (b[n] == '\r' || b[n] == '\n') {
@@ -281,13 +282,46 @@ func skipCRLF(conn net.Conn, br *bufio.Reader, idle time.Duration) {
 	_, _ = br.Discard(n)
 }
 
+// connState is what an owned connection carries from one request to the
+// next (serveOwned, and a parked poll in between).
+type connState struct {
+	ticket poll.Ticket  // the session of its last poll (Hub.Park)
+	read   readDeadline // its read deadline
+}
+
+// readDeadline is the read deadline last armed on an owned connection.
+// Waiting for the next request re-arms the idle deadline only when the one
+// armed has less than the idle timeout minus a slack left: arming a
+// deadline updates a runtime timer, once per request otherwise.
+type readDeadline struct {
+	until  time.Time
+	isIdle bool // until is an idle deadline
+}
+
+// idle bounds the wait for conn's next request by d from now, or by an
+// idle deadline already armed that is at most min(d/100, 1s) shorter.
+func (rd *readDeadline) idle(conn net.Conn, d time.Duration) {
+	now := time.Now()
+	if rd.isIdle && rd.until.Sub(now) >= d-min(d/100, time.Second) {
+		return
+	}
+	rd.until, rd.isIdle = now.Add(d), true
+	_ = conn.SetReadDeadline(rd.until)
+}
+
+// set arms conn's read deadline at t, for anything but the idle wait.
+func (rd *readDeadline) set(conn net.Conn, t time.Time) {
+	rd.until, rd.isIdle = t, false
+	_ = conn.SetReadDeadline(t)
+}
+
 // serveOwned serves the requests that follow an answered poll or push on
 // conn (see above); ip is the peer's address, "" if not yet known,
-// afterPost says the last request was a POST, and tk is the session of the
-// connection's last poll, if any (Hub.Park). It runs on its own goroutine
+// afterPost says the last request was a POST, and st is what the
+// connection carries over from its last request. It runs on its own goroutine
 // and ends when a poll parks again, the connection goes to net/http, or it
 // is closed.
-func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, tk poll.Ticket) {
+func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, st connState) {
 	l := a.cfg.Listener
 	if ip == "" {
 		ip = remoteIP(conn.RemoteAddr())
@@ -311,10 +345,10 @@ func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, tk poll.Ticke
 			return
 		}
 		if afterPost {
-			skipCRLF(conn, br, l.idleTimeout())
+			skipCRLF(conn, &st.read, br, l.idleTimeout())
 			afterPost = false
 		}
-		head, ok, err := readHead(conn, br, l.idleTimeout(), l.readHeaderTimeout())
+		head, ok, err := readHead(conn, &st.read, br, l.idleTimeout(), l.readHeaderTimeout())
 		l.disown(conn)
 		if err != nil {
 			conn.Close() // the client left or idled out; nothing was asked
@@ -329,7 +363,7 @@ func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, tk poll.Ticke
 			return
 		}
 		if h.push {
-			if !a.servePush(conn, br, ip, head, h) {
+			if !a.servePush(conn, &st.read, br, ip, head, h) {
 				handBack(l, withBuffered(conn, br)) // the echo route answers
 				return
 			}
@@ -364,7 +398,7 @@ func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, tk poll.Ticke
 		if br.Buffered() > 0 {
 			c = withBuffered(conn, br) // a pipelined request follows
 		}
-		if a.parkOwned(c, ip, &tk, id, ack, hasAck, hold, after) {
+		if a.parkOwned(c, ip, &st, id, ack, hasAck, hold, after) {
 			return // the poll's answer starts the next round
 		}
 		// Answered at once: go on reading through br, which still holds
@@ -377,7 +411,7 @@ func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, tk poll.Ticke
 // echo route's rendering). It reports false, having consumed nothing, when
 // the echo route should answer instead: a body over MaxPushBody (413), or
 // a publisher not admitted (401, 403).
-func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte, h hot) bool {
+func (a *API) servePush(conn net.Conn, rd *readDeadline, br *bufio.Reader, ip string, head []byte, h hot) bool {
 	if h.bodyLen > MaxPushBody || a.publisherCheck(ip, h.auth) != nil {
 		return false
 	}
@@ -390,7 +424,7 @@ func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte,
 	_, _ = br.Discard(len(head))
 	body := make([]byte, h.bodyLen)
 	if br.Buffered() < h.bodyLen {
-		_ = conn.SetReadDeadline(time.Now().Add(l.readTimeout()))
+		rd.set(conn, time.Now().Add(l.readTimeout()))
 	}
 	if _, err := io.ReadFull(br, body); err != nil {
 		conn.Close() // the client left or stalled mid-body, as net/http would
@@ -415,16 +449,16 @@ func (a *API) servePush(conn net.Conn, br *bufio.Reader, ip string, head []byte,
 	return true
 }
 
-// parkOwned parks a re-poll read by serveOwned on conn, with the session
-// ticket tk, which it updates. It reports whether the poll parked; if not,
+// parkOwned parks a re-poll read by serveOwned on conn, with what the
+// connection carries (st), which it updates. It reports whether the poll parked; if not,
 // it has answered it and conn may serve another request, unless it was
 // closed (then the next read fails). The listener's
 // hold and the poll's slot (after) pass to the parked poll, or are given
 // back here: also when a panic leaves (serveOwned recovers it), so that it
 // neither stalls a shutdown nor keeps the client's slot.
-func (a *API) parkOwned(conn net.Conn, ip string, tk *poll.Ticket, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
+func (a *API) parkOwned(conn net.Conn, ip string, st *connState, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
 	l := a.cfg.Listener
-	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip, ticket: *tk}
+	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip, st: *st}
 	l.hold()
 	held := true
 	giveBack := func() {
@@ -437,8 +471,8 @@ func (a *API) parkOwned(conn net.Conn, ip string, tk *poll.Ticket, id string, ac
 		}
 	}
 	defer giveBack() // a panic on the way (serveOwned recovers it) too
-	msgs, err, parked := a.hub.Park(&p.ticket, id, ack, hasAck, hold, p.done)
-	*tk = p.ticket // read only, by done too, from here on
+	msgs, err, parked := a.hub.Park(&p.st.ticket, id, ack, hasAck, hold, p.done)
+	*st = p.st // read only, by done too, from here on
 	if parked {
 		held = false // the poll's done gives them back
 		a.logOwned(p.start, http.MethodGet, "/data", "parked", ip)

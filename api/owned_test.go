@@ -207,6 +207,45 @@ func TestOwnedConnectionTimeouts(t *testing.T) {
 	}
 }
 
+// The idle deadline of an owned connection is not re-armed for every
+// request, but it still holds: a read-header deadline armed in between
+// does not cut the next idle wait short, and after quick re-polls an idle
+// connection is closed when the idle timeout has passed, not before.
+func TestOwnedIdleDeadlineAcrossRequests(t *testing.T) {
+	p := newParkServer(t, api.Config{})
+	const idle = 300 * time.Millisecond
+	p.ln.IdleTimeout, p.ln.ReadHeaderTimeout = idle, 50*time.Millisecond
+	sid := p.connect(t, "lamp")
+	c := answeredPoll(t, p, sid)
+	req := "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	if _, err := io.WriteString(c.conn, req[:20]); err != nil { // a head in two reads
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the server reads the first part alone
+	if _, err := io.WriteString(c.conn, req[20:]); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c.read(); res.StatusCode != 204 {
+		t.Fatalf("split re-poll: %d", res.StatusCode)
+	}
+	time.Sleep(150 * time.Millisecond) // past the read-header timeout, within the idle one
+	for i := range 3 {
+		if _, err := io.WriteString(c.conn, req); err != nil {
+			t.Fatal(err)
+		}
+		if res, _ := c.read(); res.StatusCode != 204 {
+			t.Fatalf("re-poll %d after a pause: %d", i, res.StatusCode)
+		}
+	}
+	start := time.Now()
+	if n, err := c.r.ReadByte(); err == nil {
+		t.Fatalf("read %q, want the connection closed", n)
+	}
+	if d := time.Since(start); d < idle*3/4 {
+		t.Fatalf("closed after %v of idleness, the idle timeout is %v", d, idle)
+	}
+}
+
 // A stray CRLF after a push does not start the read-header timeout: the
 // publisher's next push may come any time within the idle timeout, as with
 // net/http.

@@ -55,9 +55,9 @@ type parkedPoll struct {
 	conn   net.Conn
 	header []byte // the response's extra header lines (headerLines)
 	result chan pollResult
-	after  func()      // runs once the poll is answered (per-IP accounting)
-	ip     string      // the client's address, if known (serveOwned)
-	ticket poll.Ticket // the session, for the connection's next poll (Hub.Park)
+	after  func()    // runs once the poll is answered (per-IP accounting)
+	ip     string    // the client's address, if known (serveOwned)
+	st     connState // what the connection carries to its next request (owned.go)
 }
 
 // dataParked serves a poll through Hub.Park. after (may be nil) runs once
@@ -78,7 +78,7 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 		}
 	}
 	defer giveBack() // a panic on the way (the recover middleware's) too
-	msgs, err, parked := a.hub.Park(&p.ticket, id, ack, hasAck, hold, p.done)
+	msgs, err, parked := a.hub.Park(&p.st.ticket, id, ack, hasAck, hold, p.done)
 	if !parked {
 		giveBack() // before the answer: the client may poll again at once
 		a.observePoll(p.start, msgs, err, false)
@@ -126,7 +126,7 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 		}
 		switch {
 		case keep && p.a.ownRepolls:
-			go p.a.serveOwned(p.conn, p.ip, false, p.ticket) // owned.go: most likely a re-poll
+			go p.a.serveOwned(p.conn, p.ip, false, p.st) // owned.go: most likely a re-poll
 		case keep:
 			handBack(p.a.cfg.Listener, p.conn)
 		}
@@ -345,7 +345,7 @@ func (a *API) takeOver(c echo.Context, status int, body []byte) bool {
 	conn = withBuffered(conn, brw.Reader)
 	c.Set(parkedKey, status)
 	if a.writeAnswer(conn, status, headerLines(c.Response().Header()), body) {
-		go a.serveOwned(conn, "", r.Method == http.MethodPost, poll.Ticket{})
+		go a.serveOwned(conn, "", r.Method == http.MethodPost, connState{})
 	}
 	return true
 }
