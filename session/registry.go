@@ -116,7 +116,14 @@ func (r *Registry) Touch(id string) (*Session, bool) {
 	if r.cache.Replace(id, s, r.ttl) != nil {
 		return nil, false
 	}
-	s.refreshed.Store(now.UnixNano())
+	// Stamped only while s is still indexed: a Remove or replacement that
+	// unindexed it after the Replace above must not be undone, or Refresh
+	// would report it online for up to touchSlack.
+	r.mu.RLock()
+	if r.byDevice[s.DeviceID] == s {
+		s.refreshed.Store(now.UnixNano())
+	}
+	r.mu.RUnlock()
 	return s, true
 }
 
