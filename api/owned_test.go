@@ -207,34 +207,19 @@ func TestOwnedConnectionTimeouts(t *testing.T) {
 	}
 }
 
-// The idle deadline of an owned connection is not re-armed for every
-// request, but it still holds: a read-header deadline armed in between
-// does not cut the next idle wait short, and after quick re-polls an idle
-// connection is closed when the idle timeout has passed, not before.
+// After re-polls that did not re-arm the idle deadline (readDeadline), an
+// idle owned connection is still closed when the idle timeout has passed
+// since its last request, not earlier (TestReadDeadline has the rules).
 func TestOwnedIdleDeadlineAcrossRequests(t *testing.T) {
 	p := newParkServer(t, api.Config{})
 	const idle = 300 * time.Millisecond
-	p.ln.IdleTimeout, p.ln.ReadHeaderTimeout = idle, 50*time.Millisecond
+	p.ln.IdleTimeout = idle
 	sid := p.connect(t, "lamp")
 	c := answeredPoll(t, p, sid)
-	req := "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
-	if _, err := io.WriteString(c.conn, req[:20]); err != nil { // a head in two reads
-		t.Fatal(err)
-	}
-	time.Sleep(10 * time.Millisecond) // the server reads the first part alone
-	if _, err := io.WriteString(c.conn, req[20:]); err != nil {
-		t.Fatal(err)
-	}
-	if res, _ := c.read(); res.StatusCode != 204 {
-		t.Fatalf("split re-poll: %d", res.StatusCode)
-	}
-	time.Sleep(150 * time.Millisecond) // past the read-header timeout, within the idle one
 	for i := range 3 {
-		if _, err := io.WriteString(c.conn, req); err != nil {
-			t.Fatal(err)
-		}
+		c.send("GET", "/data?cursor=1&timeout=0&sessionId="+sid, "")
 		if res, _ := c.read(); res.StatusCode != 204 {
-			t.Fatalf("re-poll %d after a pause: %d", i, res.StatusCode)
+			t.Fatalf("re-poll %d: %d", i, res.StatusCode)
 		}
 	}
 	start := time.Now()
