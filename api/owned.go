@@ -453,24 +453,23 @@ func (a *API) servePush(conn net.Conn, rd *readDeadline, br *bufio.Reader, ip st
 // connection carries (st), which it updates. It reports whether the poll parked; if not,
 // it has answered it and conn may serve another request, unless it was
 // closed (then the next read fails). The listener's
-// hold and the poll's slot (after) pass to the parked poll, or are given
-// back here: also when a panic leaves (serveOwned recovers it), so that it
-// neither stalls a shutdown nor keeps the client's slot.
+// hold and the poll's slot (after, which does nothing when called again)
+// pass to the parked poll, or are given back here: also when a panic leaves
+// (serveOwned recovers it), so that it neither stalls a shutdown nor keeps
+// the client's slot.
 func (a *API) parkOwned(conn net.Conn, ip string, st *connState, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
 	l := a.cfg.Listener
 	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip, st: *st}
 	l.hold()
 	held := true
-	giveBack := func() {
+	defer func() { // a panic on the way (serveOwned recovers it) gives both back too
 		if held {
-			held = false
 			l.release()
 			if after != nil {
 				after()
 			}
 		}
-	}
-	defer giveBack() // a panic on the way (serveOwned recovers it) too
+	}()
 	msgs, err, parked := a.hub.Park(&p.st.ticket, id, ack, hasAck, hold, p.done)
 	*st = p.st // read only, by done too, from here on
 	if parked {
@@ -478,9 +477,13 @@ func (a *API) parkOwned(conn net.Conn, ip string, st *connState, id string, ack 
 		a.logOwned(p.start, http.MethodGet, "/data", "parked", ip)
 		return true
 	}
+	if after != nil {
+		after() // before the answer: the client may poll again at once, on another connection too
+	}
 	status, keep := a.writeRaw(conn, a.ownedHeader, msgs, err)
 	a.observePoll(p.start, msgs, err, false)
-	giveBack()
+	held = false
+	l.release()
 	a.logOwned(p.start, http.MethodGet, "/data", status, ip)
 	if !keep {
 		conn.Close()

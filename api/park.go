@@ -55,7 +55,7 @@ type parkedPoll struct {
 	conn   net.Conn
 	header []byte // the response's extra header lines (headerLines)
 	result chan pollResult
-	after  func()    // runs once the poll is answered (per-IP accounting)
+	after  func()    // runs when the poll is answered (per-IP accounting); again, it does nothing
 	ip     string    // the client's address, if known (serveOwned)
 	st     connState // what the connection carries to its next request (owned.go)
 }
@@ -111,19 +111,16 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 	<-p.ready
 	p.a.observePoll(p.start, msgs, err, false)
+	if p.after != nil {
+		p.after() // before the answer: the client may poll again at once, on another connection too
+	}
 	if p.conn == nil {
 		p.result <- pollResult{msgs, err}
-		if p.after != nil {
-			p.after()
-		}
 		return nil
 	}
 	_, rest, closing := p.a.startRaw(p.conn, p.header, msgs, err)
 	then := func() {
 		keep := p.a.finishAnswer(p.conn, rest, closing)
-		if p.after != nil {
-			p.after()
-		}
 		switch {
 		case keep && p.a.ownRepolls:
 			go p.a.serveOwned(p.conn, p.ip, false, p.st) // owned.go: most likely a re-poll
