@@ -616,3 +616,42 @@ func TestPanicOnAnOwnedRepollGivesBackItsHoldAndSlot(t *testing.T) {
 		t.Fatalf("next poll from the same address: %d %s", res.StatusCode, body)
 	}
 }
+
+// blockObserver holds PollAnswered while armed, until release is closed.
+type blockObserver struct {
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (o *blockObserver) PollAnswered(time.Duration, string, []poll.Message, time.Time) {
+	if o.armed.CompareAndSwap(true, false) {
+		o.entered <- struct{}{}
+		<-o.release
+	}
+}
+
+// A poll answered at once on an owned connection gives its
+// --max-parked-per-ip place back before the answer goes out: the client,
+// at its cap, may poll again at once from another connection.
+func TestPollSlotFreeBeforeTheAnswer(t *testing.T) {
+	obs := &blockObserver{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	p := newParkServer(t, api.Config{Polls: obs, MaxParkedPerIP: 1})
+	defer close(obs.release)
+	sid := p.connect(t, "lamp")
+	c := answeredPoll(t, p, sid)
+	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`2`)}); err != nil {
+		t.Fatal(err)
+	}
+	obs.armed.Store(true)
+	c.send("GET", "/data?cursor=1&timeout=20&sessionId="+sid, "") // answered at once
+	if res, _ := c.read(); res.StatusCode != 200 {
+		t.Fatalf("re-poll: %d", res.StatusCode)
+	}
+	<-obs.entered // the server is still busy with that poll
+	other := dialRaw(t, p.addr)
+	other.send("GET", "/data?cursor=2&timeout=0&sessionId="+sid, "")
+	if res, body := other.read(); res.StatusCode != 204 {
+		t.Fatalf("poll from another connection right after the answer: %d %s", res.StatusCode, body)
+	}
+}
