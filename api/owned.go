@@ -318,9 +318,9 @@ func (rd *readDeadline) set(conn net.Conn, t time.Time) {
 // serveOwned serves the requests that follow an answered poll or push on
 // conn (see above); ip is the peer's address, "" if not yet known,
 // afterPost says the last request was a POST, and st is what the
-// connection carries over from its last request. It runs on its own goroutine
-// and ends when a poll parks again, the connection goes to net/http, or it
-// is closed.
+// connection carries over from its last request. It runs on its own
+// goroutine and ends when a poll parks again, the connection goes to
+// net/http, or it is closed.
 func (a *API) serveOwned(conn net.Conn, ip string, afterPost bool, st connState) {
 	l := a.cfg.Listener
 	if ip == "" {
@@ -450,13 +450,13 @@ func (a *API) servePush(conn net.Conn, rd *readDeadline, br *bufio.Reader, ip st
 }
 
 // parkOwned parks a re-poll read by serveOwned on conn, with what the
-// connection carries (st), which it updates. It reports whether the poll parked; if not,
-// it has answered it and conn may serve another request, unless it was
-// closed (then the next read fails). The listener's
-// hold and the poll's slot (after, which does nothing when called again)
-// pass to the parked poll, or are given back here: also when a panic leaves
-// (serveOwned recovers it), so that it neither stalls a shutdown nor keeps
-// the client's slot.
+// connection carries (st), which it updates. It reports whether the poll
+// parked; if not, it has answered it and conn may serve another request,
+// unless it was closed (then the next read fails). The listener's hold and
+// the poll's slot (after, which does nothing when called again) pass to the
+// parked poll, or are given back here: also when a panic leaves (serveOwned
+// recovers it), so that it neither stalls a shutdown nor keeps the client's
+// slot.
 func (a *API) parkOwned(conn net.Conn, ip string, st *connState, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
 	l := a.cfg.Listener
 	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip, st: *st}
