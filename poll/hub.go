@@ -361,7 +361,8 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 	if h.stopped() {
 		return nil, ErrClosed
 	}
-	if _, ok := h.dir.Touch(id); !ok {
+	s, ok := h.dir.Touch(id)
+	if !ok {
 		return nil, ErrSessionNotFound
 	}
 	box := h.mailbox(id)
@@ -369,7 +370,7 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 		return nil, ErrSessionNotFound
 	}
 	msgs, err := box.Wait(ctx, h.stop, ack, hasAck)
-	h.dir.Touch(id)
+	h.dir.Refresh(s)
 	return msgs, err
 }
 
