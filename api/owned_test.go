@@ -570,10 +570,11 @@ func (o *panicObserver) PollAnswered(time.Duration, string, []poll.Message, time
 
 // A panic while a re-poll on an owned connection is answered at once gives
 // back what the poll held: a shutdown does not wait for it, and the
-// client's place under --max-parked-per-ip is free again. Through echo the
-// same (the observer panics after the slot is back there, so that part
-// checks the order: the slot is given back before the answer goes out, or
-// the client's next poll could be refused).
+// client's place under --max-parked-per-ip is free again. The second half
+// goes through echo: its first poll, on a new connection right after the
+// echo-served answer of "fresh", checks that echo gives the slot back
+// before the answer (429 otherwise); echo's panic itself comes after the
+// slot is back, so that half does not test the panic path.
 func TestPanicOnAnOwnedRepollGivesBackItsHoldAndSlot(t *testing.T) {
 	obs := &panicObserver{}
 	p := newParkServer(t, api.Config{Polls: obs, MaxParkedPerIP: 1})
