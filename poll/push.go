@@ -219,8 +219,8 @@ func scanPush(s *jsonscan.Scanner) (w wirePush, ok bool) {
 		case "topic":
 			return str(&w.Topic, 1)
 		case "data":
-			v, ok := s.Value()
-			if !ok || !once(2) || !json.Valid(v) {
+			v, ok := s.Value() // checked as json.Valid checks
+			if !ok || !once(2) {
 				return false
 			}
 			w.Data = bytes.Clone(v)
