@@ -10,10 +10,10 @@ import (
 // The load tool decodes every payload and poll response it receives, on
 // the cores the server under test runs on, and encoding/json's reflection
 // was a fifth of its CPU. These decoders read the shapes the tool expects
-// with jsonscan and leave everything else to encoding/json: an invalid text
-// (checked first, so skipped values count too), string escapes, floats,
-// negative numbers for unsigned fields, and keys that repeat a field or
-// differ from one only in case. A malformed answer is still caught and
+// with jsonscan, which checks the values it skips as json.Valid does (one
+// pass reads and validates), and leave everything else to encoding/json: an
+// invalid text, string escapes, floats, negative numbers for unsigned
+// fields, and keys that repeat a field or differ from one only in case. A malformed answer is still caught and
 // counted as a violation; what they accept, they read as json.Unmarshal.
 
 // fields reads an object: read(i) reads the value of the member named
@@ -56,14 +56,11 @@ func unsigned(s *jsonscan.Scanner) (uint64, bool) {
 	return uint64(v), ok
 }
 
-// decode runs scan over b when b is valid JSON and scan reads all of it;
-// otherwise it resets *v and leaves b to json.Unmarshal.
+// decode runs scan over b; when scan reads all of it, b was valid JSON.
+// Otherwise it resets *v and leaves b to json.Unmarshal.
 func decode[T any](b []byte, v *T, scan func(s *jsonscan.Scanner) bool) error {
-	if json.Valid(b) {
-		s := jsonscan.New(b)
-		if scan(s) && s.End() {
-			return nil
-		}
+	if s := jsonscan.New(b); scan(s) && s.End() {
+		return nil
 	}
 	var zero T
 	*v = zero
