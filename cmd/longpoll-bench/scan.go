@@ -78,14 +78,20 @@ var (
 	glpEventFields = []string{"timestamp", "id", "data"}
 )
 
-// decodePayload decodes a message the tool sent.
-func decodePayload(d []byte) (m payload, err error) {
+// decodePayload decodes a message the tool sent. An "r" equal to run is
+// returned as run itself, without a copy.
+func decodePayload(d []byte, run string) (m payload, err error) {
 	err = decode(d, &m, func(s *jsonscan.Scanner) bool {
 		return fields(s, payloadFields, func(i int) (ok bool) {
 			var v int64
 			switch i {
 			case 0:
-				ok = str(s, &m.R)
+				var r []byte
+				if r, ok = s.Str(); string(r) == run {
+					m.R = run
+				} else {
+					m.R = string(r)
+				}
 			case 1:
 				v, ok = s.Int()
 				m.K = int(v)

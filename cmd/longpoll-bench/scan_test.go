@@ -22,7 +22,7 @@ func TestScannersMatchEncodingJSON(t *testing.T) {
 		`{"R":"x","K":3}`, `{"s":-0}`, `{"x":nope,"k":1}`, "{\"x\":\"a\tb\",\"k\":1}",
 	}
 	for _, p := range payloads {
-		got, gerr := decodePayload([]byte(p))
+		got, gerr := decodePayload([]byte(p), "run1")
 		var want payload
 		werr := json.Unmarshal([]byte(p), &want)
 		if (gerr != nil) != (werr != nil) || gerr == nil && got != want {

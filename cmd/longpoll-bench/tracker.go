@@ -92,8 +92,9 @@ func (tr *tracker) record(p, k int, s uint32, o outcome) {
 // onMsgs records the payloads subscriber k received at recvNS.
 func (tr *tracker) onMsgs(k int, recvNS int64, datas [][]byte) {
 	st := &tr.subs[k]
+	var n int64
 	for _, d := range datas {
-		m, err := decodePayload(d)
+		m, err := decodePayload(d, tr.run)
 		if err != nil {
 			st.bad++
 			continue
@@ -125,12 +126,16 @@ func (tr *tracker) onMsgs(k int, recvNS int64, datas [][]byte) {
 		if int(m.S) < len(st.roundLat) {
 			st.roundLat[m.S] = l
 		}
-		tr.delivered.Add(1)
-		for {
-			old := tr.lastRecv.Load()
-			if recvNS <= old || tr.lastRecv.CompareAndSwap(old, recvNS) {
-				break
-			}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	tr.delivered.Add(n)
+	for {
+		old := tr.lastRecv.Load()
+		if recvNS <= old || tr.lastRecv.CompareAndSwap(old, recvNS) {
+			break
 		}
 	}
 }
