@@ -13,8 +13,9 @@ import (
 // with jsonscan, which checks the values it skips as json.Valid does (one
 // pass reads and validates), and leave everything else to encoding/json: an
 // invalid text, string escapes, floats, negative numbers for unsigned
-// fields, and keys that repeat a field or differ from one only in case. A malformed answer is still caught and
-// counted as a violation; what they accept, they read as json.Unmarshal.
+// fields, and keys that repeat a field or differ from one only in case. A
+// malformed answer is still caught and counted as a violation; what they
+// accept, they read as json.Unmarshal.
 
 // fields reads an object: read(i) reads the value of the member named
 // names[i], and other members are skipped. It fails, leaving the text to
