@@ -8,8 +8,6 @@
 // is valid JSON.
 package jsonscan
 
-import "strconv"
-
 // Scanner walks a JSON text from I.
 type Scanner struct {
 	B []byte
@@ -20,7 +18,8 @@ type Scanner struct {
 func New(b []byte) *Scanner { return &Scanner{B: b} }
 
 func (s *Scanner) ws() {
-	for s.I < len(s.B) {
+	// Called before every token: one comparison for the usual compact text.
+	for s.I < len(s.B) && s.B[s.I] <= ' ' {
 		switch s.B[s.I] {
 		case ' ', '\t', '\n', '\r':
 			s.I++
@@ -76,7 +75,9 @@ func (s *Scanner) Int() (int64, bool) {
 		s.I++
 	}
 	digits := s.I
+	var v int64 // 18 digits cannot overflow
 	for s.I < len(s.B) && s.B[s.I] >= '0' && s.B[s.I] <= '9' {
+		v = v*10 + int64(s.B[s.I]-'0')
 		s.I++
 	}
 	if n := s.I - digits; n == 0 || n > 18 || n > 1 && s.B[digits] == '0' {
@@ -87,8 +88,10 @@ func (s *Scanner) Int() (int64, bool) {
 			return 0, false
 		}
 	}
-	v, err := strconv.ParseInt(string(s.B[start:s.I]), 10, 64)
-	return v, err == nil
+	if digits > start {
+		v = -v
+	}
+	return v, true
 }
 
 // maxDepth is encoding/json's nesting limit: json.Valid refuses a text

@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -123,6 +124,28 @@ func BenchmarkValue(b *testing.B) {
 			if !json.Valid(in) {
 				b.Fatal("invalid")
 			}
+		}
+	})
+}
+
+// FuzzInt checks Int against strconv.ParseInt of the text it consumed, and
+// that it consumed a JSON integer.
+func FuzzInt(f *testing.F) {
+	for _, seed := range []string{"0", "-0", "123", "-987654321012345678", "01", "1.5", "1e3", "-", " 42,"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := New(b)
+		s.ws()
+		start := s.I
+		v, ok := s.Int()
+		if !ok {
+			return
+		}
+		text := b[start:s.I]
+		want, err := strconv.ParseInt(string(text), 10, 64)
+		if err != nil || v != want || !json.Valid(text) {
+			t.Fatalf("Int(%q) = %d, consumed %q: ParseInt %d, %v", b, v, text, want, err)
 		}
 	})
 }
