@@ -268,20 +268,54 @@ func (a *API) deliverAll(pushes []poll.Push, batch bool, deliver func(poll.Push)
 		}
 		return res, nil
 	}
-	out := make([]any, len(pushes))
+	out := make(batchResults, len(pushes))
 	for i, p := range pushes {
 		res, err := deliver(p)
 		if err != nil {
-			out[i] = batchError{toError(err)}
+			out[i].err = toError(err)
 			continue
 		}
-		out[i] = res
+		out[i].res = res
 	}
 	return out, nil
 }
 
+// batchResults is a batch's 202 body: per item, in order, its Result or
+// (err set) the error that refused it, {"error": …}.
+type batchResults []struct {
+	res poll.Result
+	err *Error
+}
+
+// MarshalJSON writes the array (echo's c.JSON, ?pretty).
+func (b batchResults) MarshalJSON() ([]byte, error) { return b.appendJSON(nil), nil }
+
+// appendJSON appends the array as json.Marshal wrote it when the body was
+// a []any of Results and batchErrors, results encoded without reflection.
+func (b batchResults) appendJSON(dst []byte) []byte {
+	dst = append(dst, '[')
+	for i, it := range b {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		if it.err != nil {
+			e, _ := json.Marshal(batchError{it.err}) // cannot fail: strings and integers
+			dst = append(dst, e...)
+			continue
+		}
+		dst = it.res.AppendJSON(dst)
+	}
+	return append(dst, ']')
+}
+
 // jsonLine is v as echo's c.JSON writes it: JSON and a newline.
 func jsonLine(v any) []byte {
+	switch v := v.(type) {
+	case poll.Result:
+		return append(v.AppendJSON(make([]byte, 0, 96)), '\n')
+	case batchResults:
+		return append(v.appendJSON(make([]byte, 0, 2+96*len(v))), '\n')
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // v is one of this package's response types

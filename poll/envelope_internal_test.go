@@ -78,3 +78,21 @@ func TestMessageIDsAndSentAt(t *testing.T) {
 		}
 	}
 }
+
+// TestResultAppendJSON checks the hand-written encoding of a push's result
+// against json.Marshal, including IDs it must not write as is.
+func TestResultAppendJSON(t *testing.T) {
+	for _, r := range []Result{
+		{ID: newMessageID(), Delivered: 1},
+		{ID: "m_x", Delivered: 12345, Stored: 2, Rejected: 7, Duplicate: true},
+		{},
+		{ID: `a"b\c`, Delivered: -1},
+		{ID: "<script>&", Stored: 1},
+		{ID: "é\u2028", Rejected: 1 << 40},
+	} {
+		want, _ := json.Marshal(r)
+		if got := r.AppendJSON([]byte("x")); string(got) != "x"+string(want) {
+			t.Errorf("AppendJSON(%+v) = %s, json.Marshal %s", r, got[1:], want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -100,6 +101,27 @@ type Result struct {
 	// Duplicate is true when the idempotency key was seen before within its
 	// ttl and nothing was delivered this time.
 	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// AppendJSON appends r as json.Marshal writes it, without reflection when
+// the ID needs no escaping (a message ID always does not).
+func (r Result) AppendJSON(dst []byte) []byte {
+	if !plainString(r.ID) {
+		b, _ := json.Marshal(r) // cannot fail: strings and integers
+		return append(dst, b...)
+	}
+	dst = append(dst, `{"id":"`...)
+	dst = append(dst, r.ID...)
+	dst = append(dst, `","delivered":`...)
+	dst = strconv.AppendInt(dst, int64(r.Delivered), 10)
+	dst = append(dst, `,"stored":`...)
+	dst = strconv.AppendInt(dst, int64(r.Stored), 10)
+	dst = append(dst, `,"rejected":`...)
+	dst = strconv.AppendInt(dst, int64(r.Rejected), 10)
+	if r.Duplicate {
+		dst = append(dst, `,"duplicate":true`...)
+	}
+	return append(dst, '}')
 }
 
 // Hub routes messages into session mailboxes and answers polls.
