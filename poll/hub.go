@@ -104,7 +104,7 @@ type Result struct {
 }
 
 // AppendJSON appends r as json.Marshal writes it, without reflection when
-// the ID needs no escaping (a message ID always does not).
+// the ID needs no escaping (a message ID never does).
 func (r Result) AppendJSON(dst []byte) []byte {
 	if !plainString(r.ID) {
 		b, _ := json.Marshal(r) // cannot fail: strings and integers
