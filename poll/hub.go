@@ -383,17 +383,27 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 	if h.stopped() {
 		return nil, ErrClosed
 	}
-	s, ok := h.dir.Touch(id)
+	t, ok := h.online(id)
 	if !ok {
 		return nil, ErrSessionNotFound
 	}
+	msgs, err := t.box.Wait(ctx, h.stop, ack, hasAck)
+	h.dir.Refresh(t.s)
+	return msgs, err
+}
+
+// online looks up the session with id, refreshing its idle timer, and its
+// mailbox; false when either is gone.
+func (h *Hub) online(id string) (Ticket, bool) {
+	s, ok := h.dir.Touch(id)
+	if !ok {
+		return Ticket{}, false
+	}
 	box := h.mailbox(id)
 	if box == nil {
-		return nil, ErrSessionNotFound
+		return Ticket{}, false
 	}
-	msgs, err := box.Wait(ctx, h.stop, ack, hasAck)
-	h.dir.Refresh(s)
-	return msgs, err
+	return Ticket{s, box}, true
 }
 
 // Park is Poll without a waiting goroutine, for an HTTP edge that lets go
@@ -414,16 +424,10 @@ func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Dura
 		t = new(Ticket)
 	}
 	if t.s == nil || t.s.ID != id || !h.dir.Refresh(t.s) {
-		*t = Ticket{}
-		s, ok := h.dir.Touch(id)
-		if !ok {
+		var ok bool
+		if *t, ok = h.online(id); !ok {
 			return nil, ErrSessionNotFound, false
 		}
-		box := h.mailbox(id)
-		if box == nil {
-			return nil, ErrSessionNotFound, false
-		}
-		*t = Ticket{s, box}
 	}
 	s := t.s
 	msgs, err, parked = t.box.Park(ack, hasAck, hold, func(msgs []Message, err error) func() {
