@@ -458,32 +458,20 @@ func (a *API) servePush(conn net.Conn, rd *readDeadline, br *bufio.Reader, ip st
 // recovers it), so that it neither stalls a shutdown nor keeps the client's
 // slot.
 func (a *API) parkOwned(conn net.Conn, ip string, st *connState, id string, ack uint64, hasAck bool, hold time.Duration, after func()) bool {
-	l := a.cfg.Listener
 	p := &parkedPoll{a: a, start: time.Now(), ready: decided, conn: conn, header: a.ownedHeader, after: after, ip: ip, st: *st}
-	l.hold()
-	held := true
-	defer func() { // a panic on the way (serveOwned recovers it) gives both back too
-		if held {
-			l.release()
-			if after != nil {
-				after()
-			}
-		}
-	}()
+	h := a.holdPoll(after)
+	defer h.giveBack() // a panic on the way (serveOwned recovers it) too
 	msgs, err, parked := a.hub.Park(&p.st.ticket, id, ack, hasAck, hold, p.done)
 	*st = p.st // read only, by done too, from here on
 	if parked {
-		held = false // the poll's done gives them back
+		h.pass()
 		a.logOwned(p.start, http.MethodGet, "/data", "parked", ip)
 		return true
 	}
-	if after != nil {
-		after() // before the answer: the client may poll again at once, on another connection too
-	}
+	h.slot()
 	status, keep := a.writeRaw(conn, a.ownedHeader, msgs, err)
 	a.observePoll(p.start, msgs, err, false)
-	held = false
-	l.release()
+	h.giveBack()
 	a.logOwned(p.start, http.MethodGet, "/data", status, ip)
 	if !keep {
 		conn.Close()

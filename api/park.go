@@ -66,25 +66,15 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), result: make(chan pollResult, 1), after: after}
 	// Counted before parking, so that a shutdown waiting for parked
 	// connections cannot miss one that is being taken over right now.
-	a.cfg.Listener.hold()
-	held := true
-	giveBack := func() {
-		if held {
-			held = false
-			a.cfg.Listener.release()
-			if after != nil {
-				after()
-			}
-		}
-	}
-	defer giveBack() // a panic on the way (the recover middleware's) too
+	h := a.holdPoll(after)
+	defer h.giveBack() // a panic on the way (the recover middleware's) too
 	msgs, err, parked := a.hub.Park(&p.st.ticket, id, ack, hasAck, hold, p.done)
 	if !parked {
-		giveBack() // before the answer: the client may poll again at once
+		h.giveBack() // before the answer: the client may poll again at once
 		a.observePoll(p.start, msgs, err, false)
 		return a.writePoll(c, msgs, err)
 	}
-	held = false // the poll's done gives them back
+	h.pass()
 	func() {
 		defer close(p.ready) // done waits for it, whatever happens here
 		conn, brw, herr := c.Response().Hijack()
@@ -101,6 +91,43 @@ func (a *API) dataParked(c echo.Context, id string, ack uint64, hasAck bool, hol
 	}
 	r := <-p.result // bounded by the hold
 	return a.writePoll(c, r.msgs, r.err)
+}
+
+// pollHold is what a poll holds until it is answered: the listener's hold
+// (a shutdown waits for it) and the client's place under
+// --max-parked-per-ip (after: nil when polls are uncapped; called again,
+// it does nothing).
+type pollHold struct {
+	l     *Listener
+	after func()
+	held  bool
+}
+
+// holdPoll takes the listener's hold for a poll whose place is after.
+func (a *API) holdPoll(after func()) pollHold {
+	a.cfg.Listener.hold()
+	return pollHold{l: a.cfg.Listener, after: after, held: true}
+}
+
+// slot gives the client's place back: before an answer goes out, since
+// the client may poll again at once, on another connection too.
+func (h *pollHold) slot() {
+	if h.after != nil {
+		h.after()
+	}
+}
+
+// pass hands both to the parked poll, whose done gives them back.
+func (h *pollHold) pass() { h.held = false }
+
+// giveBack gives both back unless they were passed on or given back:
+// deferred, it does so when a panic leaves too.
+func (h *pollHold) giveBack() {
+	if h.held {
+		h.held = false
+		h.l.release()
+		h.slot()
+	}
 }
 
 // done is the hub's callback: it answers the poll. What it returns hands
