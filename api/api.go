@@ -16,6 +16,7 @@ import (
 
 	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // Defaults of Config's zero fields.
@@ -193,15 +194,9 @@ func (a *API) healthz(c echo.Context) error {
 	if a.hub.Closing() {
 		return apiError(http.StatusServiceUnavailable, "unavailable", "draining: the server is shutting down")
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// statsResponse is the body of GET /stats.
-type statsResponse struct {
-	poll.Stats
-	UptimeSeconds int64 `json:"uptimeSeconds"`
+	return c.JSON(http.StatusOK, wire.Health{Status: "ok"})
 }
 
 func (a *API) stats(c echo.Context) error {
-	return c.JSON(http.StatusOK, statsResponse{a.hub.Stats(), int64(time.Since(a.started) / time.Second)})
+	return c.JSON(http.StatusOK, wire.NewStats(a.hub.Stats(), time.Since(a.started)))
 }

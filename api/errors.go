@@ -2,38 +2,19 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/longpoll/longpoll/auth"
-	"github.com/longpoll/longpoll/poll"
-	"github.com/longpoll/longpoll/session"
+	"github.com/longpoll/longpoll/wire"
 )
 
-// Error is an API error: an HTTP status and a stable code, rendered as
-// {"error":{"code":…,"message":…}}. Handlers return it (or a domain error,
-// which toError maps) and the error handler writes it.
-type Error struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	// RetryAfter, when positive, is sent as the Retry-After header (whole
-	// seconds, rounded up).
-	RetryAfter time.Duration `json:"-"`
-}
+// Error is an API error (wire.Error): handlers return it, or a domain
+// error that toError maps, and the error handler writes it.
+type Error = wire.Error
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-func apiError(status int, code, message string) *Error {
-	return &Error{Status: status, Code: code, Message: message}
-}
+func apiError(status int, code, message string) *Error { return wire.NewError(status, code, message) }
 
 // Errors raised by the HTTP edge itself.
 var (
@@ -43,9 +24,8 @@ var (
 	errLoopbackOnly   = apiError(http.StatusForbidden, "forbidden", "no publish key is configured, so only loopback clients may publish")
 )
 
-// toError maps any error to its API form. It is the one place where domain
-// sentinels become statuses and codes; anything unknown is a 500 whose
-// detail is not shown to the client.
+// toError maps any error to its API form: echo's own errors here, every
+// other by wire.ErrorOf, the one table of the domain's errors.
 func toError(err error) *Error {
 	var ae *Error
 	if errors.As(err, &ae) {
@@ -55,40 +35,7 @@ func toError(err error) *Error {
 	if errors.As(err, &he) {
 		return fromHTTPError(he)
 	}
-	switch {
-	case errors.Is(err, auth.ErrUnauthorized):
-		return apiError(http.StatusUnauthorized, "unauthorized", detail(err, auth.ErrUnauthorized))
-	case errors.Is(err, auth.ErrForbidden):
-		return apiError(http.StatusForbidden, "forbidden", detail(err, auth.ErrForbidden))
-	case errors.Is(err, session.ErrInvalidPayload):
-		return apiError(http.StatusBadRequest, "invalid_payload", err.Error())
-	case errors.Is(err, poll.ErrPayloadTooLarge):
-		return apiError(http.StatusRequestEntityTooLarge, "payload_too_large", err.Error())
-	case errors.Is(err, poll.ErrInvalidCursor):
-		return apiError(http.StatusBadRequest, "invalid_cursor", "cursor is beyond the newest message of this session")
-	case errors.Is(err, poll.ErrSessionNotFound):
-		return apiError(http.StatusNotFound, "session_not_found", "no such session (expired or never existed): connect again")
-	case errors.Is(err, poll.ErrSuperseded):
-		return apiError(http.StatusConflict, "superseded", "a newer poll on this session took over")
-	case errors.Is(err, poll.ErrSessionClosed):
-		return apiError(http.StatusGone, "session_closed", "the session was closed (disconnected or replaced by a newer connect of the device)")
-	case errors.Is(err, poll.ErrMailboxFull):
-		return apiError(http.StatusTooManyRequests, "mailbox_full", "the target's mailbox is full; retry after it has polled")
-	case errors.Is(err, poll.ErrTooManySessions):
-		return apiError(http.StatusServiceUnavailable, "unavailable", "the server is at its session limit; retry later")
-	case errors.Is(err, poll.ErrClosed):
-		return apiError(http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly")
-	}
-	return apiError(http.StatusInternalServerError, "internal", "internal server error")
-}
-
-// detail is err's message without the sentinel's own text in front.
-func detail(err, sentinel error) string {
-	msg := err.Error()
-	if m, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
-		return m
-	}
-	return msg
+	return wire.ErrorOf(err)
 }
 
 // fromHTTPError maps echo's own errors (unknown route, wrong method, panics
@@ -114,7 +61,7 @@ func fromHTTPError(he *echo.HTTPError) *Error {
 		return apiError(he.Code, "unavailable", msg)
 	}
 	if he.Code >= 500 {
-		return apiError(http.StatusInternalServerError, "internal", "internal server error")
+		return wire.ErrInternal
 	}
 	return apiError(he.Code, "invalid_payload", msg)
 }
@@ -133,28 +80,17 @@ func (a *API) errorHandler(err error, c echo.Context) {
 	if ae.Status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", wwwAuthenticate)
 	}
-	if ae.RetryAfter > 0 {
-		c.Response().Header().Set("Retry-After", retryAfter(ae))
+	if v := ae.RetryAfterValue(); v != "" {
+		c.Response().Header().Set("Retry-After", v)
 	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(ae.Status)
 		return
 	}
-	_ = c.JSON(ae.Status, errorBody{ae})
-}
-
-// errorBody is API.md's error body: {"error":{...}}.
-type errorBody struct {
-	Error *Error `json:"error"`
+	_ = c.JSON(ae.Status, ae)
 }
 
 const wwwAuthenticate = `Bearer realm="longpoll"`
-
-// retryAfter is the Retry-After value of ae: whole seconds, rounded up.
-func retryAfter(ae *Error) string {
-	secs := (ae.RetryAfter + time.Second - 1) / time.Second
-	return strconv.FormatInt(int64(secs), 10)
-}
 
 // logRefusal logs an answered error: 5xx at error, other refusals at warn,
 // except those a flood produces by the thousand (rate limits, oversized
@@ -181,9 +117,8 @@ func (a *API) rawError(err error, method, path, remote string) (status int, head
 	if ae.Status == http.StatusUnauthorized {
 		header = append(header, "\r\nWWW-Authenticate: "+wwwAuthenticate...)
 	}
-	if ae.RetryAfter > 0 {
-		header = append(append(header, "\r\nRetry-After: "...), retryAfter(ae)...)
+	if v := ae.RetryAfterValue(); v != "" {
+		header = append(append(header, "\r\nRetry-After: "...), v...)
 	}
-	body, _ = json.Marshal(errorBody{ae})
-	return ae.Status, header, append(body, '\n')
+	return ae.Status, header, append(ae.AppendJSON(nil), '\n')
 }

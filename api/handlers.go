@@ -17,28 +17,8 @@ import (
 
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
+	"github.com/longpoll/longpoll/wire"
 )
-
-// sessionJSON is a session as the API shows it.
-type sessionJSON struct {
-	SessionID string          `json:"sessionId"`
-	DeviceID  string          `json:"deviceId"`
-	UserID    string          `json:"userId,omitempty"`
-	Topics    []string        `json:"topics"`
-	Meta      json.RawMessage `json:"meta,omitempty"`
-}
-
-func newSessionJSON(s *session.Session) sessionJSON {
-	return sessionJSON{s.ID, s.DeviceID, s.UserID, s.Topics, s.Meta}
-}
-
-// connectResponse is the 201 body of POST /connect.
-type connectResponse struct {
-	sessionJSON
-	Cursor      uint64 `json:"cursor"`
-	PollTimeout int64  `json:"pollTimeout"`
-	SessionTTL  int64  `json:"sessionTTL"`
-}
 
 func (a *API) connect(c echo.Context) error {
 	grant, err := a.authenticate(c)
@@ -56,9 +36,9 @@ func (a *API) connect(c echo.Context) error {
 	var req session.Request
 	switch mt {
 	case echo.MIMEApplicationJSON:
-		req, err = session.ParseJSON(body)
+		req, err = wire.ParseConnectJSON(body)
 	case echo.MIMEApplicationForm:
-		req, err = session.ParseForm(body)
+		req, err = wire.ParseConnectForm(body)
 	default:
 		return unsupported("application/json or application/x-www-form-urlencoded")
 	}
@@ -73,11 +53,7 @@ func (a *API) connect(c echo.Context) error {
 		return err
 	}
 	a.remember(s.ID, grant)
-	return c.JSON(http.StatusCreated, connectResponse{
-		sessionJSON: newSessionJSON(s),
-		PollTimeout: int64(a.cfg.PollTimeout / time.Second),
-		SessionTTL:  int64(a.hub.Config().SessionTTL / time.Second),
-	})
+	return c.JSON(http.StatusCreated, wire.NewConnected(s, a.cfg.PollTimeout, a.hub.Config().SessionTTL))
 }
 
 func (a *API) data(c echo.Context) error {
@@ -116,21 +92,25 @@ func (a *API) pollArgs(q string) (id string, ack uint64, hasAck bool, hold time.
 	return id, ack, hasAck, hold, nil
 }
 
-// pollOutcome names how a poll ended, for metrics.
+// pollOutcome names how a poll ended, for metrics; an error by its API
+// code (wire's table).
 func pollOutcome(msgs []poll.Message, err error, gone, closing bool) string {
-	switch {
-	case errors.Is(err, poll.ErrSuperseded):
-		return "superseded"
-	case errors.Is(err, poll.ErrSessionClosed):
-		return "closed"
-	case errors.Is(err, poll.ErrSessionNotFound):
-		return "not_found"
-	case errors.Is(err, poll.ErrInvalidCursor):
-		return "invalid"
-	case errors.Is(err, poll.ErrClosed):
-		return "unavailable"
-	case err != nil:
+	if err != nil {
+		switch wire.ErrorOf(err).Code {
+		case "superseded":
+			return "superseded"
+		case "session_closed":
+			return "closed"
+		case "session_not_found":
+			return "not_found"
+		case "invalid_cursor":
+			return "invalid"
+		case "unavailable":
+			return "unavailable"
+		}
 		return "error"
+	}
+	switch {
 	case gone:
 		return "gone"
 	case len(msgs) > 0:
@@ -204,7 +184,7 @@ func (a *API) hold(s string) (time.Duration, error) {
 }
 
 func (a *API) push(c echo.Context) error {
-	return a.publish(c, poll.Publisher, nil, a.hub.Publish)
+	return a.publish(c, wire.Publisher, nil, a.hub.Publish)
 }
 
 func (a *API) send(c echo.Context) error {
@@ -215,18 +195,13 @@ func (a *API) send(c echo.Context) error {
 	if _, err := a.hub.Session(id); err != nil {
 		return err
 	}
-	return a.publish(c, poll.Client, a.sendCheck(id), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
-}
-
-// batchError is a batch item refused while it was applied.
-type batchError struct {
-	Error *Error `json:"error"`
+	return a.publish(c, wire.Client, a.sendCheck(id), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
 }
 
 // publish parses a single push or a batch, checks it whole with check (when
 // not nil) and applies it with deliver. A single push answers its result
 // or error; a batch answers 202 with one result or error per item, in order.
-func (a *API) publish(c echo.Context, origin poll.Origin, check func([]poll.Push) error, deliver func(poll.Push) (poll.Result, error)) error {
+func (a *API) publish(c echo.Context, origin wire.Origin, check func([]poll.Push) error, deliver func(poll.Push) (poll.Result, error)) error {
 	mt, err := mediaType(c)
 	if err != nil {
 		return err
@@ -238,7 +213,7 @@ func (a *API) publish(c echo.Context, origin poll.Origin, check func([]poll.Push
 	if err != nil {
 		return err
 	}
-	pushes, batch, err := poll.ParsePushes(body, origin)
+	pushes, batch, err := wire.ParsePushes(body, origin)
 	if err != nil {
 		return err
 	}
@@ -251,7 +226,7 @@ func (a *API) publish(c echo.Context, origin poll.Origin, check func([]poll.Push
 	if err != nil {
 		return err
 	}
-	if origin == poll.Publisher && a.takeOver(c, http.StatusAccepted, jsonLine(v)) {
+	if origin == wire.Publisher && a.takeOver(c, http.StatusAccepted, jsonLine(v)) {
 		return nil
 	}
 	return c.JSON(http.StatusAccepted, v)
@@ -266,55 +241,28 @@ func (a *API) deliverAll(pushes []poll.Push, batch bool, deliver func(poll.Push)
 		if err != nil {
 			return nil, err
 		}
-		return res, nil
+		return wire.Result(res), nil
 	}
-	out := make(batchResults, len(pushes))
+	out := make(wire.BatchResults, len(pushes))
 	for i, p := range pushes {
 		res, err := deliver(p)
 		if err != nil {
-			out[i].err = toError(err)
+			out[i].Err = toError(err)
 			continue
 		}
-		out[i].res = res
+		out[i].Result = wire.Result(res)
 	}
 	return out, nil
 }
 
-// batchResults is a batch's 202 body: per item, in order, its Result or
-// (err set) the error that refused it, {"error": …}.
-type batchResults []struct {
-	res poll.Result
-	err *Error
-}
-
-// MarshalJSON writes the array (echo's c.JSON, ?pretty).
-func (b batchResults) MarshalJSON() ([]byte, error) { return b.appendJSON(nil), nil }
-
-// appendJSON appends the array as json.Marshal wrote it when the body was
-// a []any of Results and batchErrors, results encoded without reflection.
-func (b batchResults) appendJSON(dst []byte) []byte {
-	dst = append(dst, '[')
-	for i, it := range b {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		if it.err != nil {
-			e, _ := json.Marshal(batchError{it.err}) // cannot fail: strings and integers
-			dst = append(dst, e...)
-			continue
-		}
-		dst = it.res.AppendJSON(dst)
-	}
-	return append(dst, ']')
-}
-
-// jsonLine is v as echo's c.JSON writes it: JSON and a newline.
+// jsonLine is v, a 202 body of deliverAll, as echo's c.JSON writes it:
+// JSON and a newline.
 func jsonLine(v any) []byte {
 	switch v := v.(type) {
-	case poll.Result:
+	case wire.Result:
 		return append(v.AppendJSON(make([]byte, 0, 96)), '\n')
-	case batchResults:
-		return append(v.appendJSON(make([]byte, 0, 2+96*len(v))), '\n')
+	case wire.BatchResults:
+		return append(v.AppendJSON(make([]byte, 0, 2+96*len(v))), '\n')
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -386,12 +334,6 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-// presenceSession is one online session in GET /presence.
-type presenceSession struct {
-	sessionJSON
-	ConnectedAt string `json:"connectedAt"`
-}
-
 // presence lists the online sessions of ?userId= or ?deviceId= (exactly
 // one of them): {"sessions":[…]}.
 func (a *API) presence(c echo.Context) error {
@@ -405,9 +347,5 @@ func (a *API) presence(c echo.Context) error {
 	} else if s := a.hub.OnlineDevice(device); s != nil {
 		list = append(list, s)
 	}
-	out := make([]presenceSession, 0, len(list))
-	for _, s := range list {
-		out = append(out, presenceSession{newSessionJSON(s), s.CreatedAt.UTC().Format(poll.TimeFormat)})
-	}
-	return c.JSON(http.StatusOK, map[string]any{"sessions": out})
+	return c.JSON(http.StatusOK, wire.NewPresence(list))
 }

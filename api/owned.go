@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // Re-polls on a taken-over connection.
@@ -432,7 +433,7 @@ func (a *API) servePush(conn net.Conn, rd *readDeadline, br *bufio.Reader, ip st
 	}
 	l.pushes.Add(1)
 	status, header := http.StatusAccepted, a.pushHeader
-	pushes, batch, err := poll.ParsePushes(body, poll.Publisher)
+	pushes, batch, err := wire.ParsePushes(body, wire.Publisher)
 	var v any
 	if err == nil {
 		v, err = a.deliverAll(pushes, batch, a.hub.Publish)

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // Parked polls without a goroutine.
@@ -171,7 +172,7 @@ func (a *API) writePoll(c echo.Context, msgs []poll.Message, err error) error {
 	case len(msgs) == 0:
 		return c.NoContent(http.StatusNoContent)
 	}
-	return c.JSONBlob(http.StatusOK, poll.AppendBatchJSON(make([]byte, 0, 512), msgs))
+	return c.JSONBlob(http.StatusOK, wire.AppendAnswer(make([]byte, 0, 512), msgs))
 }
 
 // observePoll reports an answered poll to the metrics.
@@ -245,7 +246,7 @@ func (a *API) startRaw(conn net.Conn, header []byte, msgs []poll.Message, err er
 	case len(msgs) > 0:
 		bp := rawBufs.Get().(*[]byte)
 		defer rawBufs.Put(bp)
-		*bp = poll.AppendBatchJSON((*bp)[:0], msgs)
+		*bp = wire.AppendAnswer((*bp)[:0], msgs)
 		rest, closing = a.startAnswer(conn, http.StatusOK, header, *bp)
 		return http.StatusOK, rest, closing
 	}

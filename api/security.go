@@ -22,6 +22,7 @@ import (
 	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // This file holds the edge's defences: client authentication (connect
@@ -633,7 +634,7 @@ func (a *API) disconnect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]int{"disconnected": a.hub.EndSessions(to)})
+	return c.JSON(http.StatusOK, wire.Disconnected{Disconnected: a.hub.EndSessions(to)})
 }
 
 func parseDisconnect(body []byte) (poll.Target, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // Metrics holds the collectors. It implements poll.Observer; its methods
@@ -136,17 +137,8 @@ type kindCounters struct {
 	pushes, delivered, storedOffline, rejected prometheus.Counter
 }
 
-func refusalCode(err error) string {
-	switch {
-	case errors.Is(err, poll.ErrMailboxFull):
-		return "mailbox_full"
-	case errors.Is(err, poll.ErrSessionNotFound):
-		return "session_not_found"
-	case errors.Is(err, poll.ErrClosed):
-		return "unavailable"
-	}
-	return "other"
-}
+// refusalCode is the API error code of a refused push (wire's table).
+func refusalCode(err error) string { return wire.ErrorOf(err).Code }
 
 // SessionStarted implements poll.Observer.
 func (m *Metrics) SessionStarted() { m.connects.Inc() }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +45,10 @@ type Config struct {
 	MaxSessions int
 	// Observer hears about pushes and session ends (metrics); nil: nobody.
 	Observer Observer
+	// Render, when set, renders each message once when the hub accepts it
+	// (Envelope.Rendered), so that every answer carrying it shares the
+	// bytes (wire.Render). An error refuses the push (ErrInvalidPayload).
+	Render func(*Envelope) ([]byte, error)
 }
 
 // Observer is told what the hub does, for metrics. Its methods are called
@@ -91,37 +94,16 @@ type Directory interface {
 // Result is the outcome of one push.
 type Result struct {
 	// ID of the message (for a repeated idempotency key: of the first push).
-	ID string `json:"id"`
+	ID string
 	// Delivered counts sessions whose mailbox got the message.
-	Delivered int `json:"delivered"`
+	Delivered int
 	// Stored counts offline copies kept for a device or user.
-	Stored int `json:"stored"`
+	Stored int
 	// Rejected counts fan-out sessions whose mailbox was full.
-	Rejected int `json:"rejected"`
+	Rejected int
 	// Duplicate is true when the idempotency key was seen before within its
 	// ttl and nothing was delivered this time.
-	Duplicate bool `json:"duplicate,omitempty"`
-}
-
-// AppendJSON appends r as json.Marshal writes it, without reflection when
-// the ID needs no escaping (a message ID never does).
-func (r Result) AppendJSON(dst []byte) []byte {
-	if !plainString(r.ID) {
-		b, _ := json.Marshal(r) // cannot fail: strings and integers
-		return append(dst, b...)
-	}
-	dst = append(dst, `{"id":"`...)
-	dst = append(dst, r.ID...)
-	dst = append(dst, `","delivered":`...)
-	dst = strconv.AppendInt(dst, int64(r.Delivered), 10)
-	dst = append(dst, `,"stored":`...)
-	dst = strconv.AppendInt(dst, int64(r.Stored), 10)
-	dst = append(dst, `,"rejected":`...)
-	dst = strconv.AppendInt(dst, int64(r.Rejected), 10)
-	if r.Duplicate {
-		dst = append(dst, `,"duplicate":true`...)
-	}
-	return append(dst, '}')
+	Duplicate bool
 }
 
 // Hub routes messages into session mailboxes and answers polls.
@@ -494,9 +476,9 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 	if ttl <= 0 {
 		ttl = h.cfg.OfflineTTL
 	}
-	env, err := newEnvelope(p.Topic, from, p.Data, h.now(), ttl, p.parsed)
+	env, err := h.envelope(p.Topic, from, p.Data, h.now(), ttl)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: data: %v", session.ErrInvalidPayload, err)
+		return Result{}, err
 	}
 	key := ""
 	if p.Key != "" {
@@ -646,7 +628,7 @@ func (h *Hub) Heartbeat(now time.Time) int {
 	data, _ := json.Marshal(struct {
 		Time string `json:"time"`
 	}{now.UTC().Format(TimeFormat)})
-	env, err := NewEnvelope(session.TopicHeartbeat, "", data, now, h.cfg.OfflineTTL)
+	env, err := h.envelope(session.TopicHeartbeat, "", data, now, h.cfg.OfflineTTL)
 	if err != nil {
 		return 0
 	}
@@ -663,7 +645,7 @@ func (h *Hub) presence(s *session.Session, event, reason string) {
 		DeviceID string `json:"deviceId"`
 		Reason   string `json:"reason"`
 	}{event, s.UserID, s.DeviceID, reason})
-	env, err := NewEnvelope(session.TopicPresence, "", data, h.now(), h.cfg.OfflineTTL)
+	env, err := h.envelope(session.TopicPresence, "", data, h.now(), h.cfg.OfflineTTL)
 	if err != nil {
 		return
 	}
@@ -690,13 +672,13 @@ func (h *Hub) Cleanup(now time.Time) CleanupResult {
 
 // Stats is a snapshot of the hub's state.
 type Stats struct {
-	Sessions        int `json:"sessions"`
-	Parked          int `json:"parked"`
-	Devices         int `json:"devices"`
-	Users           int `json:"users"`
-	OfflineMessages int `json:"offlineMessages"`
+	Sessions        int
+	Parked          int
+	Devices         int
+	Users           int
+	OfflineMessages int
 	// Backlog counts unacknowledged messages in session mailboxes.
-	Backlog int `json:"backlog"`
+	Backlog int
 }
 
 // Stats returns the current counts.
@@ -736,6 +718,19 @@ func (h *Hub) stopped() bool {
 	default:
 		return false
 	}
+}
+
+// envelope returns a new message, rendered when the hub has a renderer.
+func (h *Hub) envelope(topic, from string, data json.RawMessage, now time.Time, ttl time.Duration) (*Envelope, error) {
+	e := NewEnvelope(topic, from, data, now, ttl)
+	if h.cfg.Render != nil {
+		b, err := h.cfg.Render(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w: data: %v", session.ErrInvalidPayload, err)
+		}
+		e.Rendered = b
+	}
+	return e, nil
 }
 
 func (h *Hub) newMailbox() *Mailbox {

@@ -13,11 +13,7 @@ import (
 
 func env(t testing.TB, data string) *Envelope {
 	t.Helper()
-	e, err := NewEnvelope("t", "", json.RawMessage(data), time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return NewEnvelope("t", "", json.RawMessage(data), time.Now(), time.Hour)
 }
 
 func seqs(msgs []Message) []uint64 {

@@ -3,9 +3,10 @@
 // session, device, user, topic or everyone, offline storage for devices and
 // users that are not connected, and idempotent pushes.
 //
-// The Hub is the entry point; it does not know about HTTP. Its errors are
-// the sentinels below (and session.ErrInvalidPayload for bad input), which
-// the HTTP edge maps to API.md's error codes in one place.
+// The Hub is the entry point; it knows neither HTTP nor the JSON of the
+// API (package wire parses pushes into Push values and renders messages).
+// Its errors are the sentinels below (and session.ErrInvalidPayload for bad
+// input), which wire maps to API.md's error codes in one table.
 package poll
 
 import (
@@ -14,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
-	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -58,40 +58,33 @@ type Envelope struct {
 	// Expires is when an offline copy of the message is dropped.
 	Expires time.Time
 
+	// Rendered is the message as the edge writes it, without its seq
+	// (wire.Message), made once when the hub accepts the message
+	// (Config.Render) and shared by every answer that carries it; nil when
+	// the hub has no renderer, and the edge then encodes it each time.
+	Rendered []byte
+
 	// order is a process-wide acceptance counter: it keeps offline copies
 	// from several stores (device, user, an ended session) in send order.
 	order uint64
-	// body is the JSON encoding of the message without its seq: the bytes
-	// after `{"seq":N,` in a poll response.
-	body []byte
 }
 
 var orderCounter atomic.Uint64
 
-// wireEnvelope is the JSON form of a message minus its seq.
-type wireEnvelope struct {
-	ID     string          `json:"id"`
-	Topic  string          `json:"topic"`
-	From   string          `json:"from,omitempty"`
-	Data   json.RawMessage `json:"data"`
-	SentAt string          `json:"sentAt"`
-}
-
 // TimeFormat is the wire format of timestamps: RFC 3339, UTC, milliseconds.
+// The hub writes its own messages' times ($heartbeat) in it.
 const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
-// NewEnvelope builds and encodes a message accepted at now with the given
-// offline ttl. data must be valid JSON (nil means null).
-func NewEnvelope(topic, from string, data json.RawMessage, now time.Time, ttl time.Duration) (*Envelope, error) {
-	return newEnvelope(topic, from, data, now, ttl, false)
-}
-
-// newEnvelope is NewEnvelope; valid says data is known to be valid JSON.
-func newEnvelope(topic, from string, data json.RawMessage, now time.Time, ttl time.Duration, valid bool) (*Envelope, error) {
+// NewEnvelope returns a message accepted at now with the given offline
+// ttl and a fresh ID. data must be valid JSON (nil means null); it is not
+// checked here: the edge's parser (wire.ParsePushes) has checked it. The
+// envelope has no Rendered form; a hub's envelopes get theirs from
+// Config.Render.
+func NewEnvelope(topic, from string, data json.RawMessage, now time.Time, ttl time.Duration) *Envelope {
 	if len(data) == 0 {
 		data = json.RawMessage("null")
 	}
-	e := &Envelope{
+	return &Envelope{
 		ID:      newMessageID(),
 		Topic:   topic,
 		From:    from,
@@ -100,102 +93,18 @@ func newEnvelope(topic, from string, data json.RawMessage, now time.Time, ttl ti
 		Expires: now.Add(ttl),
 		order:   orderCounter.Add(1),
 	}
-	if plainString(e.ID) && plainString(topic) && plainString(from) && plainJSON(data) && (valid || json.Valid(data)) {
-		e.body = appendEnvelope(make([]byte, 0, 80+len(e.ID)+len(topic)+len(from)+len(data)), e)
-		return e, nil
-	}
-	b, err := json.Marshal(wireEnvelope{ID: e.ID, Topic: topic, From: from, Data: data, SentAt: now.UTC().Format(TimeFormat)})
-	if err != nil {
-		return nil, err
-	}
-	e.body = b[1:] // drop the '{': the seq goes in front
-	return e, nil
-}
-
-// appendEnvelope appends e's body, byte for byte what json.Marshal makes of
-// its wireEnvelope minus the leading '{', for the common case that
-// NewEnvelope checks first: strings that need no escaping and data that is
-// valid, compact and free of what json.Marshal escapes.
-func appendEnvelope(dst []byte, e *Envelope) []byte {
-	dst = append(dst, `"id":"`...)
-	dst = append(dst, e.ID...)
-	dst = append(dst, `","topic":"`...)
-	dst = append(dst, e.Topic...)
-	if e.From != "" {
-		dst = append(dst, `","from":"`...)
-		dst = append(dst, e.From...)
-	}
-	dst = append(dst, `","data":`...)
-	dst = append(dst, e.Data...)
-	dst = append(dst, `,"sentAt":"`...)
-	dst = appendSentAt(dst, e.SentAt)
-	return append(dst, `"}`...)
 }
 
 // newMessageID returns "m_" and 24 characters of base64url: 144 random
 // bits, the shape of a session ID. Message IDs label messages and are not
 // credentials, so they come from math/rand/v2's ChaCha8 generator, which
-// is unpredictable enough and cheaper than crypto/rand (2% of the CPU of a
-// batch push).
+// is unpredictable enough and cheaper than crypto/rand.
 func newMessageID() string {
 	var b [18]byte
 	binary.LittleEndian.PutUint64(b[0:], rand.Uint64())
 	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
 	binary.LittleEndian.PutUint16(b[16:], uint16(rand.Uint32()))
 	return "m_" + base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// sentAt caches the text of the last millisecond formatted: the messages
-// of one batch, and pushes within the same millisecond, share it.
-var sentAt atomic.Pointer[sentAtText]
-
-type sentAtText struct {
-	ms   int64
-	text []byte
-}
-
-// appendSentAt appends t in TimeFormat.
-func appendSentAt(dst []byte, t time.Time) []byte {
-	ms := t.UnixMilli()
-	if c := sentAt.Load(); c != nil && c.ms == ms {
-		return append(dst, c.text...)
-	}
-	c := &sentAtText{ms: ms, text: t.UTC().AppendFormat(nil, TimeFormat)}
-	sentAt.Store(c)
-	return append(dst, c.text...)
-}
-
-// plainString reports whether json.Marshal writes s as is between quotes:
-// printable ASCII other than the quote, the backslash and <, >, & (which
-// it escapes for HTML).
-func plainString(s string) bool {
-	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
-}
-
-// plainJSON reports whether json.Marshal writes data, a valid RawMessage,
-// as is: with no whitespace between tokens and nothing it escapes
-// (<, >, &, and U+2028/U+2029, whose UTF-8 encodings start with 0xE2, are
-// refused even where json.Marshal would keep them).
-func plainJSON(data []byte) bool {
-	inString := false
-	for i := 0; i < len(data); i++ {
-		switch c := data[i]; {
-		case c == '<' || c == '>' || c == '&' || c == 0xE2:
-			return false
-		case inString && c == '\\':
-			i++ // the escaped byte cannot end the string
-		case c == '"':
-			inString = !inString
-		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
-			return false
-		}
-	}
-	return true
 }
 
 // Message is an envelope as it sits in one session's mailbox.
@@ -206,27 +115,4 @@ type Message struct {
 	// message (it was not acknowledged).
 	Redelivery bool
 	*Envelope
-}
-
-// AppendJSON appends the JSON object of m, seq first, to dst.
-func (m Message) AppendJSON(dst []byte) []byte {
-	dst = append(dst, `{"seq":`...)
-	dst = strconv.AppendUint(dst, m.Seq, 10)
-	dst = append(dst, ',')
-	return append(dst, m.body...)
-}
-
-// AppendBatchJSON appends a poll response body, {"cursor":N,"messages":[…]},
-// for msgs (non-empty, in seq order) to dst.
-func AppendBatchJSON(dst []byte, msgs []Message) []byte {
-	dst = append(dst, `{"cursor":`...)
-	dst = strconv.AppendUint(dst, msgs[len(msgs)-1].Seq, 10)
-	dst = append(dst, `,"messages":[`...)
-	for i, m := range msgs {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = m.AppendJSON(dst)
-	}
-	return append(dst, "]}"...)
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -51,115 +49,38 @@ func (r Request) NewSession(now time.Time) *Session {
 	}
 }
 
-// jsonRequest is the wire form of the JSON connect payload.
-type jsonRequest struct {
-	DeviceID string          `json:"deviceId"`
-	UserID   string          `json:"userId"`
-	Topics   []string        `json:"topics"`
-	Meta     json.RawMessage `json:"meta"`
-}
-
-// ParseJSON parses and validates a JSON connect payload. Unknown fields,
-// trailing data and wrong types are refused with ErrInvalidPayload.
-func ParseJSON(body []byte) (Request, error) {
-	var jr jsonRequest
-	if err := decodeStrict(body, &jr); err != nil {
-		return Request{}, err
-	}
-	return validate(jr)
-}
-
-// ParseForm parses and validates a form-encoded connect payload: deviceId,
-// userId, topics (repeated and/or comma-separated) and meta (a JSON object
-// as a string).
-func ParseForm(body []byte) (Request, error) {
-	vals, err := url.ParseQuery(string(body))
-	if err != nil {
-		return Request{}, fmt.Errorf("%w: malformed form body", ErrInvalidPayload)
-	}
-	jr := jsonRequest{DeviceID: vals.Get("deviceId"), UserID: vals.Get("userId")}
-	for k := range vals {
-		switch k {
-		case "deviceId", "userId", "topics", "meta":
-		default:
-			return Request{}, fmt.Errorf("%w: unknown field %q", ErrInvalidPayload, k)
-		}
-	}
-	for _, t := range vals["topics"] {
-		for _, part := range strings.Split(t, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				jr.Topics = append(jr.Topics, part)
-			}
-		}
-	}
-	if m := vals.Get("meta"); m != "" {
-		jr.Meta = json.RawMessage(m)
-	}
-	return validate(jr)
-}
-
-// decodeStrict decodes exactly one JSON value into v, refusing unknown
-// fields and trailing data.
-func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", ErrInvalidPayload, DescribeJSONError(err))
-	}
-	if !AtEOF(dec) {
-		return fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidPayload)
-	}
-	return nil
-}
-
-// AtEOF reports whether dec has nothing but white space left. (dec.More is
-// not enough: it is false before a stray '}' or ']'.)
-func AtEOF(dec *json.Decoder) bool {
-	_, err := dec.Token()
-	return err == io.EOF
-}
-
-// DescribeJSONError turns an encoding/json decoding error into a message
-// for the client (no "json:" prefix; a wrong type names the field).
-func DescribeJSONError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("field %q must be %s", te.Field, te.Type.String())
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if msg == "EOF" {
-		return "empty body"
-	}
-	return msg
-}
-
-func validate(jr jsonRequest) (Request, error) {
-	if jr.DeviceID == "" {
+// NewRequest validates a connect payload's fields (the edge has decoded
+// them: wire.ParseConnectJSON, wire.ParseConnectForm) and returns the
+// request: topics deduplicated in order, meta compacted (absent, empty or
+// null meta is none). Every failure wraps ErrInvalidPayload and names the
+// field.
+func NewRequest(deviceID, userID string, topics []string, meta json.RawMessage) (Request, error) {
+	if deviceID == "" {
 		return Request{}, fmt.Errorf("%w: deviceId is required", ErrInvalidPayload)
 	}
-	if !ValidID(jr.DeviceID) {
+	if !ValidID(deviceID) {
 		return Request{}, fmt.Errorf("%w: deviceId must be 1-%d characters of [A-Za-z0-9._:@-]", ErrInvalidPayload, MaxIDLen)
 	}
-	if jr.UserID != "" && !ValidID(jr.UserID) {
+	if userID != "" && !ValidID(userID) {
 		return Request{}, fmt.Errorf("%w: userId must be 1-%d characters of [A-Za-z0-9._:@-]", ErrInvalidPayload, MaxIDLen)
 	}
-	if len(jr.Topics) > MaxTopics {
+	if len(topics) > MaxTopics {
 		return Request{}, fmt.Errorf("%w: at most %d topics", ErrInvalidPayload, MaxTopics)
 	}
-	topics := make([]string, 0, len(jr.Topics))
-	seen := make(map[string]bool, len(jr.Topics))
-	for i, t := range jr.Topics {
+	list := make([]string, 0, len(topics))
+	seen := make(map[string]bool, len(topics))
+	for i, t := range topics {
 		if err := CheckSubscribable(t); err != nil {
 			return Request{}, fmt.Errorf("%w: topics[%d]: %s", ErrInvalidPayload, i, err.Error())
 		}
 		if !seen[t] {
 			seen[t] = true
-			topics = append(topics, t)
+			list = append(list, t)
 		}
 	}
-	r := Request{DeviceID: jr.DeviceID, UserID: jr.UserID, Topics: topics}
+	r := Request{DeviceID: deviceID, UserID: userID, Topics: list}
 	// null, however spaced (a form's meta is raw text), means no meta.
-	if meta := bytes.TrimSpace(jr.Meta); len(meta) > 0 && string(meta) != "null" {
+	if meta := bytes.TrimSpace(meta); len(meta) > 0 && string(meta) != "null" {
 		if len(meta) > MaxMetaBytes {
 			return Request{}, fmt.Errorf("%w: meta is larger than %d bytes", ErrInvalidPayload, MaxMetaBytes)
 		}

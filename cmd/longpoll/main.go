@@ -27,6 +27,7 @@ import (
 	"github.com/longpoll/longpoll/metrics"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/public"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // shutdownGrace bounds how long shutdown waits for requests in flight.
@@ -117,6 +118,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		MaxSessions: cfg.MaxSessions,
 		Logger:      log,
 		Observer:    m,
+		Render:      wire.Render,
 	})
 	inner, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

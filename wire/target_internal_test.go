@@ -1,4 +1,4 @@
-package poll
+package wire
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/longpoll/longpoll/internal/jsonscan"
-	"github.com/longpoll/longpoll/session"
+	"github.com/longpoll/longpoll/poll"
 )
 
 // simpleTarget must read exactly what decodeTarget reads, or step aside.
@@ -54,10 +54,10 @@ func FuzzSimpleTarget(f *testing.F) {
 		if !json.Valid(raw) {
 			t.Fatalf("simpleTarget accepted invalid JSON %q", raw)
 		}
-		var p Push
-		dname, err := p.decodeTarget(raw)
-		if err != nil || dname != name || *p.To.field(name) != value {
-			t.Fatalf("%q: simpleTarget %q=%q, decodeTarget %q=%q (%v)", raw, name, value, dname, *p.To.field(name), err)
+		var to poll.Target
+		dname, err := decodeTarget(&to, raw)
+		if err != nil || dname != name || *field(&to, name) != value {
+			t.Fatalf("%q: simpleTarget %q=%q, decodeTarget %q=%q (%v)", raw, name, value, dname, *field(&to, name), err)
 		}
 	})
 }
@@ -75,7 +75,7 @@ func FuzzScanPush(f *testing.F) {
 	decode := func(body []byte, v any) bool {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
-		return dec.Decode(v) == nil && session.AtEOF(dec)
+		return dec.Decode(v) == nil && atEOF(dec)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s := jsonscan.New(body)

@@ -1,4 +1,4 @@
-package session_test
+package wire_test
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/longpoll/longpoll/session"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // checkAccepted asserts the invariants of every accepted connect payload.
@@ -41,7 +42,7 @@ func checkAccepted(t *testing.T, r session.Request) {
 	}
 }
 
-func FuzzParseJSON(f *testing.F) {
+func FuzzParseConnectJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"deviceId":"lamp-42","userId":"alice","topics":["home/kitchen","$presence"],"meta":{"fw":"1.2"}}`,
 		`{"deviceId":"d","topics":["a","a"]}`, `{"deviceId":"d","meta":null}`, `{"deviceId":"d"}}`,
@@ -50,13 +51,13 @@ func FuzzParseJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if r, err := session.ParseJSON(body); err == nil {
+		if r, err := wire.ParseConnectJSON(body); err == nil {
 			checkAccepted(t, r)
 		}
 	})
 }
 
-func FuzzParseForm(f *testing.F) {
+func FuzzParseConnectForm(f *testing.F) {
 	for _, s := range []string{
 		"deviceId=d&userId=u&topics=a,b&topics=c&meta=%7B%7D", "deviceId=d&topics=%24presence",
 		"deviceId=%zz", "deviceId=d;x", "topics=,,,&deviceId=d", "deviceId=d&meta=null",
@@ -64,7 +65,7 @@ func FuzzParseForm(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if r, err := session.ParseForm(body); err == nil {
+		if r, err := wire.ParseConnectForm(body); err == nil {
 			checkAccepted(t, r)
 		}
 	})

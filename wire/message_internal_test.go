@@ -1,15 +1,17 @@
-package poll
+package wire
 
 import (
 	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/longpoll/longpoll/poll"
 )
 
-// FuzzAppendEnvelope checks that NewEnvelope's hand-written encoding is
-// byte for byte json.Marshal's wherever it is used.
-func FuzzAppendEnvelope(f *testing.F) {
+// FuzzRender checks that Render's hand-written encoding is byte for byte
+// json.Marshal's wherever it is used.
+func FuzzRender(f *testing.F) {
 	for _, s := range []string{`{"text":"door open"}`, `[1, 2]`, `"a\"b\\"`, `"<b>"`, "\"\u2028\"", `{"a":"\u00e9"}`, `null`, `1e400`} {
 		f.Add("alerts", "u1/d1", []byte(s))
 	}
@@ -17,17 +19,17 @@ func FuzzAppendEnvelope(f *testing.F) {
 		if !json.Valid(data) {
 			return
 		}
-		e := &Envelope{ID: "m_abc", Topic: topic, From: from, Data: data, SentAt: time.Date(2026, 11, 22, 8, 9, 10, 123456789, time.FixedZone("x", 3600))}
+		e := &poll.Envelope{ID: "m_abc", Topic: topic, From: from, Data: data, SentAt: time.Date(2026, 11, 22, 8, 9, 10, 123456789, time.FixedZone("x", 3600))}
 		if !plainString(e.ID) || !plainString(topic) || !plainString(from) || !plainJSON(data) {
 			return
 		}
-		got := appendEnvelope(nil, e)
-		want, err := json.Marshal(wireEnvelope{ID: e.ID, Topic: topic, From: from, Data: data, SentAt: e.SentAt.UTC().Format(TimeFormat)})
+		got := appendMessageBody(nil, e)
+		want, err := json.Marshal(wireMessage{ID: e.ID, Topic: topic, From: from, Data: data, SentAt: e.SentAt.UTC().Format(poll.TimeFormat)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want[1:]) {
-			t.Fatalf("appendEnvelope:\n%s\njson.Marshal:\n%s", got, want[1:])
+			t.Fatalf("appendMessageBody:\n%s\njson.Marshal:\n%s", got, want[1:])
 		}
 	})
 }
@@ -52,28 +54,25 @@ func TestPlainJSON(t *testing.T) {
 	}
 }
 
-// NewEnvelope still refuses invalid data, whichever encoding would apply.
-func TestNewEnvelopeRefusesInvalidData(t *testing.T) {
-	for _, d := range []string{`{"a":1`, `{"a":1}}`, `nul`, `"x`} {
-		if _, err := NewEnvelope("t", "", json.RawMessage(d), time.Now(), time.Hour); err == nil {
-			t.Errorf("NewEnvelope accepted %q", d)
+// Render refuses invalid data that it does not copy as is; AppendMessage
+// writes such a message's data as null rather than invalid JSON.
+func TestRenderRefusesInvalidData(t *testing.T) {
+	for _, d := range []string{`{"a": 1`, "{\"a\":1}\n}", `"<x`} {
+		e := poll.NewEnvelope("t", "", json.RawMessage(d), time.Now(), time.Hour)
+		if _, err := Render(e); err == nil {
+			t.Errorf("Render accepted %q", d)
+		}
+		if b := AppendMessage(nil, poll.Message{Seq: 1, Envelope: e}); !json.Valid(b) || !bytes.Contains(b, []byte(`"data":null`)) {
+			t.Errorf("AppendMessage wrote %s for data %q", b, d)
 		}
 	}
 }
 
-func TestMessageIDsAndSentAt(t *testing.T) {
-	seen := map[string]bool{}
-	for range 10000 {
-		id := newMessageID()
-		if len(id) != 26 || id[:2] != "m_" || seen[id] {
-			t.Fatalf("message ID %q (seen before: %v)", id, seen[id])
-		}
-		seen[id] = true
-	}
+func TestSentAt(t *testing.T) {
 	base := time.Date(2026, 11, 22, 8, 0, 0, 999_000_000, time.FixedZone("x", 3600))
 	for _, d := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond, 0, time.Hour} {
 		at := base.Add(d)
-		if got, want := string(appendSentAt(nil, at)), at.UTC().Format(TimeFormat); got != want {
+		if got, want := string(appendSentAt(nil, at)), at.UTC().Format(poll.TimeFormat); got != want {
 			t.Errorf("appendSentAt(%v) = %s, want %s", at, got, want)
 		}
 	}
@@ -83,14 +82,14 @@ func TestMessageIDsAndSentAt(t *testing.T) {
 // against json.Marshal, including IDs it must not write as is.
 func TestResultAppendJSON(t *testing.T) {
 	for _, r := range []Result{
-		{ID: newMessageID(), Delivered: 1},
+		{ID: "m_Z2tq0Mx7Sx2Pjm8kq5xWr3Vb", Delivered: 1},
 		{ID: "m_x", Delivered: 12345, Stored: 2, Rejected: 7, Duplicate: true},
 		{},
 		{ID: `a"b\c`, Delivered: -1},
 		{ID: "<script>&", Stored: 1},
 		{ID: "é\u2028", Rejected: 1 << 40},
 	} {
-		want, _ := json.Marshal(r)
+		want, _ := json.Marshal(resultJSON(r))
 		if got := r.AppendJSON([]byte("x")); string(got) != "x"+string(want) {
 			t.Errorf("AppendJSON(%+v) = %s, json.Marshal %s", r, got[1:], want)
 		}

@@ -1,4 +1,4 @@
-package poll_test
+package wire_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
+	"github.com/longpoll/longpoll/wire"
 )
 
 // FuzzParsePushes feeds push bodies (single objects and batches, from a
@@ -38,11 +39,11 @@ func FuzzParsePushes(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, client bool) {
 		watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("stuck on %q client=%v", body, client)) })
 		defer watchdog.Stop()
-		origin := poll.Publisher
+		origin := wire.Publisher
 		if client {
-			origin = poll.Client
+			origin = wire.Client
 		}
-		pushes, batch, err := poll.ParsePushes(body, origin)
+		pushes, batch, err := wire.ParsePushes(body, origin)
 		if err != nil {
 			if !errors.Is(err, session.ErrInvalidPayload) && !errors.Is(err, poll.ErrPayloadTooLarge) {
 				t.Fatalf("error %v wraps no sentinel", err)
@@ -65,7 +66,7 @@ func FuzzParsePushes(f *testing.F) {
 
 		// Deliver to a hub whose one session every user, device, topic
 		// (up to 64) and broadcast push reaches.
-		h := poll.NewHub(poll.Config{MaxMailbox: 2 * poll.MaxBatchSize})
+		h := poll.NewHub(poll.Config{MaxMailbox: 2 * poll.MaxBatchSize, Render: wire.Render})
 		defer h.Close()
 		s, err := h.Connect(session.Request{DeviceID: "d", UserID: "u", Topics: topics})
 		if err != nil {
@@ -129,7 +130,7 @@ func FuzzParsePushes(f *testing.F) {
 }
 
 // checkPush asserts the invariants of an accepted push.
-func checkPush(t *testing.T, p poll.Push, origin poll.Origin) {
+func checkPush(t *testing.T, p poll.Push, origin wire.Origin) {
 	t.Helper()
 	n := 0
 	for _, f := range []string{p.To.SessionID, p.To.DeviceID, p.To.UserID, p.To.Topic} {
@@ -152,7 +153,7 @@ func checkPush(t *testing.T, p poll.Push, origin poll.Origin) {
 	case p.Key != "" && !session.ValidID(p.Key):
 		t.Fatalf("id %q", p.Key)
 	}
-	if origin == poll.Client {
+	if origin == wire.Client {
 		if k := p.To.Kind(); k == poll.Broadcast || k == poll.ToSession {
 			t.Fatalf("client push with target kind %v", k)
 		}
@@ -166,7 +167,7 @@ func checkPush(t *testing.T, p poll.Push, origin poll.Origin) {
 // the documented shape.
 func checkBatchJSON(t *testing.T, msgs []poll.Message) {
 	t.Helper()
-	b := poll.AppendBatchJSON(nil, msgs)
+	b := wire.AppendAnswer(nil, msgs)
 	var out struct {
 		Cursor   uint64 `json:"cursor"`
 		Messages []struct {

@@ -1,0 +1,118 @@
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/longpoll/longpoll/auth"
+	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/session"
+)
+
+// Error is an API error: an HTTP status and a stable code, rendered as
+// {"error":{"code":…,"message":…}}.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// RetryAfter, when positive, is sent as the Retry-After header (whole
+	// seconds, rounded up: RetryAfterValue).
+	RetryAfter time.Duration `json:"-"`
+}
+
+// NewError returns an Error.
+func NewError(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message}
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// MarshalJSON writes API.md's error body, {"error":{"code","message"}}.
+func (e *Error) MarshalJSON() ([]byte, error) {
+	type plain Error // without this method
+	return json.Marshal(struct {
+		Error *plain `json:"error"`
+	}{(*plain)(e)})
+}
+
+// AppendJSON appends e's error body to dst.
+func (e *Error) AppendJSON(dst []byte) []byte {
+	b, _ := e.MarshalJSON() // cannot fail: strings
+	return append(dst, b...)
+}
+
+// RetryAfterValue is the Retry-After header value of e: whole seconds,
+// rounded up; "" when e has none.
+func (e *Error) RetryAfterValue() string {
+	if e.RetryAfter <= 0 {
+		return ""
+	}
+	secs := (e.RetryAfter + time.Second - 1) / time.Second
+	return strconv.FormatInt(int64(secs), 10)
+}
+
+// errorRow is one line of the table from the domain's errors to the API's.
+type errorRow struct {
+	err     error
+	status  int
+	code    string
+	message string // "" : the error's own text (detail: without the sentinel's)
+	detail  bool
+}
+
+// errorTable is the one place where the domain's sentinels become statuses
+// and codes. Its order matters only for errors that wrap several.
+var errorTable = []errorRow{
+	{auth.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "", true},
+	{auth.ErrForbidden, http.StatusForbidden, "forbidden", "", true},
+	{session.ErrInvalidPayload, http.StatusBadRequest, "invalid_payload", "", false},
+	{poll.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "", false},
+	{poll.ErrInvalidCursor, http.StatusBadRequest, "invalid_cursor", "cursor is beyond the newest message of this session", false},
+	{poll.ErrSessionNotFound, http.StatusNotFound, "session_not_found", "no such session (expired or never existed): connect again", false},
+	{poll.ErrSuperseded, http.StatusConflict, "superseded", "a newer poll on this session took over", false},
+	{poll.ErrSessionClosed, http.StatusGone, "session_closed", "the session was closed (disconnected or replaced by a newer connect of the device)", false},
+	{poll.ErrMailboxFull, http.StatusTooManyRequests, "mailbox_full", "the target's mailbox is full; retry after it has polled", false},
+	{poll.ErrTooManySessions, http.StatusServiceUnavailable, "unavailable", "the server is at its session limit; retry later", false},
+	{poll.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly", false},
+}
+
+// ErrInternal is the answer to an error the table does not know: a 500
+// whose detail is not shown to the client.
+var ErrInternal = NewError(http.StatusInternalServerError, "internal", "internal server error")
+
+// ErrorOf maps any error to its API form: an *Error as it is (also
+// wrapped), a domain sentinel by the table, anything else ErrInternal.
+func ErrorOf(err error) *Error {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	for _, row := range errorTable {
+		if !errors.Is(err, row.err) {
+			continue
+		}
+		msg := row.message
+		switch {
+		case msg != "":
+		case row.detail:
+			msg = detail(err, row.err)
+		default:
+			msg = err.Error()
+		}
+		return NewError(row.status, row.code, msg)
+	}
+	return ErrInternal
+}
+
+// detail is err's message without the sentinel's own text in front.
+func detail(err, sentinel error) string {
+	msg := err.Error()
+	if m, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+		return m
+	}
+	return msg
+}
