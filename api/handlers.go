@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,7 +53,6 @@ func (a *API) connect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	a.remember(s.ID, grant)
 	return c.JSON(http.StatusCreated, wire.NewConnected(s, a.cfg.PollTimeout, a.hub.Config().SessionTTL))
 }
 
@@ -192,10 +192,11 @@ func (a *API) send(c echo.Context) error {
 	if id == "" {
 		return errMissingSession
 	}
-	if _, err := a.hub.Session(id); err != nil {
+	s, err := a.hub.Session(id)
+	if err != nil {
 		return err
 	}
-	return a.publish(c, wire.Client, a.sendCheck(id), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
+	return a.publish(c, wire.Client, sendCheck(s), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
 }
 
 // publish parses a single push or a batch, checks it whole with check (when
@@ -348,4 +349,73 @@ func (a *API) presence(c echo.Context) error {
 		list = append(list, s)
 	}
 	return c.JSON(http.StatusOK, wire.NewPresence(list))
+}
+
+// disconnectRequest is the body of POST /disconnect: exactly one field.
+type disconnectRequest struct {
+	SessionID *string `json:"sessionId"`
+	DeviceID  *string `json:"deviceId"`
+	UserID    *string `json:"userId"`
+}
+
+// maxDisconnectBody caps a POST /disconnect body.
+const maxDisconnectBody = 4 << 10
+
+// disconnect ends the sessions of a userId, a deviceId or a sessionId (an
+// API extension for publishers): their parked polls are answered 410 and
+// $presence subscribers hear offline/disconnect. 200 {"disconnected": n}.
+func (a *API) disconnect(c echo.Context) error {
+	mt, err := mediaType(c)
+	if err != nil {
+		return err
+	}
+	if mt != echo.MIMEApplicationJSON {
+		return unsupported("application/json")
+	}
+	body, err := readBody(c, maxDisconnectBody)
+	if err != nil {
+		return err
+	}
+	to, err := parseDisconnect(body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, wire.Disconnected{Disconnected: a.hub.EndSessions(to)})
+}
+
+func parseDisconnect(body []byte) (poll.Target, error) {
+	bad := func(msg string) (poll.Target, error) {
+		return poll.Target{}, apiError(http.StatusBadRequest, "invalid_payload", msg)
+	}
+	var r disconnectRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil || dec.More() {
+		return bad(`the body must be one JSON object: {"userId"}, {"deviceId"} or {"sessionId"}`)
+	}
+	n := 0
+	for _, f := range []*string{r.SessionID, r.DeviceID, r.UserID} {
+		if f != nil {
+			n++
+		}
+	}
+	if n != 1 {
+		return bad("give exactly one of userId, deviceId and sessionId")
+	}
+	switch {
+	case r.SessionID != nil:
+		if *r.SessionID == "" || len(*r.SessionID) > 256 {
+			return bad("sessionId must be a session ID")
+		}
+		return poll.Target{SessionID: *r.SessionID}, nil
+	case r.DeviceID != nil:
+		if !session.ValidID(*r.DeviceID) {
+			return bad("deviceId must be 1-128 characters of [A-Za-z0-9._:@-]")
+		}
+		return poll.Target{DeviceID: *r.DeviceID}, nil
+	}
+	if !session.ValidID(*r.UserID) {
+		return bad("userId must be 1-128 characters of [A-Za-z0-9._:@-]")
+	}
+	return poll.Target{UserID: *r.UserID}, nil
 }

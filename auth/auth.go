@@ -46,8 +46,9 @@ var (
 	// expired, or its claims are invalid.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: the token is valid but does not allow what the request
-	// asks for (another user or device, a topic outside its claim).
-	ErrForbidden = errors.New("forbidden")
+	// asks for (another user or device, a topic outside its claim). It is
+	// session.ErrForbidden, which a session's Permit also returns.
+	ErrForbidden = session.ErrForbidden
 )
 
 // Config configures a Verifier.
@@ -155,8 +156,8 @@ func (v *Verifier) Verify(token string) (*Grant, error) {
 	}
 	g := &Grant{UserID: c.Subject, DeviceID: c.Dev, Expires: c.ExpiresAt.Time}
 	if c.Topics != nil {
-		g.restricted = true
 		g.Topics = append([]string{}, *c.Topics...)
+		g.permit = session.NewPermit(g.Topics)
 	}
 	return g, nil
 }
@@ -203,30 +204,19 @@ type Grant struct {
 	// session ID is the credential from then on.
 	Expires time.Time
 
-	restricted bool // the topics claim was present
+	permit *session.Permit // nil: no topics claim
 }
 
-// Allows reports whether the grant allows topic: always without a topics
-// claim; otherwise when a pattern equals it, or is "prefix*" and topic
-// starts with prefix ("*" matches everything, system topics included).
-func (g *Grant) Allows(topic string) bool {
-	if !g.restricted {
-		return true
-	}
-	for _, p := range g.Topics {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			if strings.HasPrefix(topic, prefix) {
-				return true
-			}
-		} else if p == topic {
-			return true
-		}
-	}
-	return false
-}
+// Permit returns what the grant allows a session to subscribe and send
+// to: nil (any topic) without a topics claim, else the claim's patterns
+// (see session.Permit).
+func (g *Grant) Permit() *session.Permit { return g.permit }
+
+// Allows reports whether the grant allows topic (Permit().Allows).
+func (g *Grant) Allows(topic string) bool { return g.permit.Allows(topic) }
 
 // Connect checks a connect payload against the grant and returns it with
-// the userId filled in from the token. A payload userId other than the
+// the userId filled in from the token and the grant's Permit. A payload userId other than the
 // token's sub, a deviceId other than its dev, or a topic outside its
 // topics claim fails with ErrForbidden.
 func (g *Grant) Connect(req session.Request) (session.Request, error) {
@@ -242,18 +232,8 @@ func (g *Grant) Connect(req session.Request) (session.Request, error) {
 		}
 	}
 	req.UserID = g.UserID
+	req.Permit = g.permit
 	return req, nil
-}
-
-// Send checks the topics of a message a session sends: its target topic
-// (to.topic) and its topic label, either of which may be empty.
-func (g *Grant) Send(target, label string) error {
-	for _, t := range []string{target, label} {
-		if t != "" && !g.Allows(t) {
-			return fmt.Errorf("%w: topic %q is not allowed by the token's topics claim", ErrForbidden, t)
-		}
-	}
-	return nil
 }
 
 // BearerToken returns the token of an Authorization header value

@@ -205,24 +205,6 @@ func TestGrantConnect(t *testing.T) {
 	}
 }
 
-func TestGrantSend(t *testing.T) {
-	g := grant(t, jwt.MapClaims{"topics": []string{"chat/*"}})
-	if err := g.Send("chat/room", ""); err != nil {
-		t.Error(err)
-	}
-	if err := g.Send("", ""); err != nil {
-		t.Errorf("no topic (a user or device target): %v", err)
-	}
-	if err := g.Send("", "chat/label"); err != nil {
-		t.Error(err)
-	}
-	for _, tc := range [][2]string{{"news", ""}, {"", "news"}, {"chat/x", "alerts"}} {
-		if err := g.Send(tc[0], tc[1]); !errors.Is(err, auth.ErrForbidden) {
-			t.Errorf("Send(%q, %q) = %v, want ErrForbidden", tc[0], tc[1], err)
-		}
-	}
-}
-
 func TestBearerToken(t *testing.T) {
 	for in, want := range map[string]string{
 		"Bearer abc":    "abc",

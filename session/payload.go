@@ -35,6 +35,9 @@ type Request struct {
 	UserID   string
 	Topics   []string
 	Meta     json.RawMessage
+	// Permit limits the topics the session may send to; nil: any. The
+	// connect token's grant sets it (auth.Grant.Connect).
+	Permit *Permit
 }
 
 // NewSession returns a session for r with a fresh ID, created at now.
@@ -45,6 +48,7 @@ func (r Request) NewSession(now time.Time) *Session {
 		UserID:    r.UserID,
 		Topics:    r.Topics,
 		Meta:      r.Meta,
+		Permit:    r.Permit,
 		CreatedAt: now,
 	}
 }

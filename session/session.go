@@ -30,6 +30,8 @@ type Session struct {
 	Topics []string
 	// Meta is the client's opaque metadata object, or nil.
 	Meta json.RawMessage
+	// Permit is what the session may send to (POST /send); nil: any topic.
+	Permit *Permit
 	// CreatedAt is when the session connected.
 	CreatedAt time.Time
 
