@@ -7,17 +7,18 @@ import (
 	"github.com/patrickmn/go-cache"
 )
 
-// Registry holds the online sessions: a go-cache keyed by session ID whose
-// expiration is the session TTL (refreshed by Touch), plus indexes by device,
-// user and topic for routing.
+// Registry holds the online sessions: a go-cache keyed by session ID, plus
+// indexes by device, user and topic for routing. A session expires when it
+// has not been refreshed (Touch, Refresh) for the TTL, by the registry's
+// clock; DeleteExpired, called by the cleanup job, evicts it.
 //
-// Concurrency: the cache has its own lock; mu guards the indexes. A session
-// is live exactly while byDevice maps its device to it, which is how the
-// cache's eviction callback tells an expiry (live session) from the echo of
-// an explicit Remove or replacement (already unindexed). The Registry runs
-// no goroutine: expiry happens only when DeleteExpired is called.
+// Concurrency: the cache has its own lock; mu guards the indexes and
+// orders every change of a session's refresh time against its eviction. A
+// session is live exactly while byDevice maps its device to it. The
+// Registry runs no goroutine (the cache has no janitor).
 type Registry struct {
 	ttl   time.Duration
+	now   func() time.Time
 	cache *cache.Cache
 
 	mu       sync.RWMutex
@@ -29,32 +30,36 @@ type Registry struct {
 	// DeleteExpired evicted.
 	onExpire func(*Session)
 	// keepAlive, when set, may veto an expiry (a session with a parked poll
-	// is not idle); a vetoed session is put back with a fresh TTL.
+	// is not idle); a vetoed session is refreshed instead.
 	keepAlive func(*Session) bool
 }
 
 // NewRegistry returns an empty registry whose sessions expire after ttl
-// without a Touch. onExpire (may be nil) is called for every session that
-// expires; keepAlive (may be nil) can keep a session that would expire.
-func NewRegistry(ttl time.Duration, onExpire func(*Session), keepAlive func(*Session) bool) *Registry {
-	r := &Registry{
+// without a refresh, by the clock now (nil: time.Now). onExpire (may be
+// nil) is called for every session that expires; keepAlive (may be nil)
+// can keep a session that would expire.
+func NewRegistry(ttl time.Duration, now func() time.Time, onExpire func(*Session), keepAlive func(*Session) bool) *Registry {
+	if now == nil {
+		now = time.Now
+	}
+	return &Registry{
 		ttl:       ttl,
-		cache:     cache.New(ttl, 0), // no janitor: the cleanup job owns expiry
+		now:       now,
+		cache:     cache.New(cache.NoExpiration, 0), // expiry is the registry's, by its clock
 		byDevice:  make(map[string]*Session),
 		byUser:    make(map[string]map[string]*Session),
 		byTopic:   make(map[string]map[string]*Session),
 		onExpire:  onExpire,
 		keepAlive: keepAlive,
 	}
-	r.cache.OnEvicted(r.evicted)
-	return r
 }
 
 // TTL returns the idle time after which a session expires.
 func (r *Registry) TTL() time.Duration { return r.ttl }
 
-// Add makes s online and returns the session it replaces (same device), or
-// nil. The replaced session is no longer online when Add returns.
+// Add makes s online, refreshed now, and returns the session it replaces
+// (same device), or nil. The replaced session is no longer online when Add
+// returns.
 func (r *Registry) Add(s *Session) (replaced *Session) {
 	r.mu.Lock()
 	old := r.byDevice[s.DeviceID]
@@ -62,11 +67,11 @@ func (r *Registry) Add(s *Session) (replaced *Session) {
 		r.unindexLocked(old)
 	}
 	r.indexLocked(s)
-	r.cache.Set(s.ID, s, r.ttl)
-	s.refreshed.Store(time.Now().UnixNano())
+	s.refreshed.Store(r.now().UnixNano())
+	r.cache.Set(s.ID, s, cache.NoExpiration)
 	r.mu.Unlock()
 	if old != nil {
-		r.cache.Delete(old.ID) // its eviction callback sees it unindexed: no-op
+		r.cache.Delete(old.ID)
 	}
 	return old
 }
@@ -92,59 +97,68 @@ func (r *Registry) Get(id string) (*Session, bool) {
 	if !ok {
 		return nil, false
 	}
-	return v.(*Session), true
+	s := v.(*Session)
+	if r.idle(s, r.now()) {
+		return nil, false
+	}
+	return s, true
 }
 
 // Touch refreshes the idle timer of the session with id and returns it. It
 // fails for unknown and already expired sessions; it never revives one.
 //
-// A session touched within the last touchSlack keeps its expiry: polls come
-// back to back, and rewriting the cache entry (under the cache's single
-// write lock) for each of them would cost more than the precision is worth.
-// Expiry still happens between TTL-touchSlack and TTL after the last poll,
-// when the cleanup job runs.
+// A session refreshed within the last touchSlack keeps its refresh time:
+// polls come back to back, and stamping it for each of them would cost
+// more than the precision is worth. Expiry still happens between
+// TTL-touchSlack and TTL after the last poll, when the cleanup job runs.
 func (r *Registry) Touch(id string) (*Session, bool) {
 	v, ok := r.cache.Get(id)
 	if !ok {
 		return nil, false
 	}
 	s := v.(*Session)
-	now := time.Now()
-	if r.recent(s, now) {
+	if r.refresh(s) {
 		return s, true
 	}
-	if r.cache.Replace(id, s, r.ttl) != nil {
-		return nil, false
-	}
-	// Stamped only while s is still indexed: a Remove or replacement that
-	// unindexed it after the Replace above must not be undone, or Refresh
-	// would report it online for up to touchSlack.
-	r.mu.RLock()
-	if r.byDevice[s.DeviceID] == s {
-		s.refreshed.Store(now.UnixNano())
-	}
-	r.mu.RUnlock()
-	return s, true
+	return nil, false
 }
 
 // Refresh is Touch for a session the caller already holds (the delivery
 // hub, from the poll before): it refreshes s's idle timer and reports
 // whether s is still online. Within touchSlack of s's last refresh it
-// answers from s alone, without a lookup. A session going offline at that
-// very moment may still be reported online, as with Touch.
-func (r *Registry) Refresh(s *Session) bool {
-	if r.recent(s, time.Now()) {
+// answers from s alone, without a lookup or a lock. A session going
+// offline at that very moment may still be reported online, as with Touch.
+func (r *Registry) Refresh(s *Session) bool { return r.refresh(s) }
+
+// refresh stamps s's refresh time now unless it was stamped within the
+// slack, and reports whether s is online: indexed and not past its TTL.
+func (r *Registry) refresh(s *Session) bool {
+	now := r.now()
+	if r.recent(s, now) {
 		return true
 	}
-	got, ok := r.Touch(s.ID)
-	return ok && got == s
+	// Stamped only while s is still indexed and not past its TTL, under mu
+	// so that DeleteExpired (which evicts under mu) cannot interleave.
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.byDevice[s.DeviceID] != s || r.idle(s, now) {
+		return false
+	}
+	s.refreshed.Store(now.UnixNano())
+	return true
 }
 
-// recent reports whether s is online and its expiry was set within
-// touchSlack of now.
+// recent reports whether s is online and was refreshed within touchSlack
+// of now.
 func (r *Registry) recent(s *Session, now time.Time) bool {
 	t := s.refreshed.Load()
 	return t != 0 && now.UnixNano()-t < int64(r.touchSlack())
+}
+
+// idle reports whether s is offline or has not been refreshed for the TTL.
+func (r *Registry) idle(s *Session, now time.Time) bool {
+	t := s.refreshed.Load()
+	return t == 0 || now.UnixNano()-t >= int64(r.ttl)
 }
 
 // touchSlack is how recent a refresh may be for Touch to skip it: 1% of
@@ -153,9 +167,38 @@ func (r *Registry) touchSlack() time.Duration {
 	return min(r.ttl/100, time.Second)
 }
 
-// DeleteExpired evicts every session idle past the TTL, calling onExpire for
-// each (unless keepAlive vetoes it).
-func (r *Registry) DeleteExpired() { r.cache.DeleteExpired() }
+// DeleteExpired evicts every session idle for the TTL, calling onExpire
+// for each, unless keepAlive vetoes it (the session is then refreshed).
+func (r *Registry) DeleteExpired() {
+	now := r.now()
+	for _, item := range r.cache.Items() {
+		if s := item.Object.(*Session); r.idle(s, now) {
+			r.expire(s, now)
+		}
+	}
+}
+
+// expire evicts s, idle at now, unless keepAlive vetoes it or it went
+// offline or was refreshed meanwhile.
+func (r *Registry) expire(s *Session, now time.Time) {
+	keep := r.keepAlive != nil && r.keepAlive(s)
+	r.mu.Lock()
+	if r.byDevice[s.DeviceID] != s || !r.idle(s, now) {
+		r.mu.Unlock()
+		return // removed, replaced or refreshed meanwhile: nothing to do
+	}
+	if keep {
+		s.refreshed.Store(now.UnixNano())
+		r.mu.Unlock()
+		return
+	}
+	r.unindexLocked(s)
+	r.mu.Unlock()
+	r.cache.Delete(s.ID)
+	if r.onExpire != nil {
+		r.onExpire(s)
+	}
+}
 
 // ByDevice returns the online session of device, or nil.
 func (r *Registry) ByDevice(device string) *Session {
@@ -204,34 +247,6 @@ func values(m map[string]*Session) []*Session {
 		out = append(out, s)
 	}
 	return out
-}
-
-func (r *Registry) evicted(_ string, v any) {
-	s := v.(*Session)
-	if r.keepAlive != nil && r.keepAlive(s) {
-		// Check and re-add under mu, so a concurrent Remove or replacement
-		// (which unindexes under mu before deleting from the cache) either
-		// happens first (no re-add) or deletes the re-added entry.
-		r.mu.Lock()
-		live := r.byDevice[s.DeviceID] == s
-		if live && r.cache.Add(s.ID, s, r.ttl) == nil {
-			s.refreshed.Store(time.Now().UnixNano())
-		}
-		r.mu.Unlock()
-		if live {
-			return
-		}
-	}
-	r.mu.Lock()
-	if r.byDevice[s.DeviceID] != s {
-		r.mu.Unlock()
-		return // removed or replaced explicitly; that path did the work
-	}
-	r.unindexLocked(s)
-	r.mu.Unlock()
-	if r.onExpire != nil {
-		r.onExpire(s)
-	}
 }
 
 func (r *Registry) indexLocked(s *Session) {

@@ -38,7 +38,7 @@ func (e *expiries) ids() []string {
 func newRegistry(t *testing.T, keepAlive func(*session.Session) bool) (*session.Registry, *expiries) {
 	t.Helper()
 	exp := &expiries{}
-	return session.NewRegistry(ttl, exp.record, keepAlive), exp
+	return session.NewRegistry(ttl, nil, exp.record, keepAlive), exp
 }
 
 func newSession(device, user string, topics ...string) *session.Session {
@@ -382,8 +382,7 @@ func TestRegistryKeepAlive(t *testing.T) {
 }
 
 // TestRegistryKeepAliveAfterRemove: a veto cannot bring back a session that
-// was removed explicitly (its cache entry is deleted by Remove, whose
-// eviction callback sees it unindexed).
+// was removed or replaced explicitly.
 func TestRegistryKeepAliveAfterRemove(t *testing.T) {
 	r, exp := newRegistry(t, func(*session.Session) bool { return true })
 	s := newSession("d", "")
@@ -449,4 +448,42 @@ func TestRegistryConcurrent(t *testing.T) {
 			t.Errorf("ByTopic(t) has %d sessions, want %d", got, len(all))
 		}
 	})
+}
+
+// The registry keeps time by the clock it is given, not the wall clock:
+// the hub's Config.Now is the one clock of sessions and messages.
+func TestRegistryUsesItsClock(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
+	exp := &expiries{}
+	r := session.NewRegistry(ttl, clock, exp.record, nil)
+	s := newSession("phone", "")
+	r.Add(s)
+	advance(ttl - time.Second)
+	if _, ok := r.Touch(s.ID); !ok {
+		t.Fatal("Touch failed before the TTL")
+	}
+	advance(ttl - time.Second)
+	r.DeleteExpired()
+	if got := exp.ids(); len(got) != 0 {
+		t.Fatalf("expired %v although touched within the TTL", got)
+	}
+	advance(2 * time.Second)
+	if _, ok := r.Get(s.ID); ok {
+		t.Error("Get returns a session idle for the TTL by the registry's clock")
+	}
+	r.DeleteExpired()
+	if got := exp.ids(); !slices.Equal(got, []string{s.ID}) {
+		t.Fatalf("onExpire got %v, want %v", got, []string{s.ID})
+	}
 }

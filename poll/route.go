@@ -1,0 +1,183 @@
+package poll
+
+import (
+	"runtime"
+
+	"github.com/longpoll/longpoll/session"
+)
+
+// Routing: a push to its target's mailboxes, or to the offline store.
+
+// Publish delivers a publisher's push. See deliver.
+func (h *Hub) Publish(p Push) (Result, error) {
+	return h.deliver(p, "", "push:")
+}
+
+// Send delivers a push from the client session with id, stamped with the
+// session's "userId/deviceId". The send refreshes the sender's idle timer.
+func (h *Hub) Send(id string, p Push) (Result, error) {
+	s, ok := h.dir.Touch(id)
+	if !ok {
+		return Result{}, ErrSessionNotFound
+	}
+	return h.deliver(p, s.From(), "send:"+s.From()+":")
+}
+
+// deliver routes p. A single target (session, device) whose mailbox or
+// offline store is full fails with ErrMailboxFull; fan-out targets (user,
+// topic, broadcast) count full mailboxes in Rejected. A push to an unknown
+// session fails with ErrSessionNotFound. A failed push changes nothing and
+// does not consume its idempotency key.
+func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
+	if h.stopped() {
+		return Result{}, ErrClosed
+	}
+	ttl := p.TTL
+	if ttl <= 0 {
+		ttl = h.cfg.OfflineTTL
+	}
+	env, err := h.envelope(p.Topic, from, p.Data, h.now(), ttl)
+	if err != nil {
+		return Result{}, err
+	}
+	key := ""
+	if p.Key != "" {
+		key = keyScope + p.Key
+		if err := h.seen.Add(key, Result{ID: env.ID}, ttl); err != nil {
+			if prev, ok := h.seen.Get(key); ok {
+				r := prev.(Result)
+				r.Duplicate = true
+				return r, nil
+			}
+			// The key expired between Add and Get: deliver as new.
+			h.seen.Set(key, Result{ID: env.ID}, ttl)
+		}
+	}
+	res, err := h.route(p.To, env)
+	h.obs.Pushed(p.To.Kind(), res, err)
+	if key != "" {
+		if err != nil {
+			h.seen.Delete(key)
+		} else {
+			h.seen.Set(key, res, ttl)
+		}
+	}
+	return res, err
+}
+
+func (h *Hub) route(to Target, env *Envelope) (Result, error) {
+	res := Result{ID: env.ID}
+	switch to.Kind() {
+	case ToSession:
+		box := h.mailbox(to.SessionID)
+		if box == nil {
+			return Result{}, ErrSessionNotFound
+		}
+		u, err := box.AppendWake(env, false)
+		runWakeups([]Wakeup{u}) // the publisher answers the parked poll itself
+		if err != nil {
+			if err == ErrSessionClosed {
+				err = ErrSessionNotFound
+			}
+			return Result{}, err
+		}
+		res.Delivered = 1
+	case ToDevice:
+		h.mu.RLock()
+		var box *Mailbox
+		if s := h.dir.ByDevice(to.DeviceID); s != nil {
+			box = h.mailbox(s.ID)
+		}
+		var u Wakeup
+		var err error
+		if box != nil {
+			u, err = box.AppendWake(env, false)
+			res.Delivered = 1
+		} else {
+			err = h.store.Put(deviceKey(to.DeviceID), env, h.cfg.MaxMailbox)
+			res.Stored = 1
+		}
+		h.mu.RUnlock()
+		runWakeups([]Wakeup{u}) // the publisher answers the parked poll itself
+		if err != nil {
+			return Result{}, err
+		}
+	case ToUser:
+		h.mu.RLock()
+		sessions := h.dir.ByUser(to.UserID)
+		if len(sessions) == 0 {
+			err := h.store.Put(userKey(to.UserID), env, h.cfg.MaxMailbox)
+			h.mu.RUnlock()
+			if err != nil {
+				return Result{}, err
+			}
+			res.Stored = 1
+			return res, nil
+		}
+		wake := h.fanOut(sessions, env, &res)
+		h.mu.RUnlock()
+		runWakeups(wake)
+	case ToTopic:
+		runWakeups(h.fanOut(h.dir.ByTopic(to.Topic), env, &res))
+	default:
+		runWakeups(h.fanOut(h.dir.All(), env, &res))
+	}
+	return res, nil
+}
+
+// fanOut appends env to each session's mailbox, counting deliveries and
+// full mailboxes, and returns the parked polls to answer (runWakeups, after
+// releasing any lock). Sessions that ended since the snapshot are skipped.
+func (h *Hub) fanOut(sessions []*session.Session, env *Envelope, res *Result) []Wakeup {
+	var wake []Wakeup
+	for _, s := range sessions {
+		box := h.mailbox(s.ID)
+		if box == nil {
+			continue
+		}
+		u, err := box.AppendWake(env, false)
+		switch err {
+		case nil:
+			res.Delivered++
+		case ErrMailboxFull:
+			res.Rejected++
+		}
+		if u.w != nil {
+			wake = append(wake, u)
+		}
+	}
+	return wake
+}
+
+// inlineWakeups is how many answered polls a publisher writes itself;
+// larger fan-outs are written by one goroutine per processor, so the
+// publisher is not held up and the answers go out before the re-polls
+// they cause are served.
+const inlineWakeups = 8
+
+func runWakeups(wake []Wakeup) {
+	if len(wake) <= inlineWakeups {
+		runAll(wake)
+		return
+	}
+	chunk := (len(wake) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	for len(wake) > 0 {
+		part := wake[:min(chunk, len(wake))]
+		wake = wake[len(part):]
+		go runAll(part)
+	}
+}
+
+// runAll writes every answer, then runs their thens (hands the
+// connections back).
+func runAll(wake []Wakeup) {
+	var thens []func()
+	for _, u := range wake {
+		if then := u.Run(); then != nil {
+			thens = append(thens, then)
+		}
+	}
+	for _, then := range thens {
+		then()
+	}
+}

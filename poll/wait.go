@@ -1,0 +1,80 @@
+package poll
+
+import (
+	"context"
+	"time"
+
+	"github.com/longpoll/longpoll/session"
+)
+
+// Poll acknowledges messages up to ack (when hasAck) on the session with id
+// and waits for messages as Mailbox.Wait does: until one is pending, ctx
+// ends, or the hub closes (both of which answer (nil, nil)). Every poll
+// refreshes the session's idle timer, at its start and at its end.
+func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]Message, error) {
+	if h.stopped() {
+		return nil, ErrClosed
+	}
+	t, ok := h.online(id)
+	if !ok {
+		return nil, ErrSessionNotFound
+	}
+	msgs, err := t.box.Wait(ctx, h.stop, ack, hasAck)
+	h.dir.Refresh(t.s)
+	return msgs, err
+}
+
+// online looks up the session with id, refreshing its idle timer, and its
+// mailbox; false when either is gone.
+func (h *Hub) online(id string) (Ticket, bool) {
+	s, ok := h.dir.Touch(id)
+	if !ok {
+		return Ticket{}, false
+	}
+	box := h.mailbox(id)
+	if box == nil {
+		return Ticket{}, false
+	}
+	return Ticket{s, box}, true
+}
+
+// Park is Poll without a waiting goroutine, for an HTTP edge that lets go
+// of the connection while the poll is parked. Pending messages or an error
+// come back at once (parked false). Otherwise done is called exactly once,
+// later, from another goroutine: as Mailbox.Park says, and with (nil, nil)
+// when the hub closes. Both ends refresh the session's idle timer.
+//
+// t (may be nil) carries the session and mailbox from one poll to the
+// next on the same connection: Park fills it in, and a later Park for the
+// same session with the same t skips looking them up while the session is
+// online and was refreshed within the registry's slack (Directory.Refresh).
+func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
+	if h.stopped() {
+		return nil, ErrClosed, false
+	}
+	if t == nil {
+		t = new(Ticket)
+	}
+	if t.s == nil || t.s.ID != id || !h.dir.Refresh(t.s) {
+		var ok bool
+		if *t, ok = h.online(id); !ok {
+			return nil, ErrSessionNotFound, false
+		}
+	}
+	s := t.s
+	msgs, err, parked = t.box.Park(ack, hasAck, hold, func(msgs []Message, err error) func() {
+		h.dir.Refresh(s)
+		return done(msgs, err)
+	})
+	if parked && h.stopped() {
+		t.box.WakeAsync() // Close ran while we parked: do not wait out the hold
+	}
+	return msgs, err, parked
+}
+
+// Ticket remembers the session and mailbox of a connection's last poll
+// (Hub.Park). The zero Ticket remembers nothing.
+type Ticket struct {
+	s   *session.Session
+	box *Mailbox
+}
