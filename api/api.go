@@ -1,6 +1,22 @@
-// Package api is longpoll's HTTP edge: it parses requests, calls the poll
-// hub, and renders the JSON of API.md. It holds no state of its own beyond
-// configuration; every error goes through one mapping (toError).
+// Package api is longpoll's HTTP edge. Each endpoint has one core that
+// runs its checks in order, calls the hub and decides the answer (core.go:
+// pollPlan and pushPlan, with the JSON of package wire); two transports
+// render what the cores decide:
+//
+//   - echo routes (routes.go), for every request net/http reads: the
+//     middleware chain (headers, logging, recovery, the client endpoints'
+//     filters) and the error handler (errors.go) around the cores;
+//   - the raw HTTP/1.1 path (raw.go), for the requests that follow an
+//     answered poll or push on a plain HTTP/1.1 connection, which package
+//     h1 reads without net/http: GET /data and POST /push only, with the
+//     headers that echo's middleware chain sets, captured once at start
+//     (probe.go), and the same error rendering.
+//
+// A poll parks in the hub without a goroutine (Hub.Park) and is answered on
+// its connection by the raw writer, whichever transport read it (park.go).
+// The Server (server.go) owns the listener, the HTTP server and the order
+// of a shutdown. The edge holds no state of its own beyond configuration
+// and its defences' counters (security.go).
 package api
 
 import (
@@ -15,8 +31,8 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/longpoll/longpoll/auth"
+	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/poll"
-	"github.com/longpoll/longpoll/wire"
 )
 
 // Defaults of Config's zero fields.
@@ -48,7 +64,9 @@ type Config struct {
 	// these networks; DenyNets refuses these networks (and wins). 403.
 	AllowNets, DenyNets []netip.Prefix
 	// TrustedProxies are reverse proxies whose X-Forwarded-For is believed
-	// for the client address; empty: the peer address is the client.
+	// for the client address; empty: the peer address is the client. With
+	// any, every request goes through net/http (the client address could
+	// change from one request of a connection to the next).
 	TrustedProxies []netip.Prefix
 	// ConnectLimit and SendLimit rate-limit /connect and /send per client
 	// address (IPv6: per /64); a zero Rate is no limit. 429 with Retry-After.
@@ -59,6 +77,12 @@ type Config struct {
 	// MaxHeaderBytes caps a request's line and headers (431 beyond); 0
 	// means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// Timeouts of a Server: ReadHeader bounds a request's head, Read a
+	// whole request (a push's body), Idle the wait for a keep-alive
+	// connection's next request, on both transports; Write bounds writing
+	// an answer its client does not read on a taken-over connection. Zero
+	// fields take h1's defaults.
+	Timeouts h1.Timeouts
 	// Now is the clock of the rate limiters; nil means time.Now.
 	Now func() time.Time
 	// Static holds index.html and the browser client, served at /.
@@ -69,10 +93,6 @@ type Config struct {
 	Polls PollObserver
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
-	// Listener, when set, is the server's (plain TCP) listener: HTTP/1.1
-	// polls then park without holding a goroutine or net/http's buffers
-	// (park.go), and their connections come back to the server through it.
-	Listener *Listener
 	// Jitter returns the fraction of a requested hold to use; nil means a
 	// uniform value in [0.8, 1.0), so clients do not re-poll in lockstep.
 	Jitter func() float64
@@ -86,24 +106,32 @@ type PollObserver interface {
 	PollAnswered(held time.Duration, outcome string, msgs []poll.Message, now time.Time)
 }
 
-// API serves the longpoll HTTP contract over a hub.
+// API serves the longpoll HTTP contract over a hub. It is an http.Handler
+// (the echo routes); a Server adds the raw path.
 type API struct {
 	hub     *poll.Hub
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
 	sec     *security
+	e       *echo.Echo
 
-	// ownRepolls: answered polls' connections stay with the API for the
-	// next request (owned.go); ownedHeader is what the echo route's
-	// middleware sets on a /data answer without an Origin.
-	ownRepolls  bool
-	ownedHeader []byte
-	pushHeader  []byte // ditto for a /push answer
+	// ln, when set, is the server's h1 listener: HTTP/1.1 polls then park
+	// without a goroutine and their connections stay with the API (own)
+	// for the next request, unless X-Forwarded-For is trusted.
+	ln  *h1.Listener
+	own bool
+	// raw holds the header lines of raw answers: those echo's chain sets
+	// on a GET /data and a POST /push (probe.go), and /data's own.
+	raw struct{ poll, push []byte }
 }
 
-// New returns an echo server with every route of API.md registered.
-func New(hub *poll.Hub, cfg Config) *echo.Echo {
+// New returns the API with every route of API.md registered, served by
+// echo alone (a Server adds the raw path).
+func New(hub *poll.Hub, cfg Config) *API { return newAPI(hub, cfg, nil) }
+
+// newAPI is New, with the raw path on ln when ln is not nil.
+func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	if cfg.PollTimeout <= 0 {
 		cfg.PollTimeout = DefaultPollTimeout
 	}
@@ -119,14 +147,8 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now(), sec: newSecurity(cfg)}
-	a.ownRepolls = cfg.Listener != nil && len(cfg.TrustedProxies) == 0
-	owned := http.Header{"Cache-Control": {"no-store"}, "X-Content-Type-Options": {"nosniff"}}
-	if len(cfg.CORSOrigins) > 0 {
-		owned.Set("Vary", "Origin")
-	}
-	a.ownedHeader = headerLines(owned)
-	a.pushHeader = headerLines(http.Header{"X-Content-Type-Options": {"nosniff"}})
+	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now(), sec: newSecurity(cfg), ln: ln}
+	a.own = ln != nil && len(cfg.TrustedProxies) == 0
 
 	e := echo.New()
 	e.HideBanner = true
@@ -139,18 +161,19 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	e.Use(a.logRequests)
 
 	// Client endpoints: network filter and origin check, then the limits.
+	// GET /data runs its checks in its core (pollPlan), for both paths.
 	client := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
-		e.Add(method, path, h, append([]echo.MiddlewareFunc{a.client}, m...)...)
+		e.Add(method, path, h, m...)
 		if len(cfg.CORSOrigins) > 0 {
 			e.OPTIONS(path, a.preflight(method), a.client)
 		}
 	}
-	client(http.MethodPost, "/connect", a.connect, a.limit(a.sec.connects, "connect"))
-	client(http.MethodGet, "/data", a.data, a.capPolls)
-	client(http.MethodPost, "/send", a.send, a.limit(a.sec.sends, "send"))
-	client(http.MethodDelete, "/session", a.deleteSession)
+	client(http.MethodPost, "/connect", a.connect, a.client, a.limit(a.sec.connects, "connect"))
+	client(http.MethodGet, "/data", a.data)
+	client(http.MethodPost, "/send", a.send, a.client, a.limit(a.sec.sends, "send"))
+	client(http.MethodDelete, "/session", a.deleteSession, a.client)
 
-	e.POST("/push", a.push, a.requirePublisher)
+	e.POST("/push", a.push) // the publisher check is pushPlan's, for both paths
 	e.POST("/disconnect", a.disconnect, a.requirePublisher)
 	e.GET("/healthz", a.healthz)
 	e.GET("/stats", a.stats, a.requirePublisher)
@@ -161,42 +184,10 @@ func New(hub *poll.Hub, cfg Config) *echo.Echo {
 	if cfg.Static != nil {
 		e.GET("/*", echo.StaticDirectoryHandler(cfg.Static, !e.EnablePathUnescapingStaticFiles), wholeFiles)
 	}
-	return e
+	a.e = e
+	a.probeHeaders()
+	return a
 }
 
-func (a *API) logPanic(c echo.Context, err error, stack []byte) error {
-	a.log.Error("panic serving request", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err, "stack", string(stack))
-	return err
-}
-
-// logRequests logs one line per request at debug level. The query string
-// is left out: it carries session IDs, which are credentials.
-func (a *API) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		err := next(c)
-		if a.log.Enabled(c.Request().Context(), slog.LevelDebug) {
-			var status any = c.Response().Status
-			switch {
-			case err != nil:
-				status = toError(err).Status
-			case c.Get(parkedKey) != nil:
-				status = c.Get(parkedKey) // answered on the taken-over connection
-			}
-			a.log.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path,
-				"status", status, "duration", time.Since(start), "remote", c.RealIP())
-		}
-		return err
-	}
-}
-
-func (a *API) healthz(c echo.Context) error {
-	if a.hub.Closing() {
-		return apiError(http.StatusServiceUnavailable, "unavailable", "draining: the server is shutting down")
-	}
-	return c.JSON(http.StatusOK, wire.Health{Status: "ok"})
-}
-
-func (a *API) stats(c echo.Context) error {
-	return c.JSON(http.StatusOK, wire.NewStats(a.hub.Stats(), time.Since(a.started)))
-}
+// ServeHTTP serves r through the echo routes.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.e.ServeHTTP(w, r) }

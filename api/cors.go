@@ -39,13 +39,7 @@ func (s *security) originAllowed(origin string) bool {
 func (a *API) checkOrigin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		origin := c.Request().Header.Get(echo.HeaderOrigin)
-		h := c.Response().Header()
-		if a.sec.anyOrigin || len(a.sec.origins) > 0 {
-			h.Add(echo.HeaderVary, echo.HeaderOrigin)
-		}
-		if a.sec.originAllowed(origin) {
-			h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
-			h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After")
+		if a.corsHeaders(c.Response().Header(), origin) {
 			return next(c)
 		}
 		if a.sec.cop.Check(c.Request()) != nil {
@@ -53,6 +47,22 @@ func (a *API) checkOrigin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// corsHeaders sets the CORS headers of an answer to a request from
+// origin ("" for none): Vary: Origin whenever origins are configured, and
+// for an allowed origin Access-Control-Allow-Origin and -Expose-Headers.
+// It reports whether origin is allowed.
+func (a *API) corsHeaders(h http.Header, origin string) bool {
+	if a.sec.anyOrigin || len(a.sec.origins) > 0 {
+		h.Add(echo.HeaderVary, echo.HeaderOrigin)
+	}
+	if !a.sec.originAllowed(origin) {
+		return false
+	}
+	h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
+	h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After")
+	return true
 }
 
 func (a *API) allowOriginValue(origin string) string {

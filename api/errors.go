@@ -77,20 +77,31 @@ func (a *API) errorHandler(err error, c echo.Context) {
 	}
 	ae := toError(err)
 	a.logRefusal(c.Request().Method, c.Request().URL.Path, ae, err, c.RealIP())
-	if ae.Status == http.StatusUnauthorized {
-		c.Response().Header().Set("WWW-Authenticate", wwwAuthenticate)
-	}
-	if v := ae.RetryAfterValue(); v != "" {
-		c.Response().Header().Set("Retry-After", v)
+	for _, kv := range errorHeaders(ae) {
+		c.Response().Header().Set(kv[0], kv[1])
 	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(ae.Status)
 		return
 	}
-	_ = c.JSON(ae.Status, ae)
+	_ = writeJSON(c, ae.Status, jsonLine(ae))
 }
 
 const wwwAuthenticate = `Bearer realm="longpoll"`
+
+// errorHeaders are the headers an error answer carries beyond the
+// route's, on both paths: WWW-Authenticate on a 401, Retry-After when the
+// error says when to retry.
+func errorHeaders(ae *Error) [][2]string {
+	var h [][2]string
+	if ae.Status == http.StatusUnauthorized {
+		h = append(h, [2]string{"WWW-Authenticate", wwwAuthenticate})
+	}
+	if v := ae.RetryAfterValue(); v != "" {
+		h = append(h, [2]string{"Retry-After", v})
+	}
+	return h
+}
 
 // logRefusal logs an answered error: 5xx at error, other refusals at warn,
 // except those a flood produces by the thousand (rate limits, oversized
@@ -106,19 +117,4 @@ func (a *API) logRefusal(method, path string, ae *Error, err error, remote strin
 		level = slog.LevelDebug
 	}
 	a.log.Log(context.Background(), level, "request refused", "method", method, "path", path, "status", ae.Status, "code", ae.Code, "remote", remote)
-}
-
-// rawError is errorHandler's answer to err for a connection the API
-// writes itself (writeAnswer): the status, the extra header lines and the
-// body. It logs the refusal as errorHandler does.
-func (a *API) rawError(err error, method, path, remote string) (status int, header, body []byte) {
-	ae := toError(err)
-	a.logRefusal(method, path, ae, err, remote)
-	if ae.Status == http.StatusUnauthorized {
-		header = append(header, "\r\nWWW-Authenticate: "+wwwAuthenticate...)
-	}
-	if v := ae.RetryAfterValue(); v != "" {
-		header = append(append(header, "\r\nRetry-After: "...), v...)
-	}
-	return ae.Status, header, append(ae.AppendJSON(nil), '\n')
 }

@@ -1,26 +1,27 @@
 package api
 
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/longpoll/longpoll/internal/h1"
+)
+
 // QueryValue exports queryValue to the tests.
 var QueryValue = queryValue
 
-// OwnedRepolls is how many re-polls l's connections had served without
-// net/http (owned.go).
-func OwnedRepolls(l *Listener) uint64 { return l.repolls.Load() }
-
-// IdleOwned is how many owned connections of l wait for a request.
-func IdleOwned(l *Listener) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.idle)
+// CountNetHTTP makes s count the requests that net/http serves, and
+// returns the count: the raw path's requests never reach it. Call it
+// before Serve.
+func CountNetHTTP(s *Server) *atomic.Int64 {
+	n := new(atomic.Int64)
+	next := s.http.Handler
+	s.http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		next.ServeHTTP(w, r)
+	})
+	return n
 }
 
-// OwnedPushes is how many pushes l's connections had served without
-// net/http (owned.go).
-func OwnedPushes(l *Listener) uint64 { return l.pushes.Load() }
-
-// Held is how many connections l's WaitParked waits for.
-func Held(l *Listener) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.parked
-}
+// H1 returns s's raw-path listener (nil with TLS).
+func H1(s *Server) *h1.Listener { return s.h1 }

@@ -4,7 +4,6 @@ import (
 	"math"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -69,50 +68,18 @@ func (a *API) limit(l *limiter, what string) echo.MiddlewareFunc {
 	}
 }
 
-// capPolls caps the polls a client key has in flight at once (parked or
-// being answered). The request holds a slot until the handler returns,
-// unless the handler takes the slot (takePollSlot) to release it itself
-// once a poll that outlives it is answered.
-func (a *API) capPolls(next echo.HandlerFunc) echo.HandlerFunc {
+// takeSlot takes a place under --max-parked-per-ip for the client at ip;
+// release, nil when polls are not capped, gives it back (once). The client
+// key (addrKey) is worked out only when polls are capped.
+func (a *API) takeSlot(ip string) (release func(), ok bool) {
 	if a.sec.polls == nil {
-		return next
+		return nil, true
 	}
-	return func(c echo.Context) error {
-		release, ok := a.takeSlot(c.RealIP())
-		if !ok {
-			return rateLimited("too many open polls from your address", time.Second)
-		}
-		slot := &pollSlot{release: release}
-		c.Set(pollSlotKey, slot)
-		err := next(c)
-		if !slot.taken.Load() {
-			slot.once.Do(slot.release)
-		}
-		return err
+	k := addrKey(ip)
+	if !a.sec.polls.acquire(k) {
+		return nil, false
 	}
-}
-
-// pollSlotKey is the echo context key of the request's *pollSlot.
-const pollSlotKey = "longpoll.pollSlot"
-
-// pollSlot is a request's place under --max-parked-per-ip.
-type pollSlot struct {
-	release func()
-	once    sync.Once
-	taken   atomic.Bool
-}
-
-// takePollSlot hands the request's poll slot to the caller, who must call
-// the returned function (once, from any goroutine) when the poll has been
-// answered; capPolls then leaves it alone. It returns nil when polls are
-// not capped.
-func takePollSlot(c echo.Context) func() {
-	slot, _ := c.Get(pollSlotKey).(*pollSlot)
-	if slot == nil {
-		return nil
-	}
-	slot.taken.Store(true)
-	return func() { slot.once.Do(slot.release) }
+	return func() { a.sec.polls.release(k) }, true
 }
 
 // limiter holds a token bucket per client key. Idle clients (full bucket)

@@ -1,12 +1,9 @@
 package api_test
 
 import (
-	"context"
 	"errors"
 	"io"
-	"log"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -15,7 +12,6 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/api"
-	"github.com/longpoll/longpoll/poll"
 )
 
 // flakyListener fails its first Accept with EMFILE, as the kernel does when
@@ -38,19 +34,8 @@ func TestListenerSurvivesTemporaryAcceptError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := api.NewListener(&flakyListener{Listener: inner})
-	hub := poll.NewHub(poll.Config{})
-	srv := &http.Server{Handler: api.New(hub, api.Config{Listener: ln}), ReadHeaderTimeout: bound,
-		ErrorLog: log.New(io.Discard, "", 0)}
-	go srv.Serve(ln)
-	defer func() {
-		hub.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		srv.Close()
-	}()
-	c, err := net.DialTimeout("tcp", inner.Addr().String(), bound)
+	p := newParkServerOn(t, api.Config{}, &flakyListener{Listener: inner})
+	c, err := net.DialTimeout("tcp", p.addr, bound)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/api"
+	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/poll"
 )
 
@@ -39,6 +40,7 @@ func TestRepollsOnAnOwnedConnectionAreServedWithoutNetHTTP(t *testing.T) {
 	p := newParkServer(t, api.Config{})
 	sid := p.connect(t, "lamp")
 	c := answeredPoll(t, p, sid)
+	before := p.net.Load()
 
 	// A message already waiting: answered at once.
 	if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(`{"n":1}`)}); err != nil {
@@ -70,8 +72,8 @@ func TestRepollsOnAnOwnedConnectionAreServedWithoutNetHTTP(t *testing.T) {
 	if res, body := c.read(); res.StatusCode != 404 || !strings.Contains(body, `"code":"session_not_found"`) {
 		t.Fatalf("unknown session: %d %q", res.StatusCode, body)
 	}
-	if n := api.OwnedRepolls(p.ln); n != 4 {
-		t.Fatalf("%d re-polls served on the owned connection, want 4", n)
+	if n := p.net.Load() - before; n != 0 {
+		t.Fatalf("net/http served %d of 4 re-polls on the owned connection, want none", n)
 	}
 	// Two re-polls in one write: the second is read ahead and still served.
 	req := "GET /data?cursor=3&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -104,42 +106,43 @@ func TestRepollsOnAnOwnedConnectionAreServedWithoutNetHTTP(t *testing.T) {
 	}
 }
 
-// Everything but a plain re-poll goes to net/http, byte for byte, and gets
-// the answer the echo route gives.
+// Everything but a plain re-poll or push goes to net/http, byte for byte,
+// and gets the answer the echo route gives.
 func TestOwnedConnectionHandsOtherRequestsToTheServer(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		req    func(sid string) string
 		status int
 		check  func(res *http.Response, body string) bool
+		raw    bool // not served by the echo route: the raw path's, or net/http's own refusal
 	}{
-		{"healthz", func(string) string { return "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" }, 200, nil},
+		{"healthz", func(string) string { return "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" }, 200, nil, false},
 		{"push with a body", func(sid string) string {
 			b := `{"to":{"sessionId":"` + sid + `"},"data":1}`
 			return "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(b)) + "\r\n\r\n" + b
-		}, 202, nil},
+		}, 202, nil, true},
 		{"poll from an allowed origin gets CORS headers", func(sid string) string {
 			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n"
 		}, 204, func(res *http.Response, _ string) bool {
 			return res.Header.Get("Access-Control-Allow-Origin") == "https://app.example"
-		}},
+		}, false},
 		{"invalid cursor", func(sid string) string {
 			return "GET /data?cursor=x&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
-		}, 400, func(_ *http.Response, body string) bool { return strings.Contains(body, `"code":"invalid_cursor"`) }},
-		{"missing Host", func(sid string) string { return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\n\r\n" }, 400, nil},
+		}, 400, func(_ *http.Response, body string) bool { return strings.Contains(body, `"code":"invalid_cursor"`) }, true},
+		{"missing Host", func(sid string) string { return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\n\r\n" }, 400, nil, true}, // net/http's own 400
 		{"bare LF line ends", func(sid string) string {
 			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\nHost: x\n\n"
-		}, 204, nil},
+		}, 204, nil, false},
 		{"folded header", func(sid string) string {
 			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n"
-		}, 204, nil}, // net/http unfolds it
+		}, 204, nil, false}, // net/http unfolds it
 		{"headers over the cap", func(sid string) string {
 			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 600) + "\r\n\r\n"
-		}, 431, nil},
+		}, 431, nil, false},
 		{"head over the fast path's buffer", func(sid string) string {
 			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 5000) + "\r\n\r\n"
-		}, 204, nil},
-		{"path not /data", func(sid string) string { return "GET /data/?sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n" }, 404, nil},
+		}, 204, nil, false},
+		{"path not /data", func(sid string) string { return "GET /data/?sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n" }, 404, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			limit := 512
@@ -149,6 +152,7 @@ func TestOwnedConnectionHandsOtherRequestsToTheServer(t *testing.T) {
 			p := newParkServer(t, api.Config{CORSOrigins: []string{"https://app.example"}, MaxHeaderBytes: limit})
 			sid := p.connect(t, "lamp")
 			c := answeredPoll(t, p, sid)
+			before := p.net.Load()
 			if _, err := io.WriteString(c.conn, tc.req(sid)); err != nil {
 				t.Fatal(err)
 			}
@@ -156,15 +160,15 @@ func TestOwnedConnectionHandsOtherRequestsToTheServer(t *testing.T) {
 			if res.StatusCode != tc.status || tc.check != nil && !tc.check(res, body) {
 				t.Fatalf("got %d %v %q, want %d", res.StatusCode, res.Header, body, tc.status)
 			}
-			if n := api.OwnedRepolls(p.ln); n != 0 {
-				t.Fatalf("served on the fast path (%d)", n)
+			if n, want := p.net.Load()-before, int64(1); tc.raw && n != 0 || !tc.raw && n != want {
+				t.Fatalf("net/http served %d requests (raw path: %v)", n, tc.raw)
 			}
 		})
 	}
 }
 
 // The per-address poll cap holds on owned connections too: a re-poll over
-// the cap is refused 429, by the echo route.
+// the cap is refused 429, as the echo route refuses it.
 func TestOwnedRepollTakesAPollSlot(t *testing.T) {
 	p := newParkServer(t, api.Config{MaxParkedPerIP: 1})
 	a, b := p.connect(t, "a"), p.connect(t, "b")
@@ -190,8 +194,7 @@ func TestOwnedRepollTakesAPollSlot(t *testing.T) {
 // An owned connection that sends nothing is closed after the idle timeout;
 // one that starts a request and stalls, after the read-header timeout.
 func TestOwnedConnectionTimeouts(t *testing.T) {
-	p := newParkServer(t, api.Config{})
-	p.ln.IdleTimeout, p.ln.ReadHeaderTimeout = 100*time.Millisecond, 100*time.Millisecond
+	p := newParkServer(t, api.Config{Timeouts: h1.Timeouts{Idle: 100 * time.Millisecond, ReadHeader: 100 * time.Millisecond}})
 	for i, partial := range []string{"", "GET /data?sessionId=x HTTP/1.1\r\nHost: x\r\n"} {
 		c := answeredPoll(t, p, p.connect(t, strconv.Itoa(i)))
 		if _, err := io.WriteString(c.conn, partial); err != nil {
@@ -211,9 +214,8 @@ func TestOwnedConnectionTimeouts(t *testing.T) {
 // idle owned connection is still closed when the idle timeout has passed
 // since its last request, not earlier (TestReadDeadline has the rules).
 func TestOwnedIdleDeadlineAcrossRequests(t *testing.T) {
-	p := newParkServer(t, api.Config{})
 	const idle = 300 * time.Millisecond
-	p.ln.IdleTimeout = idle
+	p := newParkServer(t, api.Config{Timeouts: h1.Timeouts{Idle: idle}})
 	sid := p.connect(t, "lamp")
 	c := answeredPoll(t, p, sid)
 	for i := range 3 {
@@ -235,8 +237,7 @@ func TestOwnedIdleDeadlineAcrossRequests(t *testing.T) {
 // publisher's next push may come any time within the idle timeout, as with
 // net/http.
 func TestStrayCRLFKeepsTheIdleTimeout(t *testing.T) {
-	p := newParkServer(t, api.Config{})
-	p.ln.IdleTimeout, p.ln.ReadHeaderTimeout = bound, 50*time.Millisecond
+	p := newParkServer(t, api.Config{Timeouts: h1.Timeouts{Idle: bound, ReadHeader: 50 * time.Millisecond}})
 	sid := p.connect(t, "lamp")
 	c := dialRaw(t, p.addr)
 	one := `{"to":{"sessionId":"` + sid + `"},"data":1}`
@@ -252,8 +253,8 @@ func TestStrayCRLFKeepsTheIdleTimeout(t *testing.T) {
 	if _, err := io.WriteString(c.conn, pushRequest(one, "")); err != nil {
 		t.Fatal(err)
 	}
-	if res, _ := c.read(); res.StatusCode != 202 || api.OwnedPushes(p.ln) != 2 {
-		t.Fatalf("push after an idle gap: %d (fast path %d)", res.StatusCode, api.OwnedPushes(p.ln))
+	if res, _ := c.read(); res.StatusCode != 202 || p.net.Load() != 1 {
+		t.Fatalf("push after an idle gap: %d (net/http served %d of 3)", res.StatusCode, p.net.Load())
 	}
 }
 
@@ -263,13 +264,13 @@ func TestListenerCloseEndsIdleOwnedConnections(t *testing.T) {
 	p := newParkServer(t, api.Config{})
 	sid := p.connect(t, "lamp")
 	c := answeredPoll(t, p, sid)
-	waitUntil(t, "connection owned", func() bool { return api.IdleOwned(p.ln) == 1 })
+	waitUntil(t, "connection owned", func() bool { return p.ln.Stats().Idle == 1 })
 	p.ln.Close()
 	_ = c.conn.SetReadDeadline(time.Now().Add(bound))
 	if _, err := c.r.ReadByte(); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("read after close: %v, want the connection closed", err)
 	}
-	if n := api.IdleOwned(p.ln); n != 0 {
+	if n := p.ln.Stats().Idle; n != 0 {
 		t.Fatalf("%d owned connections still recorded", n)
 	}
 }
@@ -295,12 +296,12 @@ func TestPushesOnAnOwnedConnection(t *testing.T) {
 	}
 	one := `{"to":{"sessionId":"` + sid + `"},"data":{"n":1}}`
 	first, firstBody := send(pushRequest(one, ""))
-	if n := api.OwnedPushes(p.ln); first.StatusCode != 202 || n != 0 {
-		t.Fatalf("first push: %d %q (fast path %d)", first.StatusCode, firstBody, n)
+	if n := p.net.Load(); first.StatusCode != 202 || n != 1 {
+		t.Fatalf("first push: %d %q (net/http served %d)", first.StatusCode, firstBody, n)
 	}
 	res, body := send(pushRequest(one, "User-Agent: pub/1\r\n"))
-	if n := api.OwnedPushes(p.ln); res.StatusCode != 202 || n != 1 {
-		t.Fatalf("second push: %d %q (fast path %d)", res.StatusCode, body, n)
+	if n := p.net.Load(); res.StatusCode != 202 || n != 1 {
+		t.Fatalf("second push: %d %q (net/http served %d)", res.StatusCode, body, n)
 	}
 	for _, h := range []string{"Content-Type", "X-Content-Type-Options"} {
 		if res.Header.Get(h) != first.Header.Get(h) || res.Header.Get(h) == "" {
@@ -350,8 +351,10 @@ func TestPushesOnAnOwnedConnection(t *testing.T) {
 	if res, body := c2.read(); res.StatusCode != 200 {
 		t.Fatalf("request after a stray CRLF after the first push: %d %q", res.StatusCode, body)
 	}
-	if n := api.OwnedPushes(p.ln); n != 5 {
-		t.Fatalf("%d pushes on the fast path, want 5", n)
+	// net/http served the first push of each connection and the two
+	// /healthz: the other 5 pushes were the raw path's.
+	if n := p.net.Load(); n != 4 {
+		t.Fatalf("net/http served %d requests, want 4", n)
 	}
 	msgs, err := p.hub.Poll(context.Background(), sid, 0, false)
 	if err != nil || len(msgs) != 7 {
@@ -396,8 +399,8 @@ func TestOwnedPushRefusalsGoToTheServer(t *testing.T) {
 			t.Fatalf("%.60q: %d %v %q, want %d", tc.req, res.StatusCode, res.Header, body, tc.status)
 		}
 	}
-	if n := api.OwnedPushes(p.ln); n != 5 {
-		t.Fatalf("%d pushes on the fast path, want 5", n)
+	if n := p.net.Load(); n != 4 { // 9 requests, 5 of them on the raw path
+		t.Fatalf("net/http served %d of 9 pushes, want 4", n)
 	}
 	// The fast path's 400 is byte for byte the echo route's.
 	fresh := dialRaw(t, p.addr)
@@ -482,22 +485,22 @@ func TestOwnedPushHeldForShutdownAndPrettyRepolls(t *testing.T) {
 	if _, err := io.WriteString(c.conn, req[:len(req)-3]); err != nil { // the body's end still to come
 		t.Fatal(err)
 	}
-	waitUntil(t, "push held", func() bool { return api.Held(p.ln) == 1 })
+	waitUntil(t, "push held", func() bool { return p.ln.Stats().Held == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if err := p.ln.WaitParked(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitParked with a push in flight: %v", err)
+	if err := p.ln.WaitHeld(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitHeld with a push in flight: %v", err)
 	}
 	if _, err := io.WriteString(c.conn, req[len(req)-3:]); err != nil {
 		t.Fatal(err)
 	}
-	if res, _ := c.read(); res.StatusCode != 202 || api.OwnedPushes(p.ln) != 1 {
-		t.Fatalf("held push: %d (fast path %d)", res.StatusCode, api.OwnedPushes(p.ln))
+	if res, _ := c.read(); res.StatusCode != 202 || p.net.Load() != 1 {
+		t.Fatalf("held push: %d (net/http served %d of 2)", res.StatusCode, p.net.Load())
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), bound)
 	defer cancel2()
-	if err := p.ln.WaitParked(ctx2); err != nil {
-		t.Fatalf("WaitParked after the answer: %v", err)
+	if err := p.ln.WaitHeld(ctx2); err != nil {
+		t.Fatalf("WaitHeld after the answer: %v", err)
 	}
 
 	for i, q := range []string{"&pretty", "&pr%65tty"} {
@@ -525,7 +528,7 @@ func TestClientNotReadingDoesNotHoldUpThePublisher(t *testing.T) {
 	// Each round parks a re-poll and answers it with 64 KB the client does
 	// not read; the socket buffers (a few MB on loopback) fill within 400.
 	rounds := 0
-	for api.Held(p.ln) == 0 {
+	for p.ln.Stats().Held == 0 {
 		if rounds++; rounds > 400 {
 			t.Fatal("the socket never filled")
 		}
@@ -552,7 +555,7 @@ func TestClientNotReadingDoesNotHoldUpThePublisher(t *testing.T) {
 			t.Fatalf("answer %d of %d: %d, %d of %d bytes: %.60q", i, rounds, res.StatusCode, len(body), res.ContentLength, body)
 		}
 	}
-	waitUntil(t, "the late answer finished", func() bool { return api.Held(p.ln) == 0 })
+	waitUntil(t, "the late answer finished", func() bool { return p.ln.Stats().Held == 0 })
 	c.send("GET", "/data?timeout=0&cursor="+strconv.Itoa(rounds+1)+"&sessionId="+sid, "")
 	if res, _ := c.read(); res.StatusCode != 204 {
 		t.Fatalf("next poll: %d", res.StatusCode)
@@ -592,7 +595,7 @@ func TestPanicOnAnOwnedRepollGivesBackItsHoldAndSlot(t *testing.T) {
 		t.Fatalf("after the panic the connection is closed; read: %v", err)
 	}
 	obs.armed.Store(false)
-	waitUntil(t, "the hold given back", func() bool { return api.Held(p.ln) == 0 })
+	waitUntil(t, "the hold given back", func() bool { return p.ln.Stats().Held == 0 })
 	fresh := dialRaw(t, p.addr)
 	fresh.send("GET", "/data?cursor=2&timeout=0&sessionId="+sid, "")
 	if res, body := fresh.read(); res.StatusCode != 204 {
@@ -611,7 +614,7 @@ func TestPanicOnAnOwnedRepollGivesBackItsHoldAndSlot(t *testing.T) {
 		t.Fatalf("first poll with the panic: %d", res.StatusCode)
 	}
 	obs.armed.Store(false)
-	waitUntil(t, "the hold given back", func() bool { return api.Held(p.ln) == 0 })
+	waitUntil(t, "the hold given back", func() bool { return p.ln.Stats().Held == 0 })
 	first.send("GET", "/data?cursor=1&timeout=0&sessionId="+sid, "")
 	if res, body := first.read(); res.StatusCode != 200 {
 		t.Fatalf("next poll from the same address: %d %s", res.StatusCode, body)

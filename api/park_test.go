@@ -11,42 +11,59 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/longpoll/longpoll/api"
+	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
+	"github.com/longpoll/longpoll/wire"
 )
 
-// parkServer is the API on a real loopback listener with the goroutine-free
-// parking path (api.Listener) switched on.
+// parkServer is an api.Server on a real loopback listener: polls park
+// without a goroutine and answered connections go on on the raw path.
 type parkServer struct {
 	hub  *poll.Hub
 	addr string
-	ln   *api.Listener
+	srv  *api.Server
+	ln   *h1.Listener
+	// net counts the requests net/http served: the raw path's are not.
+	net *atomic.Int64
 }
 
 func newParkServer(t *testing.T, acfg api.Config) *parkServer {
 	t.Helper()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return newParkServerOn(t, acfg, nil)
+}
+
+// newParkServerOn is newParkServer on inner (nil: a new loopback
+// listener).
+func newParkServerOn(t *testing.T, acfg api.Config, inner net.Listener) *parkServer {
+	t.Helper()
+	if inner == nil {
+		var err error
+		if inner, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ln := api.NewListener(inner)
-	hub := poll.NewHub(poll.Config{})
-	acfg.Listener = ln
-	acfg.Jitter = func() float64 { return 1 }
-	srv := &http.Server{Handler: api.New(hub, acfg), ReadHeaderTimeout: bound}
-	go srv.Serve(ln)
+	hub := poll.NewHub(poll.Config{Render: wire.Render})
+	if acfg.Jitter == nil {
+		acfg.Jitter = func() float64 { return 1 }
+	}
+	if acfg.Timeouts.ReadHeader == 0 {
+		acfg.Timeouts.ReadHeader = bound
+	}
+	srv := api.NewServer(hub, inner, acfg, nil)
+	served := api.CountNetHTTP(srv)
+	go srv.Serve()
 	t.Cleanup(func() {
-		hub.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
-		_ = ln.WaitParked(ctx)
 		_ = srv.Shutdown(ctx)
 	})
-	return &parkServer{hub: hub, addr: inner.Addr().String(), ln: ln}
+	return &parkServer{hub: hub, addr: inner.Addr().String(), srv: srv, ln: api.H1(srv), net: served}
 }
 
 func (p *parkServer) connect(t *testing.T, device string) string {
@@ -184,7 +201,7 @@ func TestParkedPollsHoldNoGoroutineAndCloseAnswersThem(t *testing.T) {
 	wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	if err := p.ln.WaitParked(ctx); err != nil {
+	if err := p.ln.WaitHeld(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,18 +1,14 @@
 package api_test
 
 import (
-	"context"
 	"io"
 	"net"
-	"net/http"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/longpoll/longpoll/api"
-	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
 )
 
@@ -48,19 +44,9 @@ func (l depthListener) Accept() (net.Conn, error) {
 func TestPipelinedPollsDoNotNestConnectionWrappers(t *testing.T) {
 	inner, _ := net.Listen("tcp", "127.0.0.1:0")
 	var max atomic.Int64
-	ln := api.NewListener(depthListener{inner, &max})
-	hub := poll.NewHub(poll.Config{})
-	srv := &http.Server{Handler: api.New(hub, api.Config{Listener: ln, Jitter: func() float64 { return 1 }})}
-	go srv.Serve(ln)
-	defer func() {
-		hub.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		ln.WaitParked(ctx)
-		srv.Shutdown(ctx)
-	}()
-	s, _ := hub.Connect(session.Request{DeviceID: "lamp"})
-	c := dialRaw(t, inner.Addr().String())
+	p := newParkServerOn(t, api.Config{}, depthListener{inner, &max})
+	s, _ := p.hub.Connect(session.Request{DeviceID: "lamp"})
+	c := dialRaw(t, p.addr)
 	req := "GET /data?timeout=0&sessionId=" + s.ID + " HTTP/1.1\r\nHost: x\r\n\r\n"
 	for _, n := range []int{10, 1000, 5000} {
 		go io.WriteString(c.conn, strings.Repeat(req, n))

@@ -8,13 +8,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/longpoll/longpoll/api"
 	"github.com/longpoll/longpoll/auth"
+	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/jobs"
 	"github.com/longpoll/longpoll/metrics"
 	"github.com/longpoll/longpoll/poll"
@@ -33,17 +34,10 @@ import (
 // shutdownGrace bounds how long shutdown waits for requests in flight.
 const shutdownGrace = 5 * time.Second
 
-// idleTimeout closes a keep-alive connection that sends no request for
-// this long (net/http's, and the API's on connections it owns).
-const idleTimeout = 2 * time.Minute
-
-// readTimeout bounds reading a whole request (a push's body).
-const readTimeout = 30 * time.Second
-
-// defaultGCPercent replaces Go's default GOGC of 100: a parked poll costs
-// about 5 KiB (no goroutine, no buffers; api/park.go), so the heap is small
-// and letting it grow further between collections buys CPU for requests.
-// GOGC in the environment wins.
+// defaultGCPercent replaces Go's default GOGC of 100: a parked poll holds
+// no goroutine and no buffers (api/park.go), so the heap is small and
+// letting it grow further between collections buys CPU for requests
+// (BENCHMARKS.md). GOGC in the environment wins.
 const defaultGCPercent = 400
 
 func main() {
@@ -97,17 +91,11 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serverHeaderBytes is the http.Server's own cap on request headers, as a
-// multiple of --max-header-bytes: between the two, the API answers 431 with
-// its JSON error body; beyond, net/http answers a plain 431 before reading
-// more.
-const serverHeaderBytes = 2
-
 // serve wires the hub, the HTTP edge and the jobs, and runs them until ctx
 // ends; certs (nil: plain HTTP) serves HTTPS with HTTP/2, verifier (nil:
-// open) authenticates connects. Shutdown order: stop the jobs, close the
-// hub (parked polls answer 204 at once), then shut the HTTP server down
-// with a deadline.
+// open) authenticates connects. On the way out the jobs stop first, then
+// the server shuts down in its own order (api.Server.Shutdown) within
+// shutdownGrace.
 func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloader, verifier *auth.Verifier) error {
 	var hub *poll.Hub
 	m := metrics.New(metrics.Sources{Stats: func() poll.Stats { return hub.Stats() }})
@@ -120,21 +108,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		Observer:    m,
 		Render:      wire.Render,
 	})
-	inner, err := net.Listen("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
-	// With plain HTTP, parked polls give their connection back to the
-	// server through this listener (api/park.go); TLS serves them in place.
-	var ln net.Listener = inner
-	var parkLn *api.Listener
-	if certs == nil {
-		parkLn = api.NewListener(inner)
-		parkLn.IdleTimeout, parkLn.ReadHeaderTimeout, parkLn.ReadTimeout = idleTimeout, cfg.ReadHeaderTimeout, readTimeout
-		ln = parkLn
+	var tlsConfig *tls.Config
+	if certs != nil {
+		tlsConfig = certs.tlsConfig()
 	}
-	e := api.New(hub, api.Config{
-		Listener:       parkLn,
+	srv := api.NewServer(hub, ln, api.Config{
 		PollTimeout:    cfg.PollTimeout,
 		MaxPollTimeout: cfg.MaxPollTimeout,
 		PublishKeys:    cfg.PublishKeys,
@@ -147,25 +129,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		SendLimit:      api.RateLimit{Rate: cfg.SendRate, Burst: cfg.SendBurst},
 		MaxParkedPerIP: cfg.MaxParkedPerIP,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		Timeouts:       h1.Timeouts{ReadHeader: cfg.ReadHeaderTimeout},
 		Static:         public.FS,
 		Polls:          m,
 		Metrics:        m.Handler(),
 		Logger:         log,
-	})
-	srv := &http.Server{
-		Handler:           e,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      cfg.MaxPollTimeout + 30*time.Second,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    serverHeaderBytes * cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	if certs != nil {
-		srv.TLSConfig = certs.tlsConfig()
-	}
-	srv.RegisterOnShutdown(hub.Close)
-
+	}, tlsConfig)
 	sched, err := jobs.Start(hub, jobs.Config{
 		CleanupInterval:   cfg.CleanupInterval,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -175,20 +144,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		ln.Close()
 		return err
 	}
-	log.Info("longpoll listening", "addr", ln.Addr().String(), "tls", certs != nil, "pollTimeout", cfg.PollTimeout,
+	log.Info("longpoll listening", "addr", srv.Addr().String(), "tls", certs != nil, "pollTimeout", cfg.PollTimeout,
 		"sessionTTL", cfg.SessionTTL, "heartbeat", cfg.HeartbeatInterval, "publishKeys", len(cfg.PublishKeys),
 		"clientAuth", verifier != nil, "maxSessions", cfg.MaxSessions)
 	warnInsecure(cfg, log)
 
 	served := make(chan error, 1)
-	go func() {
-		if certs != nil {
-			served <- srv.ServeTLS(ln, "", "")
-			return
-		}
-		served <- srv.Serve(ln)
-	}()
-
+	go func() { served <- srv.Serve() }()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -198,19 +160,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 	if err := sched.Stop(); err != nil {
 		log.Warn("stopping jobs", "err", err)
 	}
-	hub.Close() // answers every parked poll 204 at once
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if parkLn != nil {
-		if err := parkLn.WaitParked(sctx); err != nil {
-			log.Warn("parked polls not all answered before the deadline", "err", err)
-		}
-	}
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown deadline passed; closing connections", "err", err)
-		srv.Close()
-	}
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+	_ = srv.Shutdown(sctx) // logs what it cut short
+	if serveErr != nil {
 		return serveErr
 	}
 	log.Info("stopped")

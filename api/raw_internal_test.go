@@ -3,14 +3,27 @@ package api
 import (
 	"bufio"
 	"bytes"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/longpoll/longpoll/internal/h1"
+	"github.com/longpoll/longpoll/poll"
 )
 
-func TestParseHotRepoll(t *testing.T) {
+// hot is what the raw path makes of head: parsed by h1, routed by the
+// API with a header cap of max.
+func hot(head []byte, max int) (r rawRoute, bodyLen int, ok bool) {
+	var h h1.Head
+	if !h1.ParseHead(head, &h) {
+		return rawRoute{}, 0, false
+	}
+	a := New(poll.NewHub(poll.Config{}), Config{MaxHeaderBytes: max})
+	r, ok = a.route(&h)
+	return r, h.ContentLength, ok
+}
+
+func TestRawRouteRepoll(t *testing.T) {
 	const max = 1024
 	for _, tc := range []struct {
 		head  string
@@ -48,14 +61,14 @@ func TestParseHotRepoll(t *testing.T) {
 		{"GET /data?a HTTP/1.1\r\nHost: x\r\n\r\nGET", "", false}, // more than one head
 		{"GET /data?a HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", max) + "\r\n\r\n", "", false},
 	} {
-		h, ok := parseHot([]byte(tc.head), max)
+		h, _, ok := hot([]byte(tc.head), max)
 		if ok != tc.ok || ok && (h.query != tc.query || h.push) {
 			t.Errorf("%q: got %v %+v, want %v %q", tc.head, ok, h, tc.ok, tc.query)
 		}
 	}
 }
 
-func TestParseHotPush(t *testing.T) {
+func TestRawRoutePush(t *testing.T) {
 	const max = 1024
 	for _, tc := range []struct {
 		head string
@@ -82,19 +95,19 @@ func TestParseHotPush(t *testing.T) {
 		{"PUT /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n", 0, "", false},
 		{"GET /data?a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", 0, "", false}, // a poll with a body
 	} {
-		h, ok := parseHot([]byte(tc.head), max)
-		if ok != tc.ok || ok && (!h.push || h.bodyLen != tc.n || h.auth != tc.auth) {
+		h, n, ok := hot([]byte(tc.head), max)
+		if ok != tc.ok || ok && (!h.push || n != tc.n || h.auth != tc.auth) {
 			t.Errorf("%q: got %v %+v, want %v", tc.head, ok, h, tc.ok)
 		}
 	}
 }
 
-// FuzzParseHot checks the fast path's parser against net/http's: every
-// head it accepts, net/http reads as the same plain GET /data (same query)
-// or POST /push (same length, JSON, same Authorization): one Host, no other
-// body framing, keep-alive, no Origin, within the header cap as
-// limitHeaders counts it.
-func FuzzParseHot(f *testing.F) {
+// FuzzRawRoute checks the raw path's reading of a head (h1's parser and
+// the API's route) against net/http's: every head it serves, net/http
+// reads as the same plain GET /data (same query) or POST /push (same
+// length, JSON, same Authorization): one Host, no other body framing,
+// keep-alive, no Origin, within the header cap as limitHeaders counts it.
+func FuzzRawRoute(f *testing.F) {
 	for _, s := range []string{
 		"GET /data?sessionId=a&cursor=1 HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /data HTTP/1.1\r\nhost:x:80\r\nConnection: Keep-Alive\r\nUser-Agent: a b\r\n\r\n",
@@ -107,7 +120,7 @@ func FuzzParseHot(f *testing.F) {
 	}
 	const max = 512
 	f.Fuzz(func(t *testing.T, head []byte) {
-		h, ok := parseHot(head, max)
+		h, bodyLen, ok := hot(head, max)
 		if !ok {
 			return
 		}
@@ -119,7 +132,7 @@ func FuzzParseHot(f *testing.F) {
 			len(r.TransferEncoding) == 0 && !r.Close && r.Header.Get("Origin") == ""
 		if h.push {
 			same = same && r.Method == http.MethodPost && r.URL.Path == "/push" && r.URL.RawQuery == "" &&
-				r.ContentLength == int64(h.bodyLen) && h.bodyLen > 0 &&
+				r.ContentLength == int64(bodyLen) && bodyLen > 0 &&
 				r.Header.Get("Content-Type") == "application/json" && len(r.Header["Authorization"]) <= 1 &&
 				r.Header.Get("Authorization") == h.auth
 		} else {
@@ -140,45 +153,4 @@ func FuzzParseHot(f *testing.F) {
 			t.Fatalf("accepted %q of %d header bytes over the cap %d", head, n, max)
 		}
 	})
-}
-
-// deadlineConn records the read deadlines set on it.
-type deadlineConn struct {
-	net.Conn
-	set []time.Time
-}
-
-func (c *deadlineConn) SetReadDeadline(t time.Time) error {
-	c.set = append(c.set, t)
-	return nil
-}
-
-// The idle deadline is re-armed only when the armed one falls short of the
-// idle timeout by more than the slack, or is another kind of deadline.
-func TestReadDeadline(t *testing.T) {
-	const idle = 10 * time.Second // slack 100 ms
-	c := &deadlineConn{}
-	var rd readDeadline
-	rd.idle(c, idle)
-	if len(c.set) != 1 || time.Until(c.set[0]) < idle-time.Second {
-		t.Fatalf("first wait: %v", c.set)
-	}
-	rd.idle(c, idle)
-	if len(c.set) != 1 {
-		t.Fatalf("armed again right away: %v", c.set)
-	}
-	rd.until = time.Now().Add(idle - 200*time.Millisecond) // armed 200 ms ago
-	rd.idle(c, idle)
-	if len(c.set) != 2 || time.Until(c.set[1]) < idle-time.Second {
-		t.Fatalf("an idle deadline short by more than the slack was kept: %v", c.set)
-	}
-	rd.set(c, time.Now().Add(idle)) // e.g. a body's deadline, however long
-	rd.idle(c, idle)
-	if len(c.set) != 4 {
-		t.Fatalf("the idle wait kept a deadline that is not an idle one: %v", c.set)
-	}
-	rd.idle(c, 2*idle) // a longer idle timeout than the one armed
-	if len(c.set) != 5 {
-		t.Fatalf("a longer idle timeout kept the shorter deadline: %v", c.set)
-	}
 }

@@ -1,0 +1,161 @@
+package h1
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// skipHeaders are written by Start itself, or must not be copied.
+var skipHeaders = map[string]bool{
+	"Content-Type": true, "Content-Length": true, "Transfer-Encoding": true,
+	"Connection": true, "Date": true, "Keep-Alive": true,
+}
+
+// HeaderLines renders the headers of h that Start does not write itself,
+// each as "\r\nName: value", for Start's header argument: once, when the
+// headers are known, rather than per answer.
+func HeaderLines(h http.Header) []byte {
+	var b []byte
+	for k, vs := range h {
+		if skipHeaders[k] {
+			continue
+		}
+		for _, v := range vs {
+			b = AppendHeader(b, k, v)
+		}
+	}
+	return b
+}
+
+// AppendHeader appends one header line, "\r\nName: value", to b.
+func AppendHeader(b []byte, name, value string) []byte {
+	return append(append(append(append(b, "\r\n"...), name...), ": "...), value...)
+}
+
+// dateLine caches the Date header value for the current second.
+type dateLine struct {
+	sec int64
+	b   []byte
+}
+
+var lastDate atomic.Pointer[dateLine]
+
+// appendDate appends now as an HTTP Date value, formatting at most once a
+// second.
+func appendDate(dst []byte, now time.Time) []byte {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return append(dst, d.b...)
+	}
+	d := &dateLine{sec, now.UTC().AppendFormat(nil, http.TimeFormat)}
+	lastDate.Store(d)
+	return append(dst, d.b...)
+}
+
+// Write writes an answer (Start and Finish) and reports whether the
+// connection may serve another request; if not (draining, a write error)
+// it has closed it.
+func (c *Conn) Write(status int, header, body []byte) (keep bool) {
+	rest, closing := c.Start(status, header, body)
+	return c.Finish(rest, closing)
+}
+
+// Start writes what of an HTTP/1.1 answer the socket takes at once,
+// without waiting: the status line, Date, the header lines (HeaderLines),
+// "Connection: close" when the listener is draining, and for any status
+// but 204 "Content-Type: application/json", Content-Length and body. It
+// returns the rest (a copy; nil when all went out) and whether the
+// connection is to close after it, for Finish.
+func (c *Conn) Start(status int, header, body []byte) (rest []byte, closing bool) {
+	bp := bufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		*bp = buf[:0]
+		bufs.Put(bp)
+	}()
+	closing = c.l.draining()
+
+	buf = append(buf, "HTTP/1.1 "...)
+	buf = strconv.AppendInt(buf, int64(status), 10)
+	buf = append(buf, ' ')
+	buf = append(buf, http.StatusText(status)...)
+	buf = append(buf, "\r\nDate: "...)
+	buf = appendDate(buf, time.Now())
+	buf = append(buf, header...)
+	if closing {
+		buf = append(buf, "\r\nConnection: close"...)
+	}
+	if status != http.StatusNoContent {
+		buf = append(buf, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+		buf = strconv.AppendInt(buf, int64(len(body)), 10)
+	}
+	buf = append(buf, "\r\n\r\n"...)
+	buf = append(buf, body...)
+	if n := writeNow(c.raw, buf); n < len(buf) {
+		rest = bytes.Clone(buf[n:])
+	}
+	return rest, closing
+}
+
+// Finish writes rest, the part of an answer Start could not write at
+// once, under the write timeout, and closes the connection if that fails
+// or if closing. It reports whether the connection may serve another
+// request.
+func (c *Conn) Finish(rest []byte, closing bool) (keep bool) {
+	var werr error
+	if len(rest) > 0 {
+		// The deadline stays: the next slow write on this connection sets
+		// its own, and a connection handed back to net/http is cleared first.
+		_ = c.raw.SetWriteDeadline(time.Now().Add(c.l.t.Write))
+		_, werr = c.raw.Write(rest)
+	}
+	if werr != nil || closing {
+		c.raw.Close()
+		return false
+	}
+	return true
+}
+
+// writeNow writes what of b fits into conn's socket buffer now, with one
+// non-blocking write(2), and returns how much that was: all of it, nearly
+// always, for an answer to a client that reads. It saves arming a write
+// deadline (a runtime timer) per answer; the caller writes any rest under
+// one. Anything but a TCP socket, and any error, returns 0: the caller's
+// ordinary write then does the work or reports the error.
+func writeNow(conn net.Conn, b []byte) (written int) {
+	if bc, ok := conn.(*bufferedConn); ok {
+		conn = bc.Conn
+	}
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return 0
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	// Control, unlike RawConn.Write, ignores an expired deadline left by
+	// an earlier answer. A connection is written from one goroutine at a
+	// time, so no other write interleaves.
+	_ = rc.Control(func(fd uintptr) {
+		for written < len(b) {
+			n, err := syscall.Write(int(fd), b[written:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || n <= 0 {
+				return
+			}
+			written += n
+		}
+	})
+	return written
+}
