@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
 	"time"
@@ -204,5 +203,3 @@ func (a *API) rawError(err error, method, path, remote string, header []byte) (s
 	}
 	return ae.Status, append(lines, header...), jsonLine(ae)
 }
-
-var _ = bytes.Equal

@@ -74,7 +74,7 @@ fi
 
 # ---------------------------------------------------------------- build
 log "building into $OUT/bin"
-(cd "$ROOT" && go build -o "$OUT/bin/longpoll-bench" ./cmd/longpoll-bench)
+(cd "$ROOT/cmd/longpoll-bench" && go build -o "$OUT/bin/longpoll-bench" .)
 (cd "$ROOT/bench/peers/golongpoll" && go build -o "$OUT/bin/golongpoll-peer" .)
 if [[ " $SYSTEMS " == *" longpoll "* ]]; then
 	if ! (cd "$ROOT" && go build -o "$OUT/bin/longpoll" ./cmd/longpoll) 2>"$OUT/logs/build-longpoll.log"; then

@@ -10,9 +10,11 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "go vet"
 go vet ./...
+(cd cmd/longpoll-bench && go vet ./...) # the load tool is a module of its own
 
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
+(cd cmd/longpoll-bench && go test -race -count=1 ./...)
 
 step "micro-benchmarks (100 iterations each, no timing asserted)"
 go test -run '^$' -bench . -benchtime=100x -benchmem ./... >/tmp/longpoll-bench.txt

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -144,5 +145,20 @@ func TestTable(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// The ab table shows each metric's median over the runs of each file and
+// their ratio.
+func TestRenderAB(t *testing.T) {
+	res := func(v float64) result {
+		return result{Target: "longpoll", Scenario: "throughput", Time: fmt.Sprint(v), Metrics: map[string]float64{"deliveries_per_s": v}}
+	}
+	out := renderAB("longpoll", []result{res(100), res(300), res(200)}, []result{res(250), res(150)})
+	if !strings.Contains(out, "| throughput: deliveries/s | 200 | 200 | 1.00 |") {
+		t.Fatalf("table:\n%s", out)
+	}
+	if !strings.Contains(out, "3 and 2 scenario runs") {
+		t.Fatalf("runs not counted:\n%s", out)
 	}
 }

@@ -9,6 +9,7 @@
 //
 //	longpoll-bench --target longpoll --url http://127.0.0.1:8080 --scenario all
 //	longpoll-bench table results.jsonl   # side-by-side markdown table
+//	longpoll-bench ab before.jsonl after.jsonl   # one system, two builds
 package main
 
 import (
@@ -67,6 +68,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "table" {
 		os.Exit(tableMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "ab" {
+		os.Exit(abMain(os.Args[2:]))
+	}
 	os.Exit(benchMain(os.Args[1:]))
 }
 
@@ -106,7 +110,7 @@ func benchMain(args []string) int {
 	fs.BoolVar(&cfg.quiet, "q", false, "no progress on stderr")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write the load tool's own CPU profile here")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: longpoll-bench [flags]\n       longpoll-bench table FILE.jsonl...\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "usage: longpoll-bench [flags]\n       longpoll-bench table FILE.jsonl...\n       longpoll-bench ab BEFORE.jsonl AFTER.jsonl\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

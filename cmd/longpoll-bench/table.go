@@ -103,18 +103,29 @@ func tableMain(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var results []result
 	files := fs.Args()
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
+	results, err := readResults(files)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "longpoll-bench table:", err)
+		return 1
+	}
+	fmt.Print(renderTable(results))
+	return 0
+}
+
+// readResults reads the results of JSON-lines files ("-": standard
+// input); other lines are skipped.
+func readResults(files []string) ([]result, error) {
+	var results []result
 	for _, f := range files {
 		var rd io.Reader = os.Stdin
 		if f != "-" {
 			fh, err := os.Open(f)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "longpoll-bench table:", err)
-				return 1
+				return nil, err
 			}
 			defer fh.Close()
 			rd = fh
@@ -131,9 +142,11 @@ func tableMain(args []string) int {
 				results = append(results, r)
 			}
 		}
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
 	}
-	fmt.Print(renderTable(results))
-	return 0
+	return results, nil
 }
 
 func renderTable(results []result) string {
