@@ -124,6 +124,9 @@ type API struct {
 	// raw holds the header lines of raw answers: those echo's chain sets
 	// on a GET /data and a POST /push (probe.go), and /data's own.
 	raw struct{ poll, push []byte }
+	// writeTimeout bounds writing an answer on net/http, as
+	// cfg.Timeouts.Write does on a taken-over connection.
+	writeTimeout time.Duration
 }
 
 // New returns the API with every route of API.md registered, served by
@@ -147,7 +150,8 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now(), sec: newSecurity(cfg), ln: ln}
+	a := &API{hub: hub, cfg: cfg, log: cfg.Logger, started: time.Now(), sec: newSecurity(cfg), ln: ln,
+		writeTimeout: cfg.Timeouts.WithDefaults().Write}
 	a.own = ln != nil && len(cfg.TrustedProxies) == 0
 
 	e := echo.New()

@@ -64,9 +64,10 @@ func (a *API) pollPlan(ip, query string) (p pollArgs, release func(), err error)
 }
 
 // pushAdmit is POST /push's first check, before its body is read: the
-// publisher (401 without a valid key, 403 off loopback without keys).
-func (a *API) pushAdmit(ip, authorization string) error {
-	return a.publisherCheck(ip, authorization)
+// publisher (publisherCheck: 401 without a valid key; without keys, 403
+// unless local).
+func (a *API) pushAdmit(p publisher) error {
+	return a.publisherCheck(p)
 }
 
 // publish parses body as one push or a batch from origin, checks it whole
@@ -83,6 +84,9 @@ func (a *API) publish(body []byte, origin wire.Origin, check func([]poll.Push) e
 		if err := check(pushes); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.hub.Room(pushes); err != nil {
+		return nil, err // refused whole: 503 with Retry-After
 	}
 	if !batch {
 		res, err := deliver(pushes[0])

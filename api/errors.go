@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	"github.com/longpoll/longpoll/session"
 	"github.com/longpoll/longpoll/wire"
 )
 
@@ -21,7 +22,7 @@ var (
 	errMissingSession = apiError(http.StatusBadRequest, "missing_session_id", "the sessionId query parameter is required")
 	errTooLarge       = apiError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is too large")
 	errUnauthorized   = apiError(http.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer <publish key> header is required")
-	errLoopbackOnly   = apiError(http.StatusForbidden, "forbidden", "no publish key is configured, so only loopback clients may publish")
+	errLoopbackOnly   = apiError(http.StatusForbidden, "forbidden", "no publish key is configured, so only local clients may publish (a loopback address and Host, no cross-site Origin): set --publish-key to publish from elsewhere")
 )
 
 // toError maps any error to its API form: echo's own errors here, every
@@ -84,7 +85,7 @@ func (a *API) errorHandler(err error, c echo.Context) {
 		_ = c.NoContent(ae.Status)
 		return
 	}
-	_ = writeJSON(c, ae.Status, jsonLine(ae))
+	_ = a.writeJSON(c, ae.Status, jsonLine(ae))
 }
 
 const wwwAuthenticate = `Bearer realm="longpoll"`
@@ -108,6 +109,7 @@ func errorHeaders(ae *Error) [][2]string {
 // headers), which are logged at debug so that a flood does not become a
 // flood of log lines.
 func (a *API) logRefusal(method, path string, ae *Error, err error, remote string) {
+	path = logPath(path)
 	if ae.Status >= 500 {
 		a.log.Error("request failed", "method", method, "path", path, "status", ae.Status, "code", ae.Code, "err", err)
 		return
@@ -117,4 +119,34 @@ func (a *API) logRefusal(method, path string, ae *Error, err error, remote strin
 		level = slog.LevelDebug
 	}
 	a.log.Log(context.Background(), level, "request refused", "method", method, "path", path, "status", ae.Status, "code", ae.Code, "remote", remote)
+}
+
+// logPath is a request path as the logs show it: every run of 16 or more
+// characters that could be part of a session ID (base64url) shortened to
+// its first 8 (session.ShortID), so that a client that puts its session ID
+// in the path (by mistake, or a malformed target) does not have it logged.
+// Session IDs go in the query, which is never logged.
+func logPath(p string) string {
+	const long = 16
+	run, start := 0, 0
+	for i := 0; i <= len(p); i++ {
+		if i < len(p) && isIDByte(p[i]) {
+			if run == 0 {
+				start = i
+			}
+			run++
+			continue
+		}
+		if run >= long {
+			return logPath(p[:start] + session.ShortID(p[start:i]) + p[i:])
+		}
+		run = 0
+	}
+	return p
+}
+
+// isIDByte reports whether c is a character of a session ID (base64url) or
+// of its percent-encoding.
+func isIDByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '%'
 }

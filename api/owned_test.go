@@ -76,7 +76,7 @@ func TestRepollsOnAnOwnedConnectionAreServedWithoutNetHTTP(t *testing.T) {
 		t.Fatalf("net/http served %d of 4 re-polls on the owned connection, want none", n)
 	}
 	// Two re-polls in one write: the second is read ahead and still served.
-	req := "GET /data?cursor=3&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	req := "GET /data?cursor=3&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\n\r\n"
 	if _, err := io.WriteString(c.conn, req+req); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestRepollsOnAnOwnedConnectionAreServedWithoutNetHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := strings.Replace(req, "cursor=3", "cursor=4", 1)
-	if _, err := io.WriteString(c.conn, req+"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"+next); err != nil {
+	if _, err := io.WriteString(c.conn, req+"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"+next); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []int{200, 200, 204} {
@@ -116,33 +116,33 @@ func TestOwnedConnectionHandsOtherRequestsToTheServer(t *testing.T) {
 		check  func(res *http.Response, body string) bool
 		raw    bool // not served by the echo route: the raw path's, or net/http's own refusal
 	}{
-		{"healthz", func(string) string { return "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" }, 200, nil, false},
+		{"healthz", func(string) string { return "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n" }, 200, nil, false},
 		{"push with a body", func(sid string) string {
 			b := `{"to":{"sessionId":"` + sid + `"},"data":1}`
-			return "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(b)) + "\r\n\r\n" + b
+			return "POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(b)) + "\r\n\r\n" + b
 		}, 202, nil, true},
 		{"poll from an allowed origin gets CORS headers", func(sid string) string {
-			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n"
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\n\r\n"
 		}, 204, func(res *http.Response, _ string) bool {
 			return res.Header.Get("Access-Control-Allow-Origin") == "https://app.example"
 		}, false},
 		{"invalid cursor", func(sid string) string {
-			return "GET /data?cursor=x&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n"
+			return "GET /data?cursor=x&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\n\r\n"
 		}, 400, func(_ *http.Response, body string) bool { return strings.Contains(body, `"code":"invalid_cursor"`) }, true},
 		{"missing Host", func(sid string) string { return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\n\r\n" }, 400, nil, true}, // net/http's own 400
 		{"bare LF line ends", func(sid string) string {
 			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\nHost: x\n\n"
 		}, 204, nil, false},
 		{"folded header", func(sid string) string {
-			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n"
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\nX-A: 1\r\n 2\r\n\r\n"
 		}, 204, nil, false}, // net/http unfolds it
 		{"headers over the cap", func(sid string) string {
-			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 600) + "\r\n\r\n"
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + strings.Repeat("p", 600) + "\r\n\r\n"
 		}, 431, nil, false},
 		{"head over the fast path's buffer", func(sid string) string {
-			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 5000) + "\r\n\r\n"
+			return "GET /data?cursor=1&timeout=0&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + strings.Repeat("p", 5000) + "\r\n\r\n"
 		}, 204, nil, false},
-		{"path not /data", func(sid string) string { return "GET /data/?sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n\r\n" }, 404, nil, false},
+		{"path not /data", func(sid string) string { return "GET /data/?sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\n\r\n" }, 404, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			limit := 512
@@ -195,7 +195,7 @@ func TestOwnedRepollTakesAPollSlot(t *testing.T) {
 // one that starts a request and stalls, after the read-header timeout.
 func TestOwnedConnectionTimeouts(t *testing.T) {
 	p := newParkServer(t, api.Config{Timeouts: h1.Timeouts{Idle: 100 * time.Millisecond, ReadHeader: 100 * time.Millisecond}})
-	for i, partial := range []string{"", "GET /data?sessionId=x HTTP/1.1\r\nHost: x\r\n"} {
+	for i, partial := range []string{"", "GET /data?sessionId=x HTTP/1.1\r\nHost: localhost\r\n"} {
 		c := answeredPoll(t, p, p.connect(t, strconv.Itoa(i)))
 		if _, err := io.WriteString(c.conn, partial); err != nil {
 			t.Fatal(err)
@@ -276,7 +276,7 @@ func TestListenerCloseEndsIdleOwnedConnections(t *testing.T) {
 }
 
 func pushRequest(body, extra string) string {
-	return "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+	return "POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\n" + extra + "\r\n" + body
 }
 
@@ -335,7 +335,7 @@ func TestPushesOnAnOwnedConnection(t *testing.T) {
 	if res, body := send("\r\n" + pushRequest(one, "")); res.StatusCode != 202 {
 		t.Fatalf("push after a stray CRLF: %d %q", res.StatusCode, body)
 	}
-	if res, body := send("\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
+	if res, body := send("\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); res.StatusCode != 200 {
 		t.Fatalf("request after a stray CRLF: %d %q", res.StatusCode, body)
 	}
 	// The same after the first push of a connection (answered by echo,
@@ -387,7 +387,7 @@ func TestOwnedPushRefusalsGoToTheServer(t *testing.T) {
 		}}, // fast path
 		{pushRequest(ok, auth), 202, nil},                                        // fast path
 		{pushRequest(`{"data":`+strings.Repeat(" ", 5000)+`1}`, auth), 202, nil}, // beyond the buffer: fast path
-		{"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9000000\r\n" + auth + "\r\n", 413, func(_ *http.Response, body string) bool {
+		{"POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 9000000\r\n" + auth + "\r\n", 413, func(_ *http.Response, body string) bool {
 			return strings.Contains(body, `"code":"payload_too_large"`)
 		}}, // over MaxPushBody: echo
 	} {
@@ -423,15 +423,16 @@ func TestOwnedPushRefusalsGoToTheServer(t *testing.T) {
 	}
 }
 
-// An answer larger than the socket can take at once (100 messages of 60
-// KB to a client with a small receive buffer) is written partly at once
-// and the rest under a deadline: the client gets all of it, intact, and the
-// connection serves the next poll.
+// An answer larger than the socket can take at once (about 1 MiB of 60 KB
+// messages to a client with a small receive buffer) is written partly at
+// once and the rest under a deadline: the client gets all of it, intact,
+// and the connection serves the next poll. An answer carries at most about
+// 1 MiB (poll.MaxAnswerBytes): 100 such messages come in several.
 func TestLargeAnswerOnAnOwnedConnection(t *testing.T) {
 	p := newParkServer(t, api.Config{})
 	sid := p.connect(t, "lamp")
 	c := answeredPoll(t, p, sid)
-	// 6 MB cannot fit the socket buffers at once.
+	// 1 MB cannot fit the socket buffers at once.
 	if err := c.conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
 		t.Fatal(err)
 	}
@@ -441,29 +442,36 @@ func TestLargeAnswerOnAnOwnedConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.send("GET", "/data?cursor=1&timeout=20&sessionId="+sid, "")
-	res, body := c.read()
-	var got struct {
-		Cursor   uint64
-		Messages []struct {
-			Seq  uint64
-			Data json.RawMessage
+	cursor, answers := uint64(1), 0
+	for cursor < 101 {
+		c.send("GET", "/data?cursor="+strconv.FormatUint(cursor, 10)+"&timeout=20&sessionId="+sid, "")
+		res, body := c.read()
+		var got struct {
+			Cursor   uint64
+			Messages []struct {
+				Seq  uint64
+				Data json.RawMessage
+			}
 		}
-	}
-	if err := json.Unmarshal([]byte(body), &got); err != nil || res.StatusCode != 200 || res.ContentLength != int64(len(body)) {
-		t.Fatalf("large answer: %d, %d of %d bytes: %v", res.StatusCode, len(body), res.ContentLength, err)
-	}
-	if len(got.Messages) != 100 || got.Cursor != 101 {
-		t.Fatalf("large answer: %d messages, cursor %d", len(got.Messages), got.Cursor)
-	}
-	for i, m := range got.Messages {
-		if m.Seq != uint64(i+2) || !bytes.Equal(m.Data, data) {
-			t.Fatalf("message %d: seq %d, %d bytes of data", i, m.Seq, len(m.Data))
+		if err := json.Unmarshal([]byte(body), &got); err != nil || res.StatusCode != 200 || res.ContentLength != int64(len(body)) {
+			t.Fatalf("large answer: %d, %d of %d bytes: %v", res.StatusCode, len(body), res.ContentLength, err)
 		}
+		if len(body) > poll.MaxAnswerBytes+len(data)+200 || answers == 0 && len(body) < poll.MaxAnswerBytes/2 {
+			t.Fatalf("answer %d: %d bytes, %d messages", answers, len(body), len(got.Messages))
+		}
+		for i, m := range got.Messages {
+			if m.Seq != cursor+uint64(i)+1 || !bytes.Equal(m.Data, data) {
+				t.Fatalf("answer %d, message %d: seq %d, %d bytes of data", answers, i, m.Seq, len(m.Data))
+			}
+		}
+		cursor, answers = got.Cursor, answers+1
+	}
+	if answers < 6 || answers > 8 {
+		t.Fatalf("100 messages of 60 KB in %d answers", answers)
 	}
 	c.send("GET", "/data?cursor=101&timeout=0&sessionId="+sid, "")
 	if res, _ := c.read(); res.StatusCode != 204 {
-		t.Fatalf("after the large answer: %d", res.StatusCode)
+		t.Fatalf("after the large answers: %d", res.StatusCode)
 	}
 }
 

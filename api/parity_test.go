@@ -176,7 +176,7 @@ func parityRound(t *testing.T, cfg api.Config, tc parityCase, raw bool) (*http.R
 		if len(cfg.PublishKeys) > 0 {
 			auth = "Authorization: Bearer " + parityKey + "\r\n"
 		}
-		fmt.Fprintf(c.conn, "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s", len(body), auth, body)
+		fmt.Fprintf(c.conn, "POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s", len(body), auth, body)
 		if res, b := c.read(); res.StatusCode != 202 {
 			t.Fatalf("warm-up push: %d %q", res.StatusCode, b)
 		}
@@ -193,7 +193,7 @@ func parityRound(t *testing.T, cfg api.Config, tc parityCase, raw bool) (*http.R
 	}
 	before := p.net.Load()
 	body := fill(tc.body)
-	head := tc.method + " " + fill(tc.target) + " HTTP/1.1\r\nHost: x\r\n" + tc.header
+	head := tc.method + " " + fill(tc.target) + " HTTP/1.1\r\nHost: localhost\r\n" + tc.header
 	if body != "" {
 		head += "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
 	}

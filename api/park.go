@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -56,7 +57,9 @@ type parkedPoll struct {
 	conn   *h1.Conn
 	header []byte // the answer's header lines (h1.HeaderLines)
 	result chan pollResult
-	after  func() // gives the poll's place under --max-parked-per-ip back; nil when uncapped
+	after  func()       // gives the poll's place under --max-parked-per-ip back; nil when uncapped
+	id     string       // the session
+	ticket *poll.Ticket // the connection's ticket: the poll's owner in the hub (Hub.Cancel)
 }
 
 // dataParked serves a poll read by echo through Hub.Park: answered at
@@ -65,8 +68,9 @@ type parkedPoll struct {
 // way, or a panic has left.
 func (a *API) dataParked(c echo.Context, args pollArgs, release func()) error {
 	after := once(release)
-	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), result: make(chan pollResult, 1), after: after}
 	st := &connState{}
+	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), result: make(chan pollResult, 1), after: after,
+		id: args.id, ticket: &st.ticket}
 	// Held before parking, so that a shutdown waiting for held answers
 	// cannot miss one that is being taken over right now.
 	h := a.holdPoll(after)
@@ -88,6 +92,7 @@ func (a *API) dataParked(c echo.Context, args pollArgs, release func()) error {
 		p.conn = a.ln.Take(nc, brw.Reader)
 		p.conn.Value = st
 		p.header = h1.HeaderLines(c.Response().Header())
+		p.conn.Park(p.gone) // before done may run (it waits for ready)
 		c.Set(parkedKey, "parked")
 	}()
 	if p.conn != nil {
@@ -150,6 +155,9 @@ func (h *pollHold) giveBack() {
 // neither the publisher nor the other answers of a fan-out.
 func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 	<-p.ready
+	if p.conn != nil && !p.conn.Claim() {
+		return nil // the client has gone: gone has ended the poll
+	}
 	p.a.observePoll(p.start, msgs, err, false)
 	if p.after != nil {
 		p.after() // before the answer: the client may poll again at once, on another connection too
@@ -172,6 +180,20 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 	return then
 }
 
+// gone ends a poll whose client has gone (h1.Conn.Park: the sweeper found
+// its connection closed or reset, and has closed it): the hub's poll is
+// canceled (its messages stay for the next poll), the poll counts as gone,
+// and its place under --max-parked-per-ip and the listener's hold are
+// given back.
+func (p *parkedPoll) gone() {
+	p.a.hub.Cancel(p.id, p.ticket)
+	p.a.observePoll(p.start, nil, nil, true)
+	if p.after != nil {
+		p.after()
+	}
+	p.a.ln.Release()
+}
+
 // nextRequest moves a connection whose answer was written on: to the raw
 // path for its next request, or back to net/http when the API does not
 // keep connections (trusted proxies).
@@ -188,24 +210,30 @@ var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 // startPoll starts writing a poll's answer on conn (h1.Conn.Start):
 // 200 with msgs, 204 with none, or err's error answer. header holds the
 // header lines every /data answer carries.
-func (a *API) startPoll(conn *h1.Conn, header []byte, msgs []poll.Message, err error) (status int, rest []byte, closing bool) {
+//
+// The rest of a 200 the socket does not take at once refers to the
+// messages' rendered bytes, shared with the mailbox (wire.AnswerPieces),
+// not to a copy of the answer.
+func (a *API) startPoll(conn *h1.Conn, header []byte, msgs []poll.Message, err error) (status int, rest net.Buffers, closing bool) {
 	switch {
 	case err != nil:
 		status, lines, body := a.rawError(err, http.MethodGet, "/data", conn.IP(), header)
-		rest, closing = conn.Start(status, lines, body)
+		rest, closing = conn.Start(status, lines, body, nil)
 		return status, rest, closing
 	case len(msgs) > 0:
 		bp := answerBufs.Get().(*[]byte)
 		defer answerBufs.Put(bp)
 		*bp = wire.AppendAnswer((*bp)[:0], msgs)
-		rest, closing = conn.Start(http.StatusOK, header, *bp)
+		rest, closing = conn.Start(http.StatusOK, header, *bp, func() [][]byte { return wire.AnswerPieces(msgs) })
 		return http.StatusOK, rest, closing
 	}
-	rest, closing = conn.Start(http.StatusNoContent, header, nil)
+	rest, closing = conn.Start(http.StatusNoContent, header, nil, nil)
 	return http.StatusNoContent, rest, closing
 }
 
-// writePoll writes a poll's answer through echo.
+// writePoll writes a poll's answer through echo: the messages' rendered
+// bytes, shared with the mailbox (wire.AnswerPieces), not indented for
+// ?pretty.
 func (a *API) writePoll(c echo.Context, msgs []poll.Message, err error) error {
 	switch {
 	case err != nil:
@@ -213,5 +241,5 @@ func (a *API) writePoll(c echo.Context, msgs []poll.Message, err error) error {
 	case len(msgs) == 0:
 		return c.NoContent(http.StatusNoContent)
 	}
-	return writeJSON(c, http.StatusOK, wire.AppendAnswer(make([]byte, 0, 512), msgs))
+	return a.writePieces(c, http.StatusOK, wire.AnswerPieces(msgs))
 }

@@ -15,7 +15,7 @@ import (
 // proxy that pools upstream connections. Checked for a first poll (parked
 // after echo routed it) and for a re-poll on a connection the API owns.
 func TestPollBodyIsNotASecondRequest(t *testing.T) {
-	smuggled := "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	smuggled := "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 	framings := []string{
 		"Content-Length: " + strconv.Itoa(len(smuggled)) + "\r\n\r\n" + smuggled,
 		"Transfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(int64(len(smuggled)), 16) + "\r\n" + smuggled + "\r\n0\r\n\r\n",
@@ -28,7 +28,7 @@ func TestPollBodyIsNotASecondRequest(t *testing.T) {
 			c, cursor = answeredPoll(t, p, sid), "cursor=1&"
 		}
 		for _, framing := range framings {
-			req := "GET /data?" + cursor + "timeout=0.05&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\n" + framing
+			req := "GET /data?" + cursor + "timeout=0.05&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\n" + framing
 			if _, err := io.WriteString(c.conn, req); err != nil {
 				t.Fatal(err)
 			}

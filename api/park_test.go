@@ -95,7 +95,7 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 
 func (c *rawClient) send(method, target, extra string) {
 	c.t.Helper()
-	if _, err := fmt.Fprintf(c.conn, "%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n", method, target, extra); err != nil {
+	if _, err := fmt.Fprintf(c.conn, "%s %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n", method, target, extra); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -160,9 +160,9 @@ func TestParkedPollKeepsMiddlewareHeadersAndPipelinedRequests(t *testing.T) {
 	// Two requests in one write: the second is read ahead while the first
 	// is parked, and must still be served after it.
 	req := func(q string) string {
-		return "GET /data?" + q + "&sessionId=" + sid + " HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n"
+		return "GET /data?" + q + "&sessionId=" + sid + " HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\n\r\n"
 	}
-	if _, err := io.WriteString(c.conn, req("timeout=0.1")+"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c.conn, req("timeout=0.1")+"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	res, _ := c.read()

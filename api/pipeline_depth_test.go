@@ -47,7 +47,7 @@ func TestPipelinedPollsDoNotNestConnectionWrappers(t *testing.T) {
 	p := newParkServerOn(t, api.Config{}, depthListener{inner, &max})
 	s, _ := p.hub.Connect(session.Request{DeviceID: "lamp"})
 	c := dialRaw(t, p.addr)
-	req := "GET /data?timeout=0&sessionId=" + s.ID + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	req := "GET /data?timeout=0&sessionId=" + s.ID + " HTTP/1.1\r\nHost: localhost\r\n\r\n"
 	for _, n := range []int{10, 1000, 5000} {
 		go io.WriteString(c.conn, strings.Repeat(req, n))
 		for range n {

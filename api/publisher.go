@@ -3,39 +3,87 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 )
 
-// requirePublisher admits a request with a configured publish key as its
-// bearer token, or, when no key is configured, from a loopback address.
+// publisher is what the publisher check reads of a request: the client's
+// address, its Authorization header, and, for local publishers without a
+// key, where the request says it goes and comes from.
+type publisher struct {
+	ip, authorization string
+	host              string // the Host header
+	origin            string // the Origin header, if any
+	fetchSite         string // the Sec-Fetch-Site header, if any
+}
+
+// publisherOf reads the publisher check's fields off an echo request.
+func publisherOf(c echo.Context) publisher {
+	r := c.Request()
+	return publisher{ip: c.RealIP(), authorization: r.Header.Get(echo.HeaderAuthorization),
+		host: r.Host, origin: r.Header.Get(echo.HeaderOrigin), fetchSite: r.Header.Get("Sec-Fetch-Site")}
+}
+
+// requirePublisher admits a publisher (publisherCheck).
 func (a *API) requirePublisher(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := a.publisherCheck(c.RealIP(), c.Request().Header.Get(echo.HeaderAuthorization)); err != nil {
+		if err := a.publisherCheck(publisherOf(c)); err != nil {
 			return err
 		}
 		return next(c)
 	}
 }
 
-// publisherCheck admits a publisher by its client address ip and its
-// Authorization header: without publish keys only loopback clients (403),
-// with keys a bearer of one of them (401).
-func (a *API) publisherCheck(ip, authorization string) error {
-	if len(a.sec.keyHashes) == 0 {
-		addr, err := netip.ParseAddr(ip)
-		if err != nil || !addr.Unmap().IsLoopback() {
-			return errLoopbackOnly
+// publisherCheck admits a publisher. With publish keys: a bearer of one
+// of them (401 otherwise). Without: a local client only (403 otherwise,
+// telling the operator to set --publish-key): a loopback address, a
+// loopback Host (localhost, 127.0.0.0/8, [::1], any port), so that a page
+// that rebinds its own name to 127.0.0.1 cannot publish, and no cross-site
+// Origin or Sec-Fetch-Site, so that a page in a browser on this host
+// cannot either.
+func (a *API) publisherCheck(p publisher) error {
+	if len(a.sec.keyHashes) > 0 {
+		token, ok := strings.CutPrefix(p.authorization, "Bearer ")
+		if !ok || !a.validKey(strings.TrimSpace(token)) {
+			return errUnauthorized
 		}
 		return nil
 	}
-	token, ok := strings.CutPrefix(authorization, "Bearer ")
-	if !ok || !a.validKey(strings.TrimSpace(token)) {
-		return errUnauthorized
+	if !loopbackIP(p.ip) || !loopbackHost(p.host) || p.fetchSite == "cross-site" {
+		return errLoopbackOnly
+	}
+	if p.origin != "" {
+		u, err := url.Parse(p.origin)
+		if err != nil || u.Host == "" || !loopbackHost(u.Host) {
+			return errLoopbackOnly
+		}
 	}
 	return nil
+}
+
+// loopbackIP reports whether ip is a loopback address.
+func loopbackIP(ip string) bool {
+	addr, err := netip.ParseAddr(ip)
+	return err == nil && addr.Unmap().IsLoopback()
+}
+
+// loopbackHost reports whether a Host header (host, or host:port) names
+// this host by a loopback name: localhost, 127.0.0.0/8 or [::1].
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
+		host = hostport[1 : len(hostport)-1]
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	return loopbackIP(host)
 }
 
 // validKey compares token with every key in constant time: all keys are

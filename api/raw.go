@@ -26,12 +26,13 @@ type rawRoute struct {
 	push  bool
 	query string // GET /data: the raw query
 	auth  string // POST /push: the Authorization header, if any
+	host  string // POST /push: the Host header
 }
 
 // route reports whether the raw path serves the request with head h, and
 // how: a GET /data or POST /push that echo would serve, with no header
-// echo's chain treats specially (Origin: CORS; X-Forwarded-For;
-// Content-Encoding), within the header cap as limitHeaders counts it, and
+// echo's chain treats specially (Origin, Sec-Fetch-Site: CORS and the
+// publisher check; X-Forwarded-For; Content-Encoding), within the header cap as limitHeaders counts it, and
 // for a push exactly one "Content-Type: application/json", a non-empty
 // body of known length and at most one Authorization. Any doubt answers
 // false.
@@ -58,6 +59,7 @@ func (a *API) route(h *h1.Head) (rawRoute, bool) {
 			return r, false
 		}
 		r.auth = string(auth)
+		r.host = string(h.Host)
 	default:
 		return r, false
 	}
@@ -66,7 +68,8 @@ func (a *API) route(h *h1.Head) (rawRoute, bool) {
 	cacheControl := false
 	for _, f := range h.Fields() {
 		switch {
-		case h1.EqualFold(f.Name, "Origin"), h1.EqualFold(f.Name, "X-Forwarded-For"), h1.EqualFold(f.Name, "Content-Encoding"):
+		case h1.EqualFold(f.Name, "Origin"), h1.EqualFold(f.Name, "Sec-Fetch-Site"),
+			h1.EqualFold(f.Name, "X-Forwarded-For"), h1.EqualFold(f.Name, "Content-Encoding"):
 			return r, false
 		case h1.EqualFold(f.Name, "Pragma"):
 			if pragma == nil {
@@ -110,10 +113,11 @@ func (a *API) rawPoll(r *h1.Request, rt rawRoute) h1.Outcome {
 	}
 	after := once(release)
 	st := conn.Value.(*connState)
-	p := &parkedPoll{a: a, start: start, ready: decided, conn: conn, header: a.raw.poll, after: after}
+	p := &parkedPoll{a: a, start: start, ready: decided, conn: conn, header: a.raw.poll, after: after, id: args.id, ticket: &st.ticket}
 	h := a.holdPoll(after)
 	defer h.giveBack() // a panic on the way (h1 recovers it) too
 	r.Hold()           // done may answer on another goroutine as soon as the poll parks
+	conn.Park(p.gone)  // before the poll parks: done claims it back
 	msgs, err, parked := a.hub.Park(&st.ticket, args.id, args.ack, args.hasAck, args.hold, p.done)
 	if parked {
 		h.pass()
@@ -121,6 +125,10 @@ func (a *API) rawPoll(r *h1.Request, rt rawRoute) h1.Outcome {
 		return h1.Parked
 	}
 	r.Unhold()
+	if !conn.Claim() {
+		h.pass() // the client went while the poll was looked at: gone gave both back
+		return h1.Served
+	}
 	h.slot()
 	status, rest, closing := a.startPoll(conn, a.raw.poll, msgs, err)
 	conn.Finish(rest, closing)
@@ -144,7 +152,7 @@ var decided = func() chan struct{} {
 // does not serve.
 func (a *API) rawPush(r *h1.Request, rt rawRoute) h1.Outcome {
 	conn := r.Conn()
-	if a.pushAdmit(conn.IP(), rt.auth) != nil {
+	if a.pushAdmit(publisher{ip: conn.IP(), authorization: rt.auth, host: rt.host}) != nil {
 		return h1.Pass
 	}
 	// Held like a parked poll, so that a shutdown (WaitHeld) lets the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/session"
 )
 
 // hot is what the raw path makes of head: parsed by h1, routed by the
@@ -153,4 +154,24 @@ func FuzzRawRoute(f *testing.F) {
 			t.Fatalf("accepted %q of %d header bytes over the cap %d", head, n, max)
 		}
 	})
+}
+
+func TestLogPath(t *testing.T) {
+	sid := session.NewID()
+	for in, want := range map[string]string{
+		"/data":                        "/data",
+		"/longpoll.js":                 "/longpoll.js",
+		"/data/" + sid:                 "/data/" + sid[:8] + "…",
+		"/data?sessionId=" + sid:       "/data?sessionId=" + sid[:8] + "…",
+		"/x/" + sid + "/y/" + sid:      "/x/" + sid[:8] + "…/y/" + sid[:8] + "…",
+		"/data;sessionId=" + sid + ";": "/data;sessionId=" + sid[:8] + "…;",
+		"/a-very-long_name-of-15":      "/a-very-l…",
+	} {
+		if got := logPath(in); got != want {
+			t.Errorf("logPath(%q) = %q, want %q", in, got, want)
+		}
+		if got := logPath(in); strings.Contains(got, sid) {
+			t.Errorf("logPath(%q) keeps the session ID", in)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
 	"github.com/longpoll/longpoll/wire"
@@ -97,7 +98,7 @@ func (a *API) push(c echo.Context) error {
 	if probing(c) {
 		return nil
 	}
-	if err := a.pushAdmit(c.RealIP(), c.Request().Header.Get(echo.HeaderAuthorization)); err != nil {
+	if err := a.pushAdmit(publisherOf(c)); err != nil {
 		return err
 	}
 	body, err := jsonBody(c, MaxPushBody)
@@ -244,21 +245,44 @@ func parseDisconnect(body []byte) (poll.Target, error) {
 // json writes v as the JSON body of a status: jsonLine's bytes, as the raw
 // path writes them (writeJSON).
 func (a *API) json(c echo.Context, status int, v any) error {
-	return writeJSON(c, status, jsonLine(v))
+	return a.writeJSON(c, status, jsonLine(v))
 }
 
 // writeJSON writes body with its Content-Type and Content-Length (so that
 // a long answer is not chunked: the raw path's framing), indented when the
 // query asks for ?pretty, as echo's c.JSON does.
-func writeJSON(c echo.Context, status int, body []byte) error {
+func (a *API) writeJSON(c echo.Context, status int, body []byte) error {
 	if prettyJSON(c) {
 		var buf bytes.Buffer
 		if json.Indent(&buf, bytes.TrimSuffix(body, []byte("\n")), "", "  ") == nil {
 			body = append(buf.Bytes(), '\n')
 		}
 	}
-	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
-	return c.Blob(status, echo.MIMEApplicationJSON, body)
+	return a.writePieces(c, status, [][]byte{body})
+}
+
+// writePieces writes a JSON body given as pieces, with its Content-Type
+// and Content-Length, under the write timeout: a client that does not read
+// its answer is dropped after it, as on the raw path, and while it is
+// written the server holds the pieces (shared messages, for a poll) and
+// net/http's buffer, not a copy of the answer.
+func (a *API) writePieces(c echo.Context, status int, pieces [][]byte) error {
+	n := 0
+	for _, p := range pieces {
+		n += len(p)
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	h.Set(echo.HeaderContentLength, strconv.Itoa(n))
+	// Not supported by a recorder in tests: the server's WriteTimeout stays.
+	_ = http.NewResponseController(c.Response().Writer).SetWriteDeadline(time.Now().Add(a.writeTimeout))
+	c.Response().WriteHeader(status)
+	for _, p := range pieces {
+		if _, err := c.Response().Write(p); err != nil {
+			return nil // the client is gone or too slow: nothing more to say to it
+		}
+	}
+	return nil
 }
 
 // prettyJSON reports whether the request asks for indented JSON.
@@ -298,17 +322,19 @@ func unsupported(want string) *Error {
 	return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "this endpoint expects "+want)
 }
 
-// readBody reads the whole body, failing with payload_too_large past limit.
+// readBody reads the whole body, failing with payload_too_large past
+// limit. Its memory grows with the bytes that arrive, whatever the
+// Content-Length says.
 func readBody(c echo.Context, limit int64) ([]byte, error) {
 	r := c.Request()
 	if r.ContentLength > limit {
 		return nil, errTooLarge
 	}
 	if r.ContentLength > 0 {
-		// The length is known (and net/http stops the body there): one
-		// buffer of that size instead of io.ReadAll's growing ones.
-		body := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
+		// The length is known (and net/http stops the body there): read
+		// it into memory that grows as it arrives, not as announced.
+		body, err := h1.ReadFull(r.Body, int(r.ContentLength))
+		if err != nil {
 			return nil, apiError(http.StatusBadRequest, "invalid_payload", "could not read the request body")
 		}
 		return body, nil
@@ -325,7 +351,7 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 }
 
 func (a *API) logPanic(c echo.Context, err error, stack []byte) error {
-	a.log.Error("panic serving request", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+	a.log.Error("panic serving request", "method", c.Request().Method, "path", logPath(c.Request().URL.Path), "err", err, "stack", string(stack))
 	return err
 }
 
@@ -352,7 +378,7 @@ func (a *API) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 // query string is left out: it carries session IDs, which are credentials.
 func (a *API) logRequest(start time.Time, method, path string, status any, remote string) {
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
-		a.log.Debug("request", "method", method, "path", path, "status", status,
+		a.log.Debug("request", "method", method, "path", logPath(path), "status", status,
 			"duration", time.Since(start), "remote", remote)
 	}
 }

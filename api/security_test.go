@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
@@ -433,8 +434,8 @@ func TestCORSDefaultNone(t *testing.T) {
 	// Same-origin pages (the demo console), and clients that are not
 	// browsers, are served.
 	for name, opts := range map[string][]reqOpt{
-		"same-origin":         {origin("http://example.com"), fetchSite("same-origin")},
-		"origin is host":      {origin("http://example.com")},
+		"same-origin":         {origin("http://localhost:8080"), fetchSite("same-origin")},
+		"origin is host":      {origin("http://localhost:8080")},
 		"not a browser":       nil,
 		"user typed (none)":   {fetchSite("none")},
 		"cross-site GET data": {origin("https://evil.example"), fetchSite("cross-site")},
@@ -798,4 +799,48 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	// and the loopback-only publisher check cannot be fooled through it
 	wantError(t, s.do(t, "POST", "/push", ctJSON, `{"data":1}`, proxy, xff("127.0.0.1, 198.51.100.1")), 403, "forbidden")
+}
+
+// Without a publish key only local publishers are admitted: a loopback
+// address is not enough, the Host must name this host by a loopback name
+// (a page that rebinds its own name to 127.0.0.1 sends its own name) and
+// no cross-site page may be the origin. The refusal tells the operator
+// what to do.
+func TestLoopbackPublisherNeedsALocalHost(t *testing.T) {
+	s := newServer(t, poll.Config{}, api.Config{})
+	host := func(h string) reqOpt { return func(r *http.Request) { r.Host = h } }
+	for name, opts := range map[string][]reqOpt{
+		"rebound name":          {host("evil.example:8080")},
+		"rebound name, no port": {host("evil.example")},
+		"a LAN address as Host": {host("192.168.1.5:8080")},
+		"cross-site Origin":     {origin("http://evil.example")},
+		"Origin not a URL":      {origin("null")},
+		"cross-site fetch":      {fetchSite("cross-site")},
+	} {
+		for _, target := range []string{"/push", "/stats", "/presence?userId=a"} {
+			method, body := "GET", ""
+			if target == "/push" {
+				method, body = "POST", `{"data":1}`
+			}
+			rec := s.do(t, method, target, ctJSON, body, opts...)
+			wantError(t, rec, 403, "forbidden")
+			if !strings.Contains(errorMessage(t, rec), "--publish-key") {
+				t.Errorf("%s %s: the refusal does not name --publish-key: %s", name, target, rec.Body)
+			}
+		}
+	}
+	for name, opts := range map[string][]reqOpt{
+		"localhost":          {host("localhost")},
+		"LOCALHOST:80":       {host("LOCALHOST:80")},
+		"127.0.0.1:8080":     {host("127.0.0.1:8080")},
+		"127.5.6.7":          {host("127.5.6.7")},
+		"[::1]:8080":         {host("[::1]:8080")},
+		"[::1]":              {host("[::1]")},
+		"local page":         {origin("http://localhost:3000"), fetchSite("same-site")},
+		"local page by IPv6": {origin("http://[::1]:3000")},
+	} {
+		if rec := s.do(t, "POST", "/push", ctJSON, `{"data":1}`, opts...); rec.Code != 202 {
+			t.Errorf("%s: %d %s", name, rec.Code, rec.Body)
+		}
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/poll"
@@ -18,11 +17,6 @@ import (
 // its JSON error body; beyond, net/http answers a plain 431 before reading
 // more.
 const serverHeaderBytes = 2
-
-// writeSlack is how much longer than the longest hold net/http may take
-// to write a poll's answer when the poll is held in its handler (HTTP/2,
-// TLS): its write deadline covers the whole request.
-const writeSlack = 30 * time.Second
 
 // Server serves the API on one listener: net/http with the echo routes,
 // and on plain TCP the raw HTTP/1.1 path (h1) for the connections the API
@@ -45,7 +39,7 @@ func NewServer(hub *poll.Hub, ln net.Listener, cfg Config, tlsConfig *tls.Config
 	t := cfg.Timeouts
 	s := &Server{hub: hub, ln: ln, tls: tlsConfig != nil}
 	if tlsConfig == nil {
-		s.h1 = h1.NewListener(ln, t)
+		s.h1 = h1.NewListener(ln, t, 0)
 		s.h1.Draining = hub.Closing
 		t = s.h1.Timeouts()
 		s.ln = s.h1
@@ -62,17 +56,29 @@ func NewServer(hub *poll.Hub, ln net.Listener, cfg Config, tlsConfig *tls.Config
 		Handler:           s.api,
 		ReadHeaderTimeout: t.ReadHeader,
 		ReadTimeout:       t.Read,
-		WriteTimeout:      s.api.cfg.MaxPollTimeout + writeSlack,
-		IdleTimeout:       t.Idle,
-		MaxHeaderBytes:    serverHeaderBytes * s.api.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		TLSConfig:         tlsConfig,
+		// net/http's write deadline covers a whole request, a poll held in
+		// its handler (HTTP/2, TLS) too; each answer then sets its own
+		// (writePieces).
+		WriteTimeout:   s.api.cfg.MaxPollTimeout + t.Read + t.Write,
+		IdleTimeout:    t.Idle,
+		MaxHeaderBytes: serverHeaderBytes * s.api.cfg.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		TLSConfig:      tlsConfig,
 	}
 	return s
 }
 
 // API returns the server's API.
 func (s *Server) API() *API { return s.api }
+
+// Conns returns the counts of the connections the server has taken over
+// (none with TLS).
+func (s *Server) Conns() h1.Stats {
+	if s.h1 == nil {
+		return h1.Stats{}
+	}
+	return s.h1.Stats()
+}
 
 // Addr returns the listener's address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }

@@ -150,7 +150,15 @@ func (v *Verifier) Verify(token string) (*Grant, error) {
 		return nil, fmt.Errorf("%w: an Authorization: Bearer <token> header is required", ErrUnauthorized)
 	}
 	var c claims
-	_, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.keys, nil })
+	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		// RFC 7515 (4.1.11): a token whose crit header names extensions
+		// the recipient does not understand must be refused, and this one
+		// understands none.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errCritical
+		}
+		return v.keys, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrUnauthorized, reason(err))
 	}
@@ -162,9 +170,14 @@ func (v *Verifier) Verify(token string) (*Grant, error) {
 	return g, nil
 }
 
+// errCritical refuses a token with a crit header (RFC 7515 section 4.1.11).
+var errCritical = errors.New("crit")
+
 // reason describes a jwt error without echoing token content.
 func reason(err error) string {
 	switch {
+	case errors.Is(err, errCritical):
+		return "the token's crit header names extensions this server does not understand"
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "the token is malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):

@@ -115,6 +115,7 @@ func TestVerify(t *testing.T) {
 		"too many patterns": {token(t, secret1, jwt.MapClaims{"topics": make([]string, auth.MaxTopicPatterns+1)}), "topics"},
 		"HS384":             {sign(t, jwt.SigningMethodHS384, []byte(secret1), jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Hour).Unix()}), "signature"},
 		"alg none":          {sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Hour).Unix()}), "signature"},
+		"crit header":       {critToken(t, secret1), "crit"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -127,6 +128,19 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// critToken is a valid token but for a crit header (RFC 7515 4.1.11)
+// naming an extension no server understands.
+func critToken(t *testing.T, secret string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Hour).Unix(), "x-ext": 1})
+	tok.Header["crit"] = []string{"x-ext"}
+	s, err := tok.SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // tamper changes the payload of a token (sub alice -> mallory) and keeps

@@ -41,6 +41,17 @@ type Metrics struct {
 // Sources of the gauges, read at scrape time.
 type Sources struct {
 	Stats func() poll.Stats
+	// Edge, when set, reports the HTTP edge's taken-over connections.
+	Edge func() EdgeStats
+}
+
+// EdgeStats are the HTTP edge's counts of its taken-over connections.
+type EdgeStats struct {
+	// Unsent is what the unsent rests of answers allocate now.
+	Unsent int64
+	// Dropped counts clients dropped because the rest of their answer did
+	// not fit the bound on Unsent.
+	Dropped int64
 }
 
 // New registers every metric; gauges read src.Stats at each scrape.
@@ -83,6 +94,16 @@ func New(src Sources) *Metrics {
 	gauge("longpoll_users", "Distinct users online.", func(s poll.Stats) int { return s.Users })
 	gauge("longpoll_offline_messages", "Messages waiting for an offline device or user.", func(s poll.Stats) int { return s.OfflineMessages })
 	gauge("longpoll_mailbox_backlog", "Unacknowledged messages in session mailboxes.", func(s poll.Stats) int { return s.Backlog })
+	gauge("longpoll_stored_bytes", "Bytes the server stores, as --max-stored-bytes counts them: messages in mailboxes and the offline store, and idempotency ids.", func(s poll.Stats) int { return int(s.StoredBytes) })
+	gauge("longpoll_idempotency_ids", "Idempotency ids remembered.", func(s poll.Stats) int { return s.IdempotencyIDs })
+	if src.Edge != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longpoll_unsent_answer_bytes",
+			Help: "Bytes that the unsent rests of answers to slow clients allocate."},
+			func() float64 { return float64(src.Edge().Unsent) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longpoll_slow_clients_dropped_total",
+			Help: "Clients dropped because the unsent rest of their answer did not fit the bound (their messages wait for the next poll)."},
+			func() float64 { return float64(src.Edge().Dropped) }))
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

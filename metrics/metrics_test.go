@@ -39,6 +39,7 @@ func (r *rig) do(method, target, body string) int {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.RemoteAddr = "127.0.0.1:5000"
+	req.Host = "localhost" // a local publisher
 	rec := httptest.NewRecorder()
 	r.h.ServeHTTP(rec, req)
 	return rec.Code

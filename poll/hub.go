@@ -41,6 +41,11 @@ type Config struct {
 	MaxSessions int
 	// Observer hears about pushes and session ends (metrics); nil: nobody.
 	Observer Observer
+	// MaxStoredBytes bounds what the hub stores: the messages in mailboxes
+	// and the offline store (each once, Envelope.Size) and the idempotency
+	// ids together; beyond it a push fails with ErrStorageFull. 0 means
+	// DefaultMaxStoredBytes, negative no bound.
+	MaxStoredBytes int64
 	// Render, when set, renders each message once when the hub accepts it
 	// (Envelope.Rendered), so that every answer carrying it shares the
 	// bytes (wire.Render). An error refuses the push (ErrInvalidPayload).
@@ -141,6 +146,7 @@ type Hub struct {
 	gauges gauges
 
 	mu       sync.RWMutex
+	seenDevs map[string]time.Time // "device:"/"user:" keys -> when last online (under mu)
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -159,6 +165,9 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Store == nil {
 		cfg.Store = NewMemoryStore()
 	}
+	if cfg.MaxStoredBytes == 0 {
+		cfg.MaxStoredBytes = DefaultMaxStoredBytes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -169,13 +178,14 @@ func NewHub(cfg Config) *Hub {
 		cfg.Observer = nopObserver{}
 	}
 	h := &Hub{
-		cfg:   cfg,
-		now:   cfg.Now,
-		log:   cfg.Logger,
-		obs:   cfg.Observer,
-		store: cfg.Store,
-		seen:  cache.New(cfg.OfflineTTL, 0), // swept by Cleanup
-		stop:  make(chan struct{}),
+		cfg:      cfg,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		store:    cfg.Store,
+		seen:     cache.New(cfg.OfflineTTL, 0), // swept by Cleanup
+		stop:     make(chan struct{}),
+		seenDevs: make(map[string]time.Time),
 	}
 	h.dir = session.NewRegistry(cfg.SessionTTL, cfg.Now, h.expired, h.isParked)
 	return h
@@ -196,9 +206,13 @@ type CleanupResult struct {
 func (h *Hub) Cleanup(now time.Time) CleanupResult {
 	h.dir.DeleteExpired()
 	h.seen.DeleteExpired()
-	n := h.store.DropExpired(now)
-	h.obs.OfflineExpired(n)
-	return CleanupResult{OfflineExpired: n}
+	dropped := h.store.DropExpired(now)
+	for _, e := range dropped {
+		h.gauges.stored.drop(e)
+	}
+	h.forgetDevices(now)
+	h.obs.OfflineExpired(len(dropped))
+	return CleanupResult{OfflineExpired: len(dropped)}
 }
 
 // Stats is a snapshot of the hub's state.
@@ -210,6 +224,10 @@ type Stats struct {
 	OfflineMessages int
 	// Backlog counts unacknowledged messages in session mailboxes.
 	Backlog int
+	// StoredBytes is what the hub stores, as Config.MaxStoredBytes counts
+	// it; IdempotencyIDs counts the idempotency ids among it.
+	StoredBytes    int64
+	IdempotencyIDs int
 }
 
 // Stats returns the current counts.
@@ -222,6 +240,8 @@ func (h *Hub) Stats() Stats {
 		Users:           users,
 		OfflineMessages: h.store.Len(),
 		Backlog:         int(h.gauges.backlog.Load()),
+		StoredBytes:     h.StoredBytes(),
+		IdempotencyIDs:  h.seen.ItemCount(),
 	}
 }
 

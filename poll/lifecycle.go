@@ -3,6 +3,7 @@ package poll
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/longpoll/longpoll/session"
 )
@@ -49,6 +50,7 @@ func (h *Hub) Connect(req session.Request) (*session.Session, error) {
 	}
 	h.boxes.Store(s.ID, box)
 	h.dir.Add(s)
+	h.markOnline(s, s.CreatedAt)
 	if old != nil {
 		h.boxes.Delete(old.ID)
 	}
@@ -65,14 +67,66 @@ func (h *Hub) Connect(req session.Request) (*session.Session, error) {
 }
 
 // takeOffline removes the offline messages of s's device and user and
-// returns them in send order.
+// returns those not expired, in send order. Callers hold mu.
 func (h *Hub) takeOffline(s *session.Session) []*Envelope {
 	now := h.now()
-	msgs := h.store.Take(deviceKey(s.DeviceID), now)
+	msgs := h.take(deviceKey(s.DeviceID), now)
 	if s.UserID != "" {
-		msgs = mergeByOrder(msgs, h.store.Take(userKey(s.UserID), now))
+		msgs = mergeByOrder(msgs, h.take(userKey(s.UserID), now))
 	}
 	return msgs
+}
+
+// take removes the offline messages under key and returns those not
+// expired at now.
+func (h *Hub) take(key string, now time.Time) []*Envelope {
+	list := h.store.Take(key)
+	live := list[:0]
+	for _, e := range list {
+		h.gauges.stored.drop(e)
+		if e.Expires.After(now) {
+			live = append(live, e)
+		}
+	}
+	return live
+}
+
+// put stores e under key in the offline store (see OfflineStore.Put).
+func (h *Hub) put(key string, e *Envelope, limit int) error {
+	if err := h.store.Put(key, e, limit); err != nil {
+		return err
+	}
+	h.gauges.stored.hold(e)
+	return nil
+}
+
+// markOnline records that a device and user (the session s) were online
+// at now: a client's send to them is stored while they are offline for up
+// to the offline ttl after (recentlyOnline). Callers hold mu.
+func (h *Hub) markOnline(s *session.Session, now time.Time) {
+	h.seenDevs[deviceKey(s.DeviceID)] = now
+	if s.UserID != "" {
+		h.seenDevs[userKey(s.UserID)] = now
+	}
+}
+
+// recentlyOnline reports whether the device or user of key was online
+// within the offline ttl. Callers hold mu (read).
+func (h *Hub) recentlyOnline(key string) bool {
+	t, ok := h.seenDevs[key]
+	return ok && h.now().Sub(t) < h.cfg.OfflineTTL
+}
+
+// forgetDevices drops the record of devices and users offline for longer
+// than the offline ttl.
+func (h *Hub) forgetDevices(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, t := range h.seenDevs {
+		if now.Sub(t) >= h.cfg.OfflineTTL {
+			delete(h.seenDevs, k)
+		}
+	}
 }
 
 // mergeByOrder merges two lists each sorted by acceptance order.
@@ -175,6 +229,7 @@ func (h *Hub) isParked(s *session.Session) bool {
 // device's current session if one connected meanwhile, else to the device's
 // offline store until they expire. Callers hold mu.
 func (h *Hub) endLocked(s *session.Session, box *Mailbox, closeErr error) {
+	h.markOnline(s, h.now())
 	box.retire(closeErr, func(pending []*Envelope) *Mailbox {
 		now := h.now()
 		var next *Mailbox
@@ -188,7 +243,7 @@ func (h *Hub) endLocked(s *session.Session, box *Mailbox, closeErr error) {
 			if next != nil {
 				_ = next.Append(e, true)
 			} else {
-				_ = h.store.Put(deviceKey(s.DeviceID), e, 0)
+				_ = h.put(deviceKey(s.DeviceID), e, 0)
 			}
 		}
 		return nil

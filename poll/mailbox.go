@@ -7,8 +7,14 @@ import (
 	"time"
 )
 
-// MaxBatch is the most messages one poll response carries.
+// MaxBatch is the most messages one poll answer carries.
 const MaxBatch = 100
+
+// MaxAnswerBytes is about the most message bytes (Envelope.AnswerSize) one
+// poll answer carries: messages are taken, oldest first, while they fit; the
+// first one always goes, however large, and the rest waits for the next
+// poll.
+const MaxAnswerBytes = 1 << 20
 
 // Mailbox is one session's ordered queue of unacknowledged messages and its
 // (at most one) parked poll.
@@ -36,6 +42,7 @@ type Mailbox struct {
 type gauges struct {
 	parked  atomic.Int64 // polls parked now
 	backlog atomic.Int64 // unacknowledged messages in live mailboxes
+	stored  stored       // bytes of the messages held, mailboxes and offline store
 }
 
 // waiter is one parked poll: a blocking one (a goroutine in Wait selects
@@ -55,6 +62,7 @@ type asyncWaiter struct {
 	box   *Mailbox
 	timer *time.Timer                                   // ends the hold
 	done  func(msgs []Message, err error) (then func()) // called once, never under a lock
+	owner *Ticket                                       // who may Cancel it; nil: nobody
 }
 
 // wake tells w to look again, recording err (the first one wins). Callers
@@ -171,6 +179,7 @@ func (m *Mailbox) AppendWake(e *Envelope, force bool) (Wakeup, error) {
 	m.lastSeq++
 	m.buf = append(m.buf, Message{Seq: m.lastSeq, Envelope: e})
 	m.gauges.backlog.Add(1)
+	m.gauges.stored.hold(e)
 	var u Wakeup
 	if w := m.waiter; w != nil && w.claim(nil) {
 		u.w = w
@@ -246,13 +255,16 @@ func (m *Mailbox) beginLocked(ack uint64, hasAck bool) ([]Message, error) {
 // (may be nil) runs after the answers of the same fan-out are all written:
 // an HTTP edge hands connections back there, so that writing a broadcast is
 // not slowed by serving the re-polls it causes.
-func (m *Mailbox) Park(ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
+//
+// owner (may be nil) is who may end the poll early with Cancel: the
+// connection's Ticket.
+func (m *Mailbox) Park(ack uint64, hasAck bool, hold time.Duration, owner *Ticket, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if msgs, err := m.beginLocked(ack, hasAck); msgs != nil || err != nil {
 		return msgs, err, false
 	}
-	a := &asyncWaiter{box: m, done: done}
+	a := &asyncWaiter{box: m, done: done, owner: owner}
 	w := &waiter{async: a}
 	m.waiter = w
 	m.gauges.parked.Add(1)
@@ -266,6 +278,21 @@ func (m *Mailbox) Park(ack uint64, hasAck bool, hold time.Duration, done func([]
 		}
 	})
 	return nil, nil, true
+}
+
+// Cancel ends the poll parked by owner (Park), if it is still the one
+// parked: its done gets ErrCanceled and no messages, which stay
+// unacknowledged. It reports whether there was such a poll.
+func (m *Mailbox) Cancel(owner *Ticket) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.waiter
+	if owner == nil || w == nil || w.async == nil || w.async.owner != owner {
+		return false
+	}
+	w.wake(ErrCanceled)
+	m.waiter = nil
+	return true
 }
 
 // WakeAsync ends a parked asynchronous poll as if its hold had passed (it
@@ -324,7 +351,10 @@ func (m *Mailbox) retire(closeErr error, carry func(pending []*Envelope) *Mailbo
 		pending = append(pending, msg.Envelope)
 	}
 	m.gauges.backlog.Add(-int64(len(pending)))
-	m.successor = carry(pending)
+	m.successor = carry(pending) // its new holders hold them first, so that none is counted out and in again
+	for _, e := range pending {
+		m.gauges.stored.drop(e)
+	}
 	m.retired = true
 	m.closeErr = closeErr
 	m.buf, m.head = nil, 0
@@ -340,6 +370,7 @@ func (m *Mailbox) lenLocked() int { return len(m.buf) - m.head }
 func (m *Mailbox) ackLocked(ack uint64) {
 	from := m.head
 	for m.head < len(m.buf) && m.buf[m.head].Seq <= ack {
+		m.gauges.stored.drop(m.buf[m.head].Envelope)
 		m.buf[m.head] = Message{} // let the envelope be collected
 		m.head++
 	}
@@ -354,14 +385,23 @@ func (m *Mailbox) ackLocked(ack uint64) {
 	}
 }
 
-// peekLocked copies up to MaxBatch pending messages, or returns nil. Each
-// copy's Redelivery tells whether an earlier poll already got it.
+// peekLocked copies the pending messages of the next answer, or returns
+// nil: up to MaxBatch, and while they fit in MaxAnswerBytes (at least
+// one). Each copy's Redelivery tells whether an earlier poll already got
+// it.
 func (m *Mailbox) peekLocked() []Message {
 	n := m.lenLocked()
 	if n == 0 {
 		return nil
 	}
 	n = min(n, MaxBatch)
+	size := 0
+	for i := range n {
+		if size += m.buf[m.head+i].AnswerSize(); size > MaxAnswerBytes && i > 0 {
+			n = i
+			break
+		}
+	}
 	out := make([]Message, n)
 	copy(out, m.buf[m.head:m.head+n])
 	for i := m.head; i < m.head+n; i++ {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -272,4 +274,55 @@ func TestMailboxConcurrentAppendAckIsExactlyOnce(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// An answer carries messages while they fit in MaxAnswerBytes, oldest
+// first, and always at least one: a message larger than that goes alone.
+func TestMailboxAnswerBytes(t *testing.T) {
+	m := newMailbox(1000)
+	big := `"` + strings.Repeat("x", MaxDataBytes-2) + `"` // 64 KiB of data
+	for range 40 {
+		if err := m.Append(env(t, big), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	huge := &Envelope{ID: "m_huge", Data: []byte(`"x"`), Rendered: make([]byte, 2*MaxAnswerBytes)}
+	if err := m.Append(huge, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Append(env(t, `1`), false); err != nil {
+		t.Fatal(err)
+	}
+	var cursor uint64
+	var sizes []int
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // answer at once
+	for {
+		msgs, err := m.Wait(done, nil, cursor, cursor > 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		total := 0
+		for i, msg := range msgs {
+			if msg.Seq != cursor+uint64(i)+1 {
+				t.Fatalf("answer after %d: seq %d at %d", cursor, msg.Seq, i)
+			}
+			total += msg.AnswerSize()
+		}
+		if total > MaxAnswerBytes && len(msgs) > 1 {
+			t.Fatalf("an answer of %d messages, %d bytes", len(msgs), total)
+		}
+		sizes = append(sizes, len(msgs))
+		cursor = msgs[len(msgs)-1].Seq
+		if len(sizes) > 10 {
+			t.Fatal("too many answers")
+		}
+	}
+	// 15 of the 64 KiB messages fit in 1 MiB; the huge one goes alone.
+	if want := []int{15, 15, 10, 1, 1}; !slices.Equal(sizes, want) {
+		t.Fatalf("answers of %v messages, want %v", sizes, want)
+	}
 }

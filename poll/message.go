@@ -38,6 +38,9 @@ var (
 	ErrTooManySessions = errors.New("too many sessions")
 	// ErrClosed: the hub is shutting down and accepts no new work.
 	ErrClosed = errors.New("server is shutting down")
+	// ErrCanceled: the edge ended a parked poll early (Hub.Cancel): its
+	// client has gone. Its messages stay unacknowledged.
+	ErrCanceled = errors.New("poll canceled: the client has gone")
 )
 
 // Envelope is one message as published: everything but the per-session seq.
@@ -67,6 +70,9 @@ type Envelope struct {
 	// order is a process-wide acceptance counter: it keeps offline copies
 	// from several stores (device, user, an ended session) in send order.
 	order uint64
+	// holders counts the mailboxes and offline lists that hold the
+	// message, for the storage budget (stored).
+	holders atomic.Int32
 }
 
 var orderCounter atomic.Uint64
@@ -105,6 +111,25 @@ func newMessageID() string {
 	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
 	binary.LittleEndian.PutUint16(b[16:], uint16(rand.Uint32()))
 	return "m_" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// envelopeOverhead is what Size adds to a message's variable parts for
+// the rest of it: its fixed fields, and the JSON around them.
+const envelopeOverhead = 128
+
+// Size is about how many bytes the message takes in memory: its data,
+// ID, topic, sender and rendered form, plus a fixed overhead.
+func (e *Envelope) Size() int {
+	return len(e.Data) + len(e.ID) + len(e.Topic) + len(e.From) + len(e.Rendered) + envelopeOverhead
+}
+
+// AnswerSize is about how many bytes the message takes in a poll's
+// answer: its rendered form, or what it would be.
+func (e *Envelope) AnswerSize() int {
+	if e.Rendered != nil {
+		return len(e.Rendered) + 16
+	}
+	return len(e.Data) + len(e.ID) + len(e.Topic) + len(e.From) + envelopeOverhead
 }
 
 // Message is an envelope as it sits in one session's mailbox.

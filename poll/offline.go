@@ -13,12 +13,12 @@ type OfflineStore interface {
 	// Put appends e under key. With limit > 0 it fails with ErrMailboxFull
 	// when key already holds limit messages; limit 0 means no limit.
 	Put(key string, e *Envelope, limit int) error
-	// Take removes every message under key and returns those not expired at
-	// now, oldest first.
-	Take(key string, now time.Time) []*Envelope
+	// Take removes every message under key and returns them, oldest first,
+	// expired or not (the caller tells them apart).
+	Take(key string) []*Envelope
 	// DropExpired removes every message whose Expires is not after now and
-	// returns how many it removed.
-	DropExpired(now time.Time) int
+	// returns them.
+	DropExpired(now time.Time) []*Envelope
 	// Len returns the number of stored messages.
 	Len() int
 }
@@ -53,7 +53,7 @@ func (s *MemoryStore) Put(key string, e *Envelope, limit int) error {
 }
 
 // Take implements OfflineStore.
-func (s *MemoryStore) Take(key string, now time.Time) []*Envelope {
+func (s *MemoryStore) Take(key string) []*Envelope {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list, ok := s.byKey[key]
@@ -62,28 +62,23 @@ func (s *MemoryStore) Take(key string, now time.Time) []*Envelope {
 	}
 	delete(s.byKey, key)
 	s.n -= len(list)
-	out := list[:0]
-	for _, e := range list {
-		if e.Expires.After(now) {
-			out = append(out, e)
-		}
-	}
-	return out
+	return list
 }
 
 // DropExpired implements OfflineStore.
-func (s *MemoryStore) DropExpired(now time.Time) int {
+func (s *MemoryStore) DropExpired(now time.Time) []*Envelope {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dropped := 0
+	var dropped []*Envelope
 	for key, list := range s.byKey {
 		keep := list[:0]
 		for _, e := range list {
 			if e.Expires.After(now) {
 				keep = append(keep, e)
+			} else {
+				dropped = append(dropped, e)
 			}
 		}
-		dropped += len(list) - len(keep)
 		clear(list[len(keep):])
 		if len(keep) == 0 {
 			delete(s.byKey, key)
@@ -91,7 +86,7 @@ func (s *MemoryStore) DropExpired(now time.Time) int {
 			s.byKey[key] = keep
 		}
 	}
-	s.n -= dropped
+	s.n -= len(dropped)
 	return dropped
 }
 

@@ -220,3 +220,44 @@ func TestParkWithATicket(t *testing.T) {
 		t.Fatalf("after replacement: %v", err)
 	}
 }
+
+// Cancel ends the poll its owner parked, and no other: the done of a
+// canceled poll gets ErrCanceled and no messages; the messages stay.
+func TestParkCancel(t *testing.T) {
+	h := NewHub(Config{})
+	defer h.Close()
+	s := connect(t, h, "lamp", "")
+	var mine, theirs Ticket
+	ch := make(chan parkResult, 2)
+	done := func(m []Message, e error) func() { ch <- parkResult{m, e}; return nil }
+	if _, _, parked := h.Park(&mine, s.ID, 0, false, time.Minute, done); !parked {
+		t.Fatal("not parked")
+	}
+	if h.Cancel(s.ID, &theirs) || h.Cancel("nope", &mine) {
+		t.Fatal("Cancel of another owner's poll, or of an unknown session, canceled something")
+	}
+	if !h.Cancel(s.ID, &mine) {
+		t.Fatal("Cancel of the owner's poll canceled nothing")
+	}
+	if r := <-ch; !errors.Is(r.err, ErrCanceled) || r.msgs != nil {
+		t.Fatalf("canceled poll: %v %v", r.msgs, r.err)
+	}
+	if h.Cancel(s.ID, &mine) {
+		t.Fatal("a second Cancel canceled something")
+	}
+	// A newer poll of another connection supersedes the first; canceling
+	// the first then leaves the newer one alone.
+	publish(t, h, Target{SessionID: s.ID}, `1`)
+	if msgs, _, parked := h.Park(&theirs, s.ID, 0, false, time.Minute, done); parked || len(msgs) != 1 {
+		t.Fatalf("the message did not stay: %v parked %v", msgs, parked)
+	}
+	if _, _, parked := h.Park(&theirs, s.ID, 1, true, time.Minute, done); !parked {
+		t.Fatal("not parked")
+	}
+	if h.Cancel(s.ID, &mine) {
+		t.Fatal("Cancel by the first connection ended the newer poll")
+	}
+	if st := h.Stats(); st.Parked != 1 {
+		t.Fatalf("parked %d, want 1", st.Parked)
+	}
+}

@@ -1,7 +1,9 @@
 package poll
 
 import (
+	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/longpoll/longpoll/session"
 )
@@ -15,7 +17,15 @@ func (h *Hub) Publish(p Push) (Result, error) {
 
 // Send delivers a push from the client session with id, stamped with the
 // session's "userId/deviceId". The send refreshes the sender's idle timer.
+// A client may not ask for a ttl beyond the hub's OfflineTTL
+// (ErrInvalidPayload), and its message is kept offline only for a device
+// or user that was online within the offline ttl: anyone else's gets
+// nothing stored (Stored 0), so that a client cannot fill the store with
+// messages for names it makes up. A publisher may address any name.
 func (h *Hub) Send(id string, p Push) (Result, error) {
+	if p.TTL > h.cfg.OfflineTTL {
+		return Result{}, fmt.Errorf("%w: ttl of a send is at most %d s (the server's offline ttl)", session.ErrInvalidPayload, int64(h.cfg.OfflineTTL/time.Second))
+	}
 	s, ok := h.dir.Touch(id)
 	if !ok {
 		return Result{}, ErrSessionNotFound
@@ -40,6 +50,10 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if !h.fits(int64(env.Size()) + idCost) {
+		h.obs.Pushed(p.To.Kind(), Result{}, ErrStorageFull)
+		return Result{}, ErrStorageFull
+	}
 	key := ""
 	if p.Key != "" {
 		key = keyScope + p.Key
@@ -53,7 +67,7 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 			h.seen.Set(key, Result{ID: env.ID}, ttl)
 		}
 	}
-	res, err := h.route(p.To, env)
+	res, err := h.route(p.To, env, from != "")
 	h.obs.Pushed(p.To.Kind(), res, err)
 	if key != "" {
 		if err != nil {
@@ -65,7 +79,9 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 	return res, err
 }
 
-func (h *Hub) route(to Target, env *Envelope) (Result, error) {
+// route delivers env to its target; a client's (client true) goes offline
+// only to a device or user online within the offline ttl.
+func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 	res := Result{ID: env.ID}
 	switch to.Kind() {
 	case ToSession:
@@ -90,11 +106,12 @@ func (h *Hub) route(to Target, env *Envelope) (Result, error) {
 		}
 		var u Wakeup
 		var err error
-		if box != nil {
+		switch key := deviceKey(to.DeviceID); {
+		case box != nil:
 			u, err = box.AppendWake(env, false)
 			res.Delivered = 1
-		} else {
-			err = h.store.Put(deviceKey(to.DeviceID), env, h.cfg.MaxMailbox)
+		case !client || h.recentlyOnline(key):
+			err = h.put(key, env, h.cfg.MaxMailbox)
 			res.Stored = 1
 		}
 		h.mu.RUnlock()
@@ -106,12 +123,15 @@ func (h *Hub) route(to Target, env *Envelope) (Result, error) {
 		h.mu.RLock()
 		sessions := h.dir.ByUser(to.UserID)
 		if len(sessions) == 0 {
-			err := h.store.Put(userKey(to.UserID), env, h.cfg.MaxMailbox)
+			var err error
+			if key := userKey(to.UserID); !client || h.recentlyOnline(key) {
+				err = h.put(key, env, h.cfg.MaxMailbox)
+				res.Stored = 1
+			}
 			h.mu.RUnlock()
 			if err != nil {
 				return Result{}, err
 			}
-			res.Stored = 1
 			return res, nil
 		}
 		wake := h.fanOut(sessions, env, &res)

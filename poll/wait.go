@@ -48,6 +48,7 @@ func (h *Hub) online(id string) (Ticket, bool) {
 // next on the same connection: Park fills it in, and a later Park for the
 // same session with the same t skips looking them up while the session is
 // online and was refreshed within the registry's slack (Directory.Refresh).
+// It is also the poll's owner: Cancel(id, t) ends it early.
 func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
 	if h.stopped() {
 		return nil, ErrClosed, false
@@ -62,7 +63,7 @@ func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Dura
 		}
 	}
 	s := t.s
-	msgs, err, parked = t.box.Park(ack, hasAck, hold, func(msgs []Message, err error) func() {
+	msgs, err, parked = t.box.Park(ack, hasAck, hold, t, func(msgs []Message, err error) func() {
 		h.dir.Refresh(s)
 		return done(msgs, err)
 	})
@@ -72,8 +73,18 @@ func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Dura
 	return msgs, err, parked
 }
 
+// Cancel ends the poll that t's connection has parked on the session with
+// id (Park), if it is still parked: its done gets ErrCanceled, and its
+// messages stay for the next poll. An edge calls it when it finds the
+// poll's client gone. It reports whether there was such a poll.
+func (h *Hub) Cancel(id string, t *Ticket) bool {
+	box := h.mailbox(id)
+	return box != nil && box.Cancel(t)
+}
+
 // Ticket remembers the session and mailbox of a connection's last poll
-// (Hub.Park). The zero Ticket remembers nothing.
+// (Hub.Park), and identifies the connection's parked poll (Cancel). The
+// zero Ticket remembers nothing.
 type Ticket struct {
 	s   *session.Session
 	box *Mailbox

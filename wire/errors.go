@@ -62,23 +62,29 @@ type errorRow struct {
 	code    string
 	message string // "" : the error's own text (detail: without the sentinel's)
 	detail  bool
+	retry   time.Duration // Retry-After, when positive
 }
 
 // errorTable is the one place where the domain's sentinels become statuses
 // and codes. Its order matters only for errors that wrap several.
 var errorTable = []errorRow{
-	{auth.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "", true},
-	{auth.ErrForbidden, http.StatusForbidden, "forbidden", "", true},
-	{session.ErrInvalidPayload, http.StatusBadRequest, "invalid_payload", "", false},
-	{poll.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "", false},
-	{poll.ErrInvalidCursor, http.StatusBadRequest, "invalid_cursor", "cursor is beyond the newest message of this session", false},
-	{poll.ErrSessionNotFound, http.StatusNotFound, "session_not_found", "no such session (expired or never existed): connect again", false},
-	{poll.ErrSuperseded, http.StatusConflict, "superseded", "a newer poll on this session took over", false},
-	{poll.ErrSessionClosed, http.StatusGone, "session_closed", "the session was closed (disconnected or replaced by a newer connect of the device)", false},
-	{poll.ErrMailboxFull, http.StatusTooManyRequests, "mailbox_full", "the target's mailbox is full; retry after it has polled", false},
-	{poll.ErrTooManySessions, http.StatusServiceUnavailable, "unavailable", "the server is at its session limit; retry later", false},
-	{poll.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly", false},
+	{auth.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "", true, 0},
+	{auth.ErrForbidden, http.StatusForbidden, "forbidden", "", true, 0},
+	{session.ErrInvalidPayload, http.StatusBadRequest, "invalid_payload", "", false, 0},
+	{poll.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "", false, 0},
+	{poll.ErrInvalidCursor, http.StatusBadRequest, "invalid_cursor", "cursor is beyond the newest message of this session", false, 0},
+	{poll.ErrSessionNotFound, http.StatusNotFound, "session_not_found", "no such session (expired or never existed): connect again", false, 0},
+	{poll.ErrSuperseded, http.StatusConflict, "superseded", "a newer poll on this session took over", false, 0},
+	{poll.ErrSessionClosed, http.StatusGone, "session_closed", "the session was closed (disconnected or replaced by a newer connect of the device)", false, 0},
+	{poll.ErrMailboxFull, http.StatusTooManyRequests, "mailbox_full", "the target's mailbox is full; retry after it has polled", false, 0},
+	{poll.ErrTooManySessions, http.StatusServiceUnavailable, "unavailable", "the server is at its session limit; retry later", false, 0},
+	{poll.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly", false, 0},
+	{poll.ErrStorageFull, http.StatusServiceUnavailable, "unavailable", "the server's message store is full (--max-stored-bytes); retry once clients have caught up", false, storageRetry},
 }
+
+// storageRetry is the Retry-After of ErrStorageFull: the store drains as
+// clients poll, which they do within their poll timeout.
+const storageRetry = 5 * time.Second
 
 // ErrInternal is the answer to an error the table does not know: a 500
 // whose detail is not shown to the client.
@@ -103,7 +109,9 @@ func ErrorOf(err error) *Error {
 		default:
 			msg = err.Error()
 		}
-		return NewError(row.status, row.code, msg)
+		e := NewError(row.status, row.code, msg)
+		e.RetryAfter = row.retry
+		return e
 	}
 	return ErrInternal
 }

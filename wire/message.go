@@ -67,9 +67,8 @@ func AppendMessage(dst []byte, m poll.Message) []byte {
 	}
 	b, err := Render(m.Envelope)
 	if err != nil {
-		e := *m.Envelope
-		e.Data = json.RawMessage("null")
-		b, _ = Render(&e)
+		e := m.Envelope
+		b, _ = Render(&poll.Envelope{ID: e.ID, Topic: e.Topic, From: e.From, Data: json.RawMessage("null"), SentAt: e.SentAt})
 	}
 	return append(dst, b...)
 }
@@ -140,4 +139,29 @@ func plainJSON(data []byte) bool {
 		}
 	}
 	return true
+}
+
+// AnswerPieces returns AppendAnswer's bytes for msgs as pieces whose
+// concatenation is those bytes. The messages' rendered forms are shared,
+// not copied; only the few bytes between them are new. A writer that
+// cannot hand a large answer to the socket at once keeps these instead of
+// a copy of the answer.
+func AnswerPieces(msgs []poll.Message) [][]byte {
+	pieces := make([][]byte, 0, 2*len(msgs)+1)
+	sep := append(append([]byte(`{"cursor":`), strconv.AppendUint(nil, msgs[len(msgs)-1].Seq, 10)...), `,"messages":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			sep = append(sep, ',')
+		}
+		if m.Rendered == nil {
+			sep = AppendMessage(sep, m) // rendered now, into the piece
+			continue
+		}
+		sep = append(sep, `{"seq":`...)
+		sep = strconv.AppendUint(sep, m.Seq, 10)
+		sep = append(sep, ',')
+		pieces = append(pieces, sep, m.Rendered)
+		sep = nil
+	}
+	return append(pieces, append(sep, "]}"...))
 }

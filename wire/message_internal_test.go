@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -94,4 +95,42 @@ func TestResultAppendJSON(t *testing.T) {
 			t.Errorf("AppendJSON(%+v) = %s, json.Marshal %s", r, got[1:], want)
 		}
 	}
+}
+
+// AnswerPieces joins to AppendAnswer's bytes and shares the rendered
+// messages instead of copying them.
+func TestAnswerPieces(t *testing.T) {
+	now := time.Now()
+	var msgs []poll.Message
+	for i := range 5 {
+		e := poll.NewEnvelope("t", "", json.RawMessage(`{"n":`+strconv.Itoa(i)+`}`), now, time.Hour)
+		if i != 2 { // one without a rendered form: rendered in place
+			e.Rendered, _ = Render(e)
+		}
+		msgs = append(msgs, poll.Message{Seq: uint64(10 + i), Envelope: e})
+	}
+	for n := 1; n <= len(msgs); n++ {
+		pieces := AnswerPieces(msgs[:n])
+		if got, want := bytes.Join(pieces, nil), AppendAnswer(nil, msgs[:n]); !bytes.Equal(got, want) {
+			t.Fatalf("%d messages: pieces join to\n%s\nwant\n%s", n, got, want)
+		}
+		shared := 0
+		for _, p := range pieces {
+			for _, m := range msgs[:n] {
+				if m.Rendered != nil && len(p) > 0 && &p[0] == &m.Rendered[0] {
+					shared++
+				}
+			}
+		}
+		if want := n - boolInt(n > 2); shared != want {
+			t.Fatalf("%d messages: %d rendered forms shared, want %d", n, shared, want)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -65,14 +65,19 @@ type Stats struct {
 	OfflineMessages int `json:"offlineMessages"`
 	// Backlog counts unacknowledged messages in session mailboxes (an
 	// extension).
-	Backlog       int   `json:"backlog"`
-	UptimeSeconds int64 `json:"uptimeSeconds"`
+	Backlog int `json:"backlog"`
+	// StoredBytes is what the server stores, as --max-stored-bytes counts
+	// it: messages and idempotency ids (an extension).
+	StoredBytes int64 `json:"storedBytes"`
+	// IdempotencyIDs counts the idempotency ids remembered (an extension).
+	IdempotencyIDs int   `json:"idempotencyIds"`
+	UptimeSeconds  int64 `json:"uptimeSeconds"`
 }
 
 // NewStats returns the /stats body for the hub's counts and the server's
 // uptime.
 func NewStats(s poll.Stats, uptime time.Duration) Stats {
-	return Stats{s.Sessions, s.Parked, s.Devices, s.Users, s.OfflineMessages, s.Backlog, int64(uptime / time.Second)}
+	return Stats{s.Sessions, s.Parked, s.Devices, s.Users, s.OfflineMessages, s.Backlog, s.StoredBytes, s.IdempotencyIDs, int64(uptime / time.Second)}
 }
 
 // Health is the body of GET /healthz.

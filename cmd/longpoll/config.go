@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ const (
 	defaultConnectBurst      = 10
 	defaultSendBurst         = 20
 	defaultReadHeaderTimeout = 10 * time.Second
+	defaultWriteTimeout      = 10 * time.Second
 	minHeaderBytes           = 1 << 10
 )
 
@@ -58,6 +60,8 @@ type config struct {
 	MaxParkedPerIP    int // 0: no cap
 	MaxHeaderBytes    int
 	ReadHeaderTimeout time.Duration
+	WriteTimeout      time.Duration // a client that does not read its answer is dropped after it
+	MaxStoredBytes    int64         // messages and idempotency ids together; 0: no bound
 }
 
 // listFlag is a flag that may be repeated; its variable form is
@@ -128,6 +132,33 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
+// byteSize is a flag of a number of bytes: a whole number, optionally
+// followed by a unit (B, KB, MB, GB, KiB, MiB, GiB; case-insensitive).
+type byteSize struct{ n *int64 }
+
+func (b byteSize) String() string {
+	if b.n == nil {
+		return ""
+	}
+	return strconv.FormatInt(*b.n, 10)
+}
+
+func (b byteSize) Set(v string) error {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	mult, ok := map[string]int64{"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}[strings.ToLower(unit)]
+	if err != nil || !ok || n < 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("%q is not a size (a number of bytes, e.g. 1073741824, 512MiB or 1GiB)", v)
+	}
+	*b.n = n * mult
+	return nil
+}
+
 // envName is the environment variable of a flag: poll-timeout ->
 // LONGPOLL_POLL_TIMEOUT.
 func envName(flagName string) string {
@@ -166,6 +197,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.IntVar(&c.MaxParkedPerIP, "max-parked-per-ip", 0, "most polls one client address (IPv6: /64) may have open at once (0 = no cap)")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", api.DefaultMaxHeaderBytes, "largest request line plus headers; beyond: 431")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "time a client has to send its request headers")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", defaultWriteTimeout, "time a client has to take an answer; one that does not read is dropped (its messages wait)")
+	c.MaxStoredBytes = poll.DefaultMaxStoredBytes
+	fs.Var(byteSize{&c.MaxStoredBytes}, "max-stored-bytes", "most bytes of messages (mailboxes, offline store) and idempotency ids kept, e.g. 512MiB; beyond: pushes get 503 (0 = no bound)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: longpoll [flags]\n\nAn HTTP long-polling push server. Every flag can also be set with its\nLONGPOLL_* environment variable (e.g. --poll-timeout as LONGPOLL_POLL_TIMEOUT);\na flag on the command line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -282,6 +316,9 @@ func (c config) validateSecurity() []error {
 	}
 	if c.ReadHeaderTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--read-header-timeout must be positive, got %s", c.ReadHeaderTimeout))
+	}
+	if c.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--write-timeout must be positive, got %s", c.WriteTimeout))
 	}
 	return errs
 }

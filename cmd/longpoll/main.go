@@ -98,15 +98,23 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 // shutdownGrace.
 func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloader, verifier *auth.Verifier) error {
 	var hub *poll.Hub
-	m := metrics.New(metrics.Sources{Stats: func() poll.Stats { return hub.Stats() }})
+	var srv *api.Server
+	m := metrics.New(metrics.Sources{
+		Stats: func() poll.Stats { return hub.Stats() },
+		Edge: func() metrics.EdgeStats {
+			st := srv.Conns()
+			return metrics.EdgeStats{Unsent: st.Unsent, Dropped: st.Dropped}
+		},
+	})
 	hub = poll.NewHub(poll.Config{
-		MaxMailbox:  cfg.MaxMailbox,
-		OfflineTTL:  cfg.OfflineTTL,
-		SessionTTL:  cfg.SessionTTL,
-		MaxSessions: cfg.MaxSessions,
-		Logger:      log,
-		Observer:    m,
-		Render:      wire.Render,
+		MaxMailbox:     cfg.MaxMailbox,
+		OfflineTTL:     cfg.OfflineTTL,
+		SessionTTL:     cfg.SessionTTL,
+		MaxSessions:    cfg.MaxSessions,
+		MaxStoredBytes: maxStored(cfg.MaxStoredBytes),
+		Logger:         log,
+		Observer:       m,
+		Render:         wire.Render,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -116,7 +124,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 	if certs != nil {
 		tlsConfig = certs.tlsConfig()
 	}
-	srv := api.NewServer(hub, ln, api.Config{
+	srv = api.NewServer(hub, ln, api.Config{
 		PollTimeout:    cfg.PollTimeout,
 		MaxPollTimeout: cfg.MaxPollTimeout,
 		PublishKeys:    cfg.PublishKeys,
@@ -129,7 +137,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		SendLimit:      api.RateLimit{Rate: cfg.SendRate, Burst: cfg.SendBurst},
 		MaxParkedPerIP: cfg.MaxParkedPerIP,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
-		Timeouts:       h1.Timeouts{ReadHeader: cfg.ReadHeaderTimeout},
+		Timeouts:       h1.Timeouts{ReadHeader: cfg.ReadHeaderTimeout, Write: cfg.WriteTimeout},
 		Static:         public.FS,
 		Polls:          m,
 		Metrics:        m.Handler(),
@@ -168,6 +176,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// maxStored is --max-stored-bytes as poll.Config takes it: 0 (no bound)
+// is negative there.
+func maxStored(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // minPublishKeyBytes is the publish key length below which the server

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +19,12 @@ type Conn struct {
 	pending []byte // bytes read ahead of the next request, to read first
 	rd      readDeadline
 	ip      string
-	post    bool // the last request had a body: skip a stray CRLF after it
+	post    bool  // the last request had a body: skip a stray CRLF after it
+	held    int64 // what the rest of the answer being written holds of the unsent budget
+
+	state      atomic.Int32 // stateIdle, stateParked, stateGone (park.go)
+	gone       func()       // runs if a parked connection's peer goes (under l.mu)
+	prev, next *Conn        // in l.parked (under l.mu)
 
 	// Value is the Handler's own state for this connection, set when it
 	// takes the connection over; h1 does not touch it.
@@ -173,7 +179,8 @@ func (r *Request) consume() {
 }
 
 // Body reads the request's body of ContentLength bytes (none without
-// one), within the read timeout once it has to wait. On a read error the
+// one), within the read timeout once it has to wait, into memory that
+// grows as the body arrives (ReadFull). On a read error the
 // connection is closed (the client left or stalled mid-body, as net/http
 // would), and the handler answers nothing. Call it at most once, before
 // Hold.
@@ -183,11 +190,11 @@ func (r *Request) Body() ([]byte, error) {
 	if r.ContentLength <= 0 {
 		return nil, nil
 	}
-	body := make([]byte, r.ContentLength)
 	if r.br.Buffered() < r.ContentLength {
 		r.c.rd.set(r.c.raw, time.Now().Add(r.c.l.t.Read))
 	}
-	if _, err := io.ReadFull(r.br, body); err != nil {
+	body, err := ReadFull(r.br, r.ContentLength)
+	if err != nil {
 		r.c.raw.Close()
 		return nil, err
 	}
@@ -314,4 +321,36 @@ func withFront(conn net.Conn, front []byte) net.Conn {
 		return &bufferedConn{Conn: bc.Conn, r: io.MultiReader(r, bc.r)}
 	}
 	return &bufferedConn{Conn: conn, r: io.MultiReader(r, conn)}
+}
+
+// firstBodyBuffer is how much of a body of known length is allocated
+// before any of it has arrived; the buffer grows as the rest arrives.
+const firstBodyBuffer = 64 << 10
+
+// ReadFull reads exactly n bytes from r. Its memory grows with what
+// arrives: a client that announces a large body and sends little of it
+// costs what it sent (at most firstBodyBuffer before anything), not what
+// it announced. A short read returns the error (io.ErrUnexpectedEOF when r
+// ended early).
+func ReadFull(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, firstBodyBuffer))
+	for len(buf) < n {
+		if len(buf) == cap(buf) { // double, up to n
+			nb := make([]byte, len(buf), min(2*cap(buf), n))
+			copy(nb, buf)
+			buf = nb
+		}
+		m, err := r.Read(buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			if err == io.EOF && len(buf) < n {
+				err = io.ErrUnexpectedEOF
+			}
+			if len(buf) == n {
+				break
+			}
+			return nil, err
+		}
+	}
+	return buf, nil
 }

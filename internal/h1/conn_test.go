@@ -2,6 +2,7 @@ package h1_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -53,11 +54,17 @@ type server struct {
 
 func newServer(t *testing.T, timeouts h1.Timeouts) *server {
 	t.Helper()
+	return newServerUnsent(t, timeouts, 0)
+}
+
+// newServerUnsent is newServer with maxUnsent for the listener.
+func newServerUnsent(t *testing.T, timeouts h1.Timeouts, maxUnsent int64) *server {
+	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{ln: h1.NewListener(inner, timeouts), addr: inner.Addr().String(), h: &handler{parked: make(chan *h1.Conn, 1)}}
+	s := &server{ln: h1.NewListener(inner, timeouts, maxUnsent), addr: inner.Addr().String(), h: &handler{parked: make(chan *h1.Conn, 1)}}
 	s.ln.Handler = s.h
 	srv := &http.Server{ReadHeaderTimeout: bound, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.net.Add(1)
@@ -260,5 +267,54 @@ func TestDrainingClosesAfterTheAnswer(t *testing.T) {
 	res, _ := c.read()
 	if !res.Close { // net/http reads Connection: close into Close
 		t.Fatalf("a draining answer without Connection: close: %v", res.Header)
+	}
+}
+
+// bigHandler answers GET /big with 16 MiB, given as pieces: more than a
+// loopback socket takes at once.
+type bigHandler struct{ handler }
+
+func (h *bigHandler) ServeH1(r *h1.Request) h1.Outcome {
+	if string(r.Target) != "/big" {
+		return h.handler.ServeH1(r)
+	}
+	body := bytes.Repeat([]byte("b"), bigBody)
+	rest, closing := r.Conn().Start(200, nil, body, func() [][]byte { return [][]byte{body} })
+	go r.Conn().Finish(rest, closing)
+	return h1.Parked
+}
+
+const bigBody = 16 << 20
+
+// A client whose unsent rest does not fit the listener's budget is
+// dropped at once rather than held; the budget is given back.
+func TestUnsentBudgetDropsTheSlowest(t *testing.T) {
+	s := newServer(t, h1.Timeouts{})
+	s.ln.Handler = &bigHandler{*s.h}
+	c := s.take(t)
+	c.write(get("/big"))
+	// With the default budget the rest (a list of pieces) fits: the whole
+	// answer arrives.
+	res, body := c.read()
+	if res.StatusCode != 200 || len(body) != bigBody {
+		t.Fatalf("big answer: %d, %d bytes", res.StatusCode, len(body))
+	}
+
+	s = newServerUnsent(t, h1.Timeouts{}, 10) // not even a rest of one piece fits
+	s.ln.Handler = &bigHandler{*s.h}
+	c = s.take(t)
+	_ = c.conn.(*net.TCPConn).SetReadBuffer(4096)
+	c.write(get("/big"))
+	res, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	if err == nil || n >= bigBody {
+		t.Fatalf("read %d bytes (%v): want the connection closed before the whole answer", n, err)
+	}
+	ln := s.ln
+	if st := ln.Stats(); st.Dropped != 1 || st.Unsent != 0 {
+		t.Fatalf("stats %+v, want one dropped and nothing unsent", st)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,9 @@ type Timeouts struct {
 	// Write bounds writing the part of an answer the socket did not take
 	// at once (a client that does not read).
 	Write time.Duration
+	// Liveness is how often the peers of parked connections (Conn.Park)
+	// are checked for having closed or reset their end.
+	Liveness time.Duration
 }
 
 // Defaults of Timeouts' zero fields.
@@ -31,6 +35,7 @@ const (
 	DefaultReadHeader = 10 * time.Second
 	DefaultRead       = 30 * time.Second
 	DefaultWrite      = 10 * time.Second
+	DefaultLiveness   = 2 * time.Second
 )
 
 // WithDefaults returns t with its zero fields set to the defaults.
@@ -41,7 +46,8 @@ func (t Timeouts) WithDefaults() Timeouts {
 		}
 		return def
 	}
-	return Timeouts{or(t.Idle, DefaultIdle), or(t.ReadHeader, DefaultReadHeader), or(t.Read, DefaultRead), or(t.Write, DefaultWrite)}
+	return Timeouts{or(t.Idle, DefaultIdle), or(t.ReadHeader, DefaultReadHeader), or(t.Read, DefaultRead), or(t.Write, DefaultWrite),
+		or(t.Liveness, DefaultLiveness)}
 }
 
 // Outcome is a Handler's answer about one request.
@@ -86,6 +92,8 @@ type Listener struct {
 	Logger *slog.Logger
 
 	t        Timeouts
+	unsent   budget       // what the rests of answers being written allocate
+	dropped  atomic.Int64 // clients dropped because their rest did not fit
 	back     chan net.Conn
 	accepted chan acceptResult
 	closed   chan struct{}
@@ -96,6 +104,8 @@ type Listener struct {
 	held     int                // answers owed on taken-over connections (under mu)
 	drained  []chan struct{}    // closed when held drops to 0 (under mu)
 	idle     map[*Conn]struct{} // taken-over connections waiting for a request (under mu)
+	parked   parkedList         // connections whose peers the sweeper checks (under mu)
+	gone     atomic.Int64       // parked connections found gone, since the start
 }
 
 type acceptResult struct {
@@ -108,11 +118,21 @@ type acceptResult struct {
 // connection is closed (its client reconnects).
 const backQueue = 1 << 16
 
-// NewListener wraps inner. It starts one goroutine, which ends when Close
-// is called.
-func NewListener(inner net.Listener, t Timeouts) *Listener {
+// DefaultMaxUnsent is what the unsent rests of answers may allocate, over
+// every connection of a listener, by default (Conn.Start).
+const DefaultMaxUnsent = 64 << 20
+
+// NewListener wraps inner. maxUnsent bounds what the unsent rests of
+// answers allocate (0: DefaultMaxUnsent). It starts two goroutines, one
+// accepting and one checking parked connections (sweep), which end when
+// Close is called.
+func NewListener(inner net.Listener, t Timeouts, maxUnsent int64) *Listener {
+	if maxUnsent <= 0 {
+		maxUnsent = DefaultMaxUnsent
+	}
 	l := &Listener{
 		Listener: inner,
+		unsent:   budget{max: maxUnsent},
 		t:        t.WithDefaults(),
 		back:     make(chan net.Conn, backQueue),
 		idle:     make(map[*Conn]struct{}),
@@ -120,6 +140,7 @@ func NewListener(inner net.Listener, t Timeouts) *Listener {
 		closed:   make(chan struct{}),
 	}
 	go l.acceptLoop()
+	go l.sweep()
 	return l
 }
 
@@ -269,13 +290,23 @@ type Stats struct {
 	Idle int
 	// Held counts answers owed (Hold without Release).
 	Held int
+	// Unsent is what the rests of answers being written allocate.
+	Unsent int64
+	// Dropped counts clients dropped, since the start, because the rest of
+	// their answer did not fit the unsent budget.
+	Dropped int64
+	// Parked counts connections parked (Conn.Park); Gone those found,
+	// since the start, with their peer gone.
+	Parked int
+	Gone   int64
 }
 
 // Stats returns the current counts.
 func (l *Listener) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Stats{Idle: len(l.idle), Held: l.held}
+	return Stats{Idle: len(l.idle), Held: l.held, Unsent: l.unsent.used.Load(), Dropped: l.dropped.Load(),
+		Parked: l.parked.n, Gone: l.gone.Load()}
 }
 
 func (l *Listener) draining() bool { return l.Draining != nil && l.Draining() }

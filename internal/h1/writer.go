@@ -61,10 +61,10 @@ func appendDate(dst []byte, now time.Time) []byte {
 }
 
 // Write writes an answer (Start and Finish) and reports whether the
-// connection may serve another request; if not (draining, a write error)
-// it has closed it.
+// connection may serve another request; if not (draining, a write error,
+// a client too slow for the unsent budget) it has closed it.
 func (c *Conn) Write(status int, header, body []byte) (keep bool) {
-	rest, closing := c.Start(status, header, body)
+	rest, closing := c.Start(status, header, body, nil)
 	return c.Finish(rest, closing)
 }
 
@@ -72,9 +72,18 @@ func (c *Conn) Write(status int, header, body []byte) (keep bool) {
 // without waiting: the status line, Date, the header lines (HeaderLines),
 // "Connection: close" when the listener is draining, and for any status
 // but 204 "Content-Type: application/json", Content-Length and body. It
-// returns the rest (a copy; nil when all went out) and whether the
-// connection is to close after it, for Finish.
-func (c *Conn) Start(status int, header, body []byte) (rest []byte, closing bool) {
+// returns the rest, for Finish, and whether the connection is to close
+// after it.
+//
+// The rest refers to pieces (when not nil: the body as pieces that stay
+// valid and unchanged until Finish returns, such as messages shared with
+// a mailbox) rather than to a copy of the body, so that a client that does
+// not read holds only what is unsent of the head and the list of pieces.
+// What rests allocate, over every connection, is bounded (MaxUnsent): a
+// client whose rest does not fit is dropped (its connection closed at
+// once, closing true), which loses nothing of a long poll: its messages
+// wait in the mailbox until a later poll acknowledges them.
+func (c *Conn) Start(status int, header, body []byte, pieces func() [][]byte) (rest net.Buffers, closing bool) {
 	bp := bufs.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() {
@@ -98,31 +107,115 @@ func (c *Conn) Start(status int, header, body []byte) (rest []byte, closing bool
 		buf = strconv.AppendInt(buf, int64(len(body)), 10)
 	}
 	buf = append(buf, "\r\n\r\n"...)
+	head := len(buf)
 	buf = append(buf, body...)
-	if n := writeNow(c.raw, buf); n < len(buf) {
-		rest = bytes.Clone(buf[n:])
+	n := writeNow(c.raw, buf)
+	if n == len(buf) {
+		return nil, closing
 	}
+	rest, held := restOf(buf, head, n, pieces)
+	if !c.l.unsent.take(held) {
+		c.l.dropped.Add(1)
+		c.abort()
+		return nil, true
+	}
+	c.held = held
 	return rest, closing
 }
+
+// restOf is what of buf (head bytes of head and then the body) is left
+// after n bytes went out: a copy of the unsent head, then the unsent body,
+// taken from pieces when given (shared, not copied), else copied. held is
+// what the rest allocates.
+func restOf(buf []byte, head, n int, pieces func() [][]byte) (rest net.Buffers, held int64) {
+	if pieces == nil || n >= head && len(buf)-n < 4096 {
+		b := bytes.Clone(buf[n:])
+		return net.Buffers{b}, int64(len(b))
+	}
+	if n < head {
+		b := bytes.Clone(buf[n:head])
+		rest, held = append(rest, b), int64(len(b))
+		n = head
+	}
+	skip := n - head
+	for _, p := range pieces() {
+		switch {
+		case skip >= len(p):
+			skip -= len(p)
+			continue
+		case skip > 0:
+			p, skip = p[skip:], 0
+		}
+		rest = append(rest, p)
+	}
+	return rest, held + int64(cap(rest))*sliceHeader
+}
+
+// sliceHeader is what one entry of a net.Buffers takes.
+const sliceHeader = 24
 
 // Finish writes rest, the part of an answer Start could not write at
 // once, under the write timeout, and closes the connection if that fails
 // or if closing. It reports whether the connection may serve another
 // request.
-func (c *Conn) Finish(rest []byte, closing bool) (keep bool) {
+func (c *Conn) Finish(rest net.Buffers, closing bool) (keep bool) {
 	var werr error
 	if len(rest) > 0 {
 		// The deadline stays: the next slow write on this connection sets
 		// its own, and a connection handed back to net/http is cleared first.
 		_ = c.raw.SetWriteDeadline(time.Now().Add(c.l.t.Write))
-		_, werr = c.raw.Write(rest)
+		_, werr = rest.WriteTo(unwrap(c.raw))
+		c.l.unsent.give(c.held)
+		c.held = 0
 	}
-	if werr != nil || closing {
+	switch {
+	case werr != nil:
+		c.abort() // a client that does not read: drop what the kernel still holds for it too
+		return false
+	case closing:
 		c.raw.Close()
 		return false
 	}
 	return true
 }
+
+// abort closes the connection with a reset, so that the kernel drops what
+// it still holds to send (a client that does not read could keep it there
+// indefinitely, by advertising a zero window).
+func (c *Conn) abort() {
+	if tc, ok := unwrap(c.raw).(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.raw.Close()
+}
+
+// unwrap returns the connection under the bytes read ahead of it: writes
+// go straight to the socket (net.Buffers uses writev on a TCP socket).
+func unwrap(conn net.Conn) net.Conn {
+	if bc, ok := conn.(*bufferedConn); ok {
+		return bc.Conn
+	}
+	return conn
+}
+
+// budget bounds the bytes that unsent rests of answers allocate, over
+// every connection of a listener.
+type budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// take reserves n bytes; false, reserving nothing, when they do not fit.
+func (b *budget) take(n int64) bool {
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// give returns n bytes.
+func (b *budget) give(n int64) { b.used.Add(-n) }
 
 // writeNow writes what of b fits into conn's socket buffer now, with one
 // non-blocking write(2), and returns how much that was: all of it, nearly
@@ -131,10 +224,7 @@ func (c *Conn) Finish(rest []byte, closing bool) (keep bool) {
 // one. Anything but a TCP socket, and any error, returns 0: the caller's
 // ordinary write then does the work or reports the error.
 func writeNow(conn net.Conn, b []byte) (written int) {
-	if bc, ok := conn.(*bufferedConn); ok {
-		conn = bc.Conn
-	}
-	tc, ok := conn.(*net.TCPConn)
+	tc, ok := unwrap(conn).(*net.TCPConn)
 	if !ok {
 		return 0
 	}
