@@ -55,15 +55,29 @@ var (
 	buildErr  error
 )
 
-// Main runs the tests of m and then removes the binary that Binary built,
-// and exits with m's code. Call it from TestMain.
+// Main runs the tests of m, then kills every server still running (those
+// Launch started for TestMain or examples, too), removes the binary that
+// Build built, and exits with m's code. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	launchedMu.Lock()
+	all := launched
+	launched = nil
+	launchedMu.Unlock()
+	for _, s := range all {
+		s.Close()
+	}
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
 	os.Exit(code)
 }
+
+// launched lists every server started, for Main to kill.
+var (
+	launchedMu sync.Mutex
+	launched   []*Server
+)
 
 // Build builds the longpoll binary with -race into a temporary directory,
 // once per process, and returns its path. Later calls return the same path
@@ -186,7 +200,7 @@ func StartEnv(tb testing.TB, env []string, args ...string) *Server {
 }
 
 // Launch is Start without a testing.TB, for TestMain and examples: the
-// caller must Close the server. A failure to build or start is returned
+// caller should Close the server; Main kills it at the latest. A failure to build or start is returned
 // with the server's output.
 func Launch(env []string, args ...string) (*Server, error) {
 	if _, err := Build(); err != nil {
@@ -196,6 +210,9 @@ func Launch(env []string, args ...string) (*Server, error) {
 	if err := s.start("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
+	launchedMu.Lock()
+	launched = append(launched, s)
+	launchedMu.Unlock()
 	return s, nil
 }
 
