@@ -101,6 +101,10 @@ func TestBatchResultJSON(t *testing.T) {
 	if len(out) != 2 || out[0].ID != "m_1" || out[0].Err != nil || !errors.Is(out[1].Err, ErrMailboxFull) || out[1].Err.Message != "full" {
 		t.Fatalf("%+v", out)
 	}
+	back, err := json.Marshal(out)
+	if err != nil || string(back) != `[{"id":"m_1","delivered":1,"stored":0,"rejected":0},{"error":{"code":"mailbox_full","message":"full"}}]` {
+		t.Fatalf("round trip: %s %v", back, err)
+	}
 }
 
 func TestIDsRing(t *testing.T) {

@@ -109,6 +109,21 @@ type BatchResult struct {
 	Err *Error
 }
 
+// MarshalJSON writes the item as the server did: the Result, or
+// {"error": {"code", "message"}}.
+func (b BatchResult) MarshalJSON() ([]byte, error) {
+	if b.Err != nil {
+		type wireError struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		}
+		return json.Marshal(struct {
+			Error wireError `json:"error"`
+		}{wireError{b.Err.Code, b.Err.Message}})
+	}
+	return json.Marshal(b.Result)
+}
+
 // UnmarshalJSON reads a result or an {"error": {...}} item.
 func (b *BatchResult) UnmarshalJSON(data []byte) error {
 	var w struct {

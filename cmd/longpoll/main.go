@@ -23,6 +23,7 @@ import (
 
 	"github.com/longpoll/longpoll/api"
 	"github.com/longpoll/longpoll/auth"
+	"github.com/longpoll/longpoll/internal/cli"
 	"github.com/longpoll/longpoll/jobs"
 	"github.com/longpoll/longpoll/metrics"
 	"github.com/longpoll/longpoll/poll"
@@ -46,6 +47,9 @@ const readTimeout = 30 * time.Second
 const defaultGCPercent = 400
 
 func main() {
+	if len(os.Args) > 1 && cli.Handles(os.Args[1]) { // sub, push, presence, stats, --version
+		os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
