@@ -1,10 +1,6 @@
 package client_test
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"testing"
@@ -37,11 +33,5 @@ func TestMain(m *testing.M) {
 
 // signHS256 makes the JWT a backend would issue for --connect-secret.
 func signHS256(secret string, claims map[string]any) string {
-	enc := base64.RawURLEncoding
-	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	body, _ := json.Marshal(claims)
-	signing := header + "." + enc.EncodeToString(body)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+	return testserver.SignHS256(secret, claims)
 }

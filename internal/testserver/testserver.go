@@ -18,6 +18,10 @@ package testserver
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -422,4 +426,19 @@ func (l *logBuffer) From(n int) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.b.Bytes()[n:])
+}
+
+// SignHS256 returns a JWT signed HS256 with secret and carrying claims, as
+// a backend issues for a server started with --connect-secret (sub, exp,
+// and optionally dev and topics).
+func SignHS256(secret string, claims map[string]any) string {
+	enc := base64.RawURLEncoding
+	body, err := json.Marshal(claims)
+	if err != nil {
+		panic(err) // claims of a test: plain values
+	}
+	signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString(body)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(signing))
+	return signing + "." + enc.EncodeToString(mac.Sum(nil))
 }
