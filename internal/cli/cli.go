@@ -19,6 +19,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -118,20 +119,13 @@ type env struct {
 func (e *env) flags(synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("longpoll "+e.cmd, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.StringVar(&e.url, "url", orDefault(e.getenv("LONGPOLL_URL"), DefaultURL), "server base URL (LONGPOLL_URL)")
+	fs.StringVar(&e.url, "url", cmp.Or(e.getenv("LONGPOLL_URL"), DefaultURL), "server base URL (LONGPOLL_URL)")
 	fs.StringVar(&e.key, "key", e.getenv("LONGPOLL_PUBLISH_KEY"), "publish key (LONGPOLL_PUBLISH_KEY)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: longpoll %s %s\n\nFlags:\n", e.cmd, synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
-}
-
-func orDefault(v, d string) string {
-	if v == "" {
-		return d
-	}
-	return v
 }
 
 // parse parses args; it returns the exit code when parsing ended the
