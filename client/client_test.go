@@ -32,6 +32,14 @@ func newClient(t *testing.T, url string, opts ...client.Option) *client.Client {
 	return c
 }
 
+// setup starts a server with args and returns it, a context for the test,
+// and a client of it (which publishes from loopback).
+func setup(t *testing.T, args ...string) (*testserver.Server, context.Context, *client.Client) {
+	t.Helper()
+	s := testserver.Start(t, append([]string{"--heartbeat-interval", "0"}, args...)...)
+	return s, testContext(t), newClient(t, s.URL)
+}
+
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -141,9 +149,7 @@ func parkedPolls(t *testing.T, pub *client.Client) int {
 }
 
 func TestDeviceAndPublisher(t *testing.T) {
-	s := testserver.Start(t, "--heartbeat-interval", "0")
-	ctx := testContext(t)
-	pub := newClient(t, s.URL)
+	s, ctx, pub := setup(t)
 	c := newClient(t, s.URL)
 
 	dev, err := c.Connect(ctx, client.ConnectRequest{DeviceID: "lamp-1", UserID: "alice", Topics: []string{"home"}, Meta: map[string]string{"fw": "1.2"}})
@@ -309,9 +315,7 @@ func TestRunAcrossKillAndRestart(t *testing.T) {
 // server (it was not acknowledged) and is skipped by id; the one pushed
 // while the device was offline arrives.
 func TestRunReconnectsAfterExpiry(t *testing.T) {
-	s := testserver.Start(t, "--heartbeat-interval", "0", "--session-ttl", "1s", "--cleanup-interval", "100ms")
-	ctx := testContext(t)
-	pub := newClient(t, s.URL)
+	s, ctx, pub := setup(t, "--session-ttl", "1s", "--cleanup-interval", "100ms")
 	var retries []client.RetryInfo
 	var mu sync.Mutex
 	c := newClient(t, s.URL, client.WithRetryHook(func(i client.RetryInfo) { mu.Lock(); retries = append(retries, i); mu.Unlock() }))
@@ -369,9 +373,7 @@ func TestRunReconnectsAfterExpiry(t *testing.T) {
 }
 
 func TestRunStopsOnSupersededAndReplaced(t *testing.T) {
-	s := testserver.Start(t, "--heartbeat-interval", "0")
-	ctx := testContext(t)
-	pub := newClient(t, s.URL)
+	s, ctx, pub := setup(t)
 	c := newClient(t, s.URL)
 
 	dev, err := c.Connect(ctx, client.ConnectRequest{DeviceID: "d1"})
@@ -413,9 +415,7 @@ func TestRunStopsOnSupersededAndReplaced(t *testing.T) {
 // poll is refused 429 rate_limited with Retry-After: 1; the device waits
 // at least that long, then polls on.
 func TestRunHonoursRetryAfter(t *testing.T) {
-	s := testserver.Start(t, "--heartbeat-interval", "0", "--max-parked-per-ip", "1")
-	ctx := testContext(t)
-	pub := newClient(t, s.URL)
+	s, ctx, pub := setup(t, "--max-parked-per-ip", "1")
 	a, err := newClient(t, s.URL).Connect(ctx, client.ConnectRequest{DeviceID: "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -572,9 +572,7 @@ func (p *proxy) cut() {
 // is parked, while messages are being pushed, and in the middle of an
 // answer; nothing is lost, nothing comes twice, all in order.
 func TestRunSurvivesNetworkErrors(t *testing.T) {
-	s := testserver.Start(t, "--heartbeat-interval", "0")
-	ctx := testContext(t)
-	pub := newClient(t, s.URL)
+	s, ctx, pub := setup(t)
 	p := newProxy(t, s.Addr)
 	r := &receiver{}
 	dev, err := newClient(t, p.url(), client.WithRetryHook(r.hook)).Connect(ctx, client.ConnectRequest{DeviceID: "flaky", UserID: "dave"})
@@ -769,9 +767,7 @@ func TestTokenSource(t *testing.T) {
 // cursor, so what the handler finished does not come to the device's next
 // session; a message whose handler failed comes again.
 func TestDisconnectAcknowledgesAndHandlerErrorDoesNot(t *testing.T) {
-	s := testserver.Start(t, "--heartbeat-interval", "0")
-	ctx := testContext(t)
-	pub := newClient(t, s.URL)
+	s, ctx, pub := setup(t)
 	c := newClient(t, s.URL)
 	dev, err := c.Connect(ctx, client.ConnectRequest{DeviceID: "acker"})
 	if err != nil {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +11,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testserver.Main(m) }
-
-// syncBuffer is the gateway's log, written from its goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestGatewayExecutesCommandsAndReportsState: a phone of the user hears
 // the gateway's state after each pushed command, errors included.
@@ -53,7 +33,7 @@ func TestGatewayExecutesCommandsAndReportsState(t *testing.T) {
 	})
 
 	gwCtx, stopGateway := context.WithCancel(ctx)
-	logs := &syncBuffer{}
+	logs := &testserver.Buffer{}
 	exited := make(chan int, 1)
 	go func() {
 		exited <- run(gwCtx, []string{"--url", s.URL, "--device", "gw-1", "--user", "alice"}, func(string) string { return "" }, logs)

@@ -158,6 +158,21 @@ func (e *env) fail(err error) int {
 	return ExitError
 }
 
+// call makes the one request of a command with a client of --url and
+// --key, bounded by requestTimeout; a refusal or failure exits 1.
+func (e *env) call(ctx context.Context, fs *flag.FlagSet, f func(context.Context, *client.Client) error) int {
+	c, err := e.client()
+	if err != nil {
+		return e.usageError(fs, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if err := f(ctx, c); err != nil {
+		return e.fail(err)
+	}
+	return ExitOK
+}
+
 func (e *env) client(opts ...client.Option) (*client.Client, error) {
 	if e.key != "" {
 		opts = append(opts, client.WithPublishKey(e.key))
@@ -283,40 +298,36 @@ func (e *env) push(ctx context.Context, args []string) int {
 			return e.fail(fmt.Errorf("reading standard input: %w", err))
 		}
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.usageError(fs, "%v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
 	if !*batch {
 		data = bytes.TrimSpace(data)
 		if !json.Valid(data) {
 			return e.usageError(fs, "DATA is not JSON (a string needs quotes: '\"text\"')")
 		}
-		res, err := c.Push(ctx, client.Push{To: to, Topic: *label, Data: json.RawMessage(data), TTL: *ttl, ID: *id})
-		if err != nil {
-			return e.fail(err)
-		}
-		e.printJSON(res)
-		return ExitOK
+		return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+			res, err := c.Push(ctx, client.Push{To: to, Topic: *label, Data: json.RawMessage(data), TTL: *ttl, ID: *id})
+			if err == nil {
+				e.printJSON(res)
+			}
+			return err
+		})
 	}
 	items, err := parseBatch(data, client.Push{To: to, Topic: *label, TTL: *ttl})
 	if err != nil {
 		return e.usageError(fs, "%v", err)
 	}
-	res, err := c.PushBatch(ctx, items)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.printJSON(res)
-	for i, r := range res {
-		if r.Err != nil {
-			fmt.Fprintf(e.stderr, "longpoll push: item %d: %s: %s\n", i, r.Err.Code, r.Err.Message)
-			return ExitError
+	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+		res, err := c.PushBatch(ctx, items)
+		if err != nil {
+			return err
 		}
-	}
-	return ExitOK
+		e.printJSON(res)
+		for i, r := range res {
+			if r.Err != nil {
+				return fmt.Errorf("item %d: %s: %s", i, r.Err.Code, r.Err.Message)
+			}
+		}
+		return nil
+	})
 }
 
 // batchItem is one push object of a --batch input.
@@ -390,21 +401,17 @@ func (e *env) presence(ctx context.Context, args []string) int {
 	if fs.NArg() > 0 {
 		return e.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.usageError(fs, "%v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	list, err := c.Presence(ctx, who)
-	if err != nil {
-		return e.fail(err)
-	}
-	if list == nil {
-		list = []client.PresenceSession{}
-	}
-	e.printJSON(map[string]any{"sessions": list})
-	return ExitOK
+	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+		list, err := c.Presence(ctx, who)
+		if err != nil {
+			return err
+		}
+		if list == nil {
+			list = []client.PresenceSession{}
+		}
+		e.printJSON(map[string]any{"sessions": list})
+		return nil
+	})
 }
 
 func (e *env) stats(ctx context.Context, args []string) int {
@@ -415,18 +422,13 @@ func (e *env) stats(ctx context.Context, args []string) int {
 	if fs.NArg() > 0 {
 		return e.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.usageError(fs, "%v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	st, err := c.Stats(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(st.Raw))
-	return ExitOK
+	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+		st, err := c.Stats(ctx)
+		if err == nil {
+			fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(st.Raw))
+		}
+		return err
+	})
 }
 
 // commit is the VCS revision when the build did not record one (a

@@ -169,7 +169,7 @@ type Server struct {
 
 	args []string // without --addr
 	env  []string // added to the environment
-	logs *logBuffer
+	logs *Buffer
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -210,7 +210,7 @@ func Launch(env []string, args ...string) (*Server, error) {
 	if _, err := Build(); err != nil {
 		return nil, err
 	}
-	s := &Server{args: withoutAddr(args), env: env, logs: &logBuffer{}}
+	s := &Server{args: withoutAddr(args), env: env, logs: &Buffer{}}
 	if err := s.start("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
@@ -397,32 +397,36 @@ func WaitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool
 	}
 }
 
-// logBuffer is a bytes.Buffer safe for concurrent use.
-type logBuffer struct {
+// Buffer is a bytes.Buffer safe for concurrent use: a place for the output
+// of a process or goroutine that a test reads while it is written.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *logBuffer) Len() int {
+// Len returns how many bytes were written.
+func (l *Buffer) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Len()
 }
 
-func (l *logBuffer) String() string {
+// String returns everything written.
+func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
 // From returns what was written from offset n on.
-func (l *logBuffer) From(n int) string {
+func (l *Buffer) From(n int) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.b.Bytes()[n:])
