@@ -87,6 +87,8 @@ type Config struct {
 	Now func() time.Time
 	// Static holds index.html and the browser client, served at /.
 	Static fs.FS
+	// OpenAPI, when set, is served at GET /openapi.yaml (docs.OpenAPI).
+	OpenAPI []byte
 	// Logger receives request and error lines; nil discards them.
 	Logger *slog.Logger
 	// Polls, when set, is told about every answered poll (metrics).
@@ -184,6 +186,9 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	e.GET("/presence", a.presence, a.requirePublisher)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
+	if cfg.OpenAPI != nil {
+		e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", cfg.OpenAPI) })
 	}
 	if cfg.Static != nil {
 		e.GET("/*", echo.StaticDirectoryHandler(cfg.Static, !e.EnablePathUnescapingStaticFiles), wholeFiles)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs longpoll's whole test suite: vet, the Go tests with the race
-# detector, a short run of every micro-benchmark and fuzz target (so they
-# cannot rot; no timing is asserted), and the browser tests in headless
+# detector (installing Debian's nginx-light for the reverse-proxy test
+# when missing), a short run of every micro-benchmark and fuzz target (so
+# they cannot rot; no timing is asserted), and the browser tests in headless
 # Chromium (which install chromium and npm packages when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,19 @@ step() { printf '\n== %s\n' "$*"; }
 step "go vet"
 go vet ./...
 (cd cmd/longpoll-bench && go vet ./...) # the load tool is a module of its own
+
+# deploy/nginx_test.go runs deploy/nginx.conf in a real nginx (it fails
+# in CI without one). On a fresh Debian machine, as root, install it.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+	if [ "$(id -u)" = 0 ]; then
+		step "installing nginx-light for the reverse-proxy test"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+	else
+		echo "nginx is missing and this is not root: the reverse-proxy test will skip" >&2
+	fi
+fi
 
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...

@@ -23,6 +23,8 @@ import (
 
 	"github.com/longpoll/longpoll/api"
 	"github.com/longpoll/longpoll/auth"
+	"github.com/longpoll/longpoll/docs"
+	"github.com/longpoll/longpoll/internal/cli"
 	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/jobs"
 	"github.com/longpoll/longpoll/metrics"
@@ -41,6 +43,9 @@ const shutdownGrace = 5 * time.Second
 const defaultGCPercent = 400
 
 func main() {
+	if len(os.Args) > 1 && cli.Handles(os.Args[1]) { // sub, push, presence, stats, --version
+		os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
@@ -139,6 +144,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 		Timeouts:       h1.Timeouts{ReadHeader: cfg.ReadHeaderTimeout, Write: cfg.WriteTimeout},
 		Static:         public.FS,
+		OpenAPI:        docs.OpenAPI,
 		Polls:          m,
 		Metrics:        m.Handler(),
 		Logger:         log,

@@ -1,0 +1,313 @@
+package deploy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll/client"
+	"github.com/longpoll/longpoll/internal/testserver"
+)
+
+func TestMain(m *testing.M) { testserver.Main(m) }
+
+// findNginx returns the nginx binary, or skips the test (fails it in CI,
+// where scripts/test.sh installs nginx-light first).
+func findNginx(t *testing.T) string {
+	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("nginx is not installed; scripts/test.sh installs Debian's nginx-light when run as root")
+	}
+	t.Skip("nginx is not installed: apt-get install nginx-light (scripts/test.sh does it as root), then run again")
+	return ""
+}
+
+// freePort returns a port of 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir and
+// returns their paths and a pool that trusts it.
+func selfSigned(t *testing.T, dir string) (cert, key string, pool *x509.CertPool) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "push.example.com"},
+		DNSNames: []string{"push.example.com"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(k)
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	parsed, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(parsed)
+	return cert, key, pool
+}
+
+// replaceOnce replaces old with new in s, failing the test unless old
+// occurs exactly once: the shipped file must keep the shape this test
+// changes.
+func replaceOnce(t *testing.T, s, old, new string) string {
+	t.Helper()
+	if n := strings.Count(s, old); n != 1 {
+		t.Fatalf("deploy/nginx.conf: %q occurs %d times, want once", old, n)
+	}
+	return strings.Replace(s, old, new, 1)
+}
+
+// proxyDirective returns the value of directive in longpoll_proxy.conf.
+func proxyDirective(t *testing.T, conf, directive string) string {
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(directive) + `\s+([^;]+);`).FindStringSubmatch(conf)
+	if m == nil {
+		t.Fatalf("longpoll_proxy.conf has no %s", directive)
+	}
+	return strings.TrimSpace(m[1])
+}
+
+// TestNginxInFront runs deploy/nginx.conf (its listen addresses, upstream
+// address, certificate and include paths changed for the test) in a real
+// nginx in front of the binary, and polls, pushes and checks the client
+// address through it.
+func TestNginxInFront(t *testing.T) {
+	nginx := findNginx(t)
+	const key = "pk-0123456789abcdef-nginx"
+
+	// What keeps a long poll open: the read timeout must outlast longpoll's
+	// longest hold (--max-poll-timeout, 120 s by default), and answers pass
+	// unbuffered. (Waiting 120 s here would make the suite slow; the
+	// polls below are held, and answered, through nginx.)
+	proxyConf, err := os.ReadFile("longpoll_proxy.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := string(proxyConf)
+	if d, err := time.ParseDuration(proxyDirective(t, pc, "proxy_read_timeout")); err != nil || d <= 120*time.Second {
+		t.Errorf("proxy_read_timeout %s: want more than longpoll's --max-poll-timeout of 120s", proxyDirective(t, pc, "proxy_read_timeout"))
+	}
+	for directive, want := range map[string]string{"proxy_buffering": "off", "proxy_http_version": "1.1", "proxy_set_header X-Forwarded-For": "$remote_addr"} {
+		if got := proxyDirective(t, pc, directive); got != want {
+			t.Errorf("%s %s, want %s", directive, got, want)
+		}
+	}
+
+	// longpoll behind it: the proxy is trusted for X-Forwarded-For, and
+	// 127.0.0.2 is a denied network, so the address nginx passes decides.
+	lp := testserver.Start(t, "--heartbeat-interval", "0", "--publish-key", key, "--trust-proxy", "127.0.0.1",
+		"--deny-cidr", "127.0.0.2/32")
+
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // nginx's workers may run as another user
+	cert, certKey, pool := selfSigned(t, dir)
+	httpPort, httpsPort := freePort(t), freePort(t)
+	site, err := os.ReadFile("nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	include, _ := filepath.Abs("longpoll_proxy.conf")
+	s := string(site)
+	s = replaceOnce(t, s, "server 127.0.0.1:8080;", "server "+lp.Addr+";")
+	s = replaceOnce(t, s, "listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", httpPort))
+	s = replaceOnce(t, s, "listen [::]:80;", "")
+	s = replaceOnce(t, s, "listen 443 ssl http2;", fmt.Sprintf("listen 127.0.0.1:%d ssl http2;", httpsPort))
+	s = replaceOnce(t, s, "listen [::]:443 ssl http2;", "")
+	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/fullchain.pem", cert)
+	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/privkey.pem", certKey)
+	s = strings.ReplaceAll(s, "/etc/nginx/longpoll_proxy.conf", include)
+	os.WriteFile(filepath.Join(dir, "longpoll.conf"), []byte(s), 0o644)
+	main := fmt.Sprintf(`worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 256; }
+http {
+    access_log %[1]s/access.log;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[1]s/longpoll.conf;
+}
+`, dir)
+	mainConf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(mainConf, []byte(main), 0o644)
+
+	if out, err := exec.Command(nginx, "-t", "-p", dir, "-c", mainConf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(nginx, "-p", dir, "-c", mainConf, "-g", "daemon off;")
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt) // nginx: fast shutdown
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx output:\n%s\nerror.log:\n%s", out, log)
+		}
+	})
+	testserver.WaitFor(t, "nginx to listen", 30*time.Second, func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("nginx exited: %v\n%s", err, out)
+		default:
+		}
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "push.example.com"}, ForceAttemptHTTP2: true}}
+	front := fmt.Sprintf("https://127.0.0.1:%d", httpsPort)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// plain HTTP: health checks pass, the rest is redirected to HTTPS
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{"/healthz": 200, "/data": 308} {
+		res, err := noRedirect.Get(fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("http %s: %d, want %d", path, res.StatusCode, want)
+		}
+	}
+
+	// a device and a publisher through nginx: a parked poll answered by
+	// pushes, delivered in order
+	c, err := client.New(front, client.WithHTTPClient(tlsClient), client.WithPublishKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := c.Connect(ctx, client.ConnectRequest{DeviceID: "behind-nginx", UserID: "olga"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 20)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- dev.Run(runCtx, func(_ context.Context, m client.Message) error {
+			got <- string(m.Data)
+			return nil
+		})
+	}()
+	testserver.WaitFor(t, "the device's poll parked behind nginx", 30*time.Second, func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Parked == 1
+	})
+	// a hold that ends empty comes back through nginx as 204 when it ends
+	other, err := c.Connect(ctx, client.ConnectRequest{DeviceID: "held"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	res, err := tlsClient.Get(front + "/data?timeout=1&sessionId=" + other.Session().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if held := time.Since(began); res.StatusCode != http.StatusNoContent || held < 750*time.Millisecond {
+		t.Fatalf("a 1 s poll through nginx: %d after %v, want 204 after the hold (80-100 %% of 1 s)", res.StatusCode, held)
+	}
+	for i := 1; i <= 5; i++ {
+		if _, err := c.Push(ctx, client.Push{To: client.Target{UserID: "olga"}, Data: i}); err != nil {
+			t.Fatalf("push %d through nginx: %v", i, err)
+		}
+	}
+	for i := 1; i <= 5; i++ {
+		select {
+		case d := <-got:
+			if d != strconv.Itoa(i) {
+				t.Fatalf("got %s, want %d", d, i)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("message %d did not come through nginx", i)
+		}
+	}
+	noKey, _ := client.New(front, client.WithHTTPClient(tlsClient))
+	if _, err := noKey.Stats(ctx); !errors.Is(err, client.ErrUnauthorized) {
+		t.Errorf("stats through nginx without the key: %v, want unauthorized", err)
+	}
+	stop()
+	<-done
+	if err := dev.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// the client address longpoll sees is the one nginx saw: from 127.0.0.2
+	// (a denied network) refused, from 127.0.0.1 allowed even when it
+	// claims to be 127.0.0.2 in its own X-Forwarded-For
+	from := func(local string, spoof string) int {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		tr := &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "push.example.com"}}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("POST", front+"/connect", strings.NewReader(`{"deviceId":"addr-`+strings.ReplaceAll(local, ".", "-")+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if spoof != "" {
+			req.Header.Set("X-Forwarded-For", spoof)
+		}
+		res, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatalf("connect from %s: %v", local, err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if st := from("127.0.0.2", ""); st != http.StatusForbidden {
+		t.Errorf("connect from 127.0.0.2 (denied) through nginx: %d, want 403", st)
+	}
+	if st := from("127.0.0.1", "127.0.0.2"); st != http.StatusCreated {
+		t.Errorf("connect from 127.0.0.1 claiming 127.0.0.2: %d, want 201 (a client's X-Forwarded-For must not be believed)", st)
+	}
+}

@@ -1,0 +1,471 @@
+// Package cli is the command line of the longpoll binary besides serving:
+// `longpoll sub`, `push`, `presence`, `stats` and `--version`, built on the
+// client package.
+//
+// Every command prints JSON on standard output (one message a line for
+// sub) and its complaints on standard error, and exits with a code a
+// script can rely on:
+//
+//	0  done (sub: interrupted by SIGINT or SIGTERM after a clean disconnect)
+//	1  the server refused (the line on standard error names the HTTP status,
+//	   the API's error code and its message), could not be reached, or
+//	   ended the session (sub: 409 superseded, 410 session_closed); push
+//	   --batch also exits 1 when any item was refused, after printing the
+//	   results
+//	2  bad usage: an unknown flag, a missing or extra argument, DATA that
+//	   is not JSON; the usage is printed and nothing is sent
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/longpoll/longpoll/client"
+)
+
+// Exit codes of Main.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+// DefaultURL is the server a command talks to without --url or LONGPOLL_URL.
+const DefaultURL = "http://127.0.0.1:8080"
+
+// Handles reports whether arg, the binary's first argument, is one of
+// this package's commands (else the binary serves).
+func Handles(arg string) bool {
+	switch arg {
+	case "sub", "push", "presence", "stats", "--version", "-version":
+		return true
+	}
+	return false
+}
+
+// Main runs the command in args (args[0] is the command: "sub", "push",
+// "presence", "stats" or "--version") and returns the exit code. SIGINT and
+// SIGTERM end `sub` cleanly. getenv reads LONGPOLL_URL,
+// LONGPOLL_PUBLISH_KEY and LONGPOLL_TOKEN.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, args, stdin, stdout, stderr, getenv)
+}
+
+// Run is Main with ctx in place of the signals: its end interrupts `sub`.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, cmd: args[0]}
+	switch args[0] {
+	case "--version", "-version":
+		fmt.Fprintln(stdout, Version())
+		return ExitOK
+	case "sub":
+		return e.sub(ctx, args[1:])
+	case "push":
+		return e.push(ctx, args[1:])
+	case "presence":
+		return e.presence(ctx, args[1:])
+	case "stats":
+		return e.stats(ctx, args[1:])
+	}
+	fmt.Fprintf(stderr, "longpoll: unknown command %q\n%s", args[0], usage)
+	return ExitUsage
+}
+
+const usage = `Usage:
+  longpoll [flags]                      serve (longpoll --help lists the flags)
+  longpoll sub --device D [--user U] [--topic T]...
+                                        receive: one JSON message a line until interrupted
+  longpoll push [--session S | --device D | --user U | --topic T]
+                [--label TOPIC] [--id ID] [--ttl 1h] DATA|-
+  longpoll push --batch [target, --label, --ttl as defaults] ITEMS|-
+  longpoll presence --user U | --device D
+  longpoll stats
+  longpoll --version
+
+Common flags: --url (LONGPOLL_URL, default ` + DefaultURL + `),
+--key (LONGPOLL_PUBLISH_KEY, the publish key of push, presence and stats).
+Exit codes: 0 ok, 1 refused by the server or unreachable, 2 bad usage.
+`
+
+// env is one command's invocation.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	cmd            string
+	url, key       string
+}
+
+// flags returns the command's flag set with the common flags.
+func (e *env) flags(synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("longpoll "+e.cmd, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&e.url, "url", cmp.Or(e.getenv("LONGPOLL_URL"), DefaultURL), "server base URL (LONGPOLL_URL)")
+	fs.StringVar(&e.key, "key", e.getenv("LONGPOLL_PUBLISH_KEY"), "publish key (LONGPOLL_PUBLISH_KEY)")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: longpoll %s %s\n\nFlags:\n", e.cmd, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args; it returns the exit code when parsing ended the
+// command (help: 0, an error: 2).
+func (e *env) parse(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, false
+		}
+		return ExitUsage, false
+	}
+	return 0, true
+}
+
+// usageError prints msg and the command's usage: exit 2.
+func (e *env) usageError(fs *flag.FlagSet, format string, a ...any) int {
+	fmt.Fprintf(e.stderr, "longpoll %s: %s\n", e.cmd, fmt.Sprintf(format, a...))
+	fs.Usage()
+	return ExitUsage
+}
+
+// fail prints err: for a refusal, "longpoll CMD: STATUS CODE: MESSAGE".
+func (e *env) fail(err error) int {
+	var ae *client.Error
+	if errors.As(err, &ae) {
+		fmt.Fprintf(e.stderr, "longpoll %s: %d %s: %s\n", e.cmd, ae.Status, ae.Code, ae.Message)
+	} else {
+		fmt.Fprintf(e.stderr, "longpoll %s: %s\n", e.cmd, strings.TrimPrefix(err.Error(), "longpoll: "))
+	}
+	return ExitError
+}
+
+// call makes the one request of a command with a client of --url and
+// --key, bounded by requestTimeout; a refusal or failure exits 1.
+func (e *env) call(ctx context.Context, fs *flag.FlagSet, f func(context.Context, *client.Client) error) int {
+	c, err := e.client()
+	if err != nil {
+		return e.usageError(fs, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if err := f(ctx, c); err != nil {
+		return e.fail(err)
+	}
+	return ExitOK
+}
+
+func (e *env) client(opts ...client.Option) (*client.Client, error) {
+	if e.key != "" {
+		opts = append(opts, client.WithPublishKey(e.key))
+	}
+	return client.New(e.url, opts...)
+}
+
+// printJSON writes v as one line of JSON.
+func (e *env) printJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "longpoll %s: %v\n", e.cmd, err)
+		return
+	}
+	fmt.Fprintf(e.stdout, "%s\n", b)
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// requestTimeout bounds the one-shot commands.
+const requestTimeout = 30 * time.Second
+
+func (e *env) sub(ctx context.Context, args []string) int {
+	fs := e.flags("--device D [--user U] [--topic T]... [--token JWT] [--heartbeats]")
+	device := fs.String("device", "", "device id (required)")
+	user := fs.String("user", "", "user id")
+	var topics listFlag
+	fs.Var(&topics, "topic", "topic to subscribe to (repeatable)")
+	token := fs.String("token", e.getenv("LONGPOLL_TOKEN"), "connect token (JWT) for a server with --connect-secret (LONGPOLL_TOKEN)")
+	heartbeats := fs.Bool("heartbeats", false, "print $heartbeat messages too")
+	if code, ok := e.parse(fs, args); !ok {
+		return code
+	}
+	if *device == "" {
+		return e.usageError(fs, "--device is required")
+	}
+	if fs.NArg() > 0 {
+		return e.usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	opts := []client.Option{client.WithRetryHook(func(i client.RetryInfo) {
+		if i.Reconnect {
+			fmt.Fprintf(e.stderr, "longpoll sub: %s; connecting again in %v\n", strings.TrimPrefix(i.Err.Error(), "longpoll: "), i.Wait.Round(time.Millisecond))
+			return
+		}
+		fmt.Fprintf(e.stderr, "longpoll sub: %s; retrying in %v\n", strings.TrimPrefix(i.Err.Error(), "longpoll: "), i.Wait.Round(time.Millisecond))
+	})}
+	if *token != "" {
+		tok := *token
+		opts = append(opts, client.WithToken(func(context.Context) (string, error) { return tok, nil }))
+	}
+	c, err := e.client(opts...)
+	if err != nil {
+		return e.usageError(fs, "%v", err)
+	}
+	dev, err := c.Connect(ctx, client.ConnectRequest{DeviceID: *device, UserID: *user, Topics: topics})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ExitOK
+		}
+		return e.fail(err)
+	}
+	s := dev.Session()
+	fmt.Fprintf(e.stderr, "longpoll sub: connected as device %s (session %.8s…)\n", s.DeviceID, s.ID)
+	out := bufio.NewWriter(e.stdout)
+	err = dev.Run(ctx, func(_ context.Context, m client.Message) error {
+		if m.Topic == "$heartbeat" && !*heartbeats {
+			return nil
+		}
+		out.Write(m.Raw)
+		out.WriteByte('\n')
+		return out.Flush() // a line as soon as it arrives (and stop if stdout is gone)
+	})
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	derr := dev.Disconnect(dctx) // acknowledges what was printed
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return e.fail(err)
+	}
+	if derr != nil {
+		return e.fail(derr)
+	}
+	return ExitOK
+}
+
+func (e *env) push(ctx context.Context, args []string) int {
+	fs := e.flags("[--session S | --device D | --user U | --topic T] [--label TOPIC] [--id ID] [--ttl 1h] [--batch] DATA|-")
+	var to client.Target
+	fs.StringVar(&to.SessionID, "session", "", "target: a session id")
+	fs.StringVar(&to.DeviceID, "device", "", "target: every session of a device (stored while it is offline)")
+	fs.StringVar(&to.UserID, "user", "", "target: every session of a user (stored while offline)")
+	fs.StringVar(&to.Topic, "topic", "", "target: every session subscribed to a topic")
+	label := fs.String("label", "", "the message's topic label (default: the target topic)")
+	id := fs.String("id", "", "idempotency id: the same id again is not delivered twice")
+	ttl := fs.Duration("ttl", 0, "how long a copy for an offline device or user waits (default: the server's --offline-ttl)")
+	batch := fs.Bool("batch", false, "DATA is a JSON array, or JSON lines, of push objects ({\"to\",\"topic\",\"data\",\"ttl\",\"id\"}); the target, --label and --ttl fill in what an item leaves out")
+	if code, ok := e.parse(fs, args); !ok {
+		return code
+	}
+	targets := 0
+	for _, v := range []string{to.SessionID, to.DeviceID, to.UserID, to.Topic} {
+		if v != "" {
+			targets++
+		}
+	}
+	switch {
+	case targets > 1:
+		return e.usageError(fs, "give at most one of --session, --device, --user and --topic (none: a broadcast)")
+	case fs.NArg() != 1:
+		return e.usageError(fs, "want exactly one DATA argument (JSON, or - for standard input), got %d", fs.NArg())
+	case *ttl < 0:
+		return e.usageError(fs, "--ttl must be positive")
+	case *batch && *id != "":
+		return e.usageError(fs, "--id cannot be used with --batch: give each item its own \"id\"")
+	}
+	data := []byte(fs.Arg(0))
+	if fs.Arg(0) == "-" {
+		var err error
+		if data, err = io.ReadAll(e.stdin); err != nil {
+			return e.fail(fmt.Errorf("reading standard input: %w", err))
+		}
+	}
+	if !*batch {
+		data = bytes.TrimSpace(data)
+		if !json.Valid(data) {
+			return e.usageError(fs, "DATA is not JSON (a string needs quotes: '\"text\"')")
+		}
+		return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+			res, err := c.Push(ctx, client.Push{To: to, Topic: *label, Data: json.RawMessage(data), TTL: *ttl, ID: *id})
+			if err == nil {
+				e.printJSON(res)
+			}
+			return err
+		})
+	}
+	items, err := parseBatch(data, client.Push{To: to, Topic: *label, TTL: *ttl})
+	if err != nil {
+		return e.usageError(fs, "%v", err)
+	}
+	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+		res, err := c.PushBatch(ctx, items)
+		if err != nil {
+			return err
+		}
+		e.printJSON(res)
+		for i, r := range res {
+			if r.Err != nil {
+				return fmt.Errorf("item %d: %s: %s", i, r.Err.Code, r.Err.Message)
+			}
+		}
+		return nil
+	})
+}
+
+// batchItem is one push object of a --batch input.
+type batchItem struct {
+	To    *client.Target  `json:"to"`
+	Topic *string         `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+	TTL   *int64          `json:"ttl"`
+	ID    string          `json:"id"`
+}
+
+// parseBatch reads a JSON array of push objects, or push objects one after
+// another (JSON lines), filling in def's target, label and ttl where an
+// item has none.
+func parseBatch(data []byte, def client.Push) ([]client.Push, error) {
+	data = bytes.TrimSpace(data)
+	var raws []json.RawMessage
+	if len(data) > 0 && data[0] == '[' {
+		if err := json.Unmarshal(data, &raws); err != nil {
+			return nil, fmt.Errorf("the batch is not a JSON array: %v", err)
+		}
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		for {
+			var r json.RawMessage
+			if err := dec.Decode(&r); err == io.EOF {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("line %d of the batch: %v", len(raws)+1, err)
+			}
+			raws = append(raws, r)
+		}
+	}
+	out := make([]client.Push, 0, len(raws))
+	for i, r := range raws {
+		var it batchItem
+		dec := json.NewDecoder(bytes.NewReader(r))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&it); err != nil || !bytes.HasPrefix(bytes.TrimSpace(r), []byte("{")) {
+			return nil, fmt.Errorf("item %d is not a push object {\"to\",\"topic\",\"data\",\"ttl\",\"id\"}", i)
+		}
+		p := client.Push{To: def.To, Topic: def.Topic, TTL: def.TTL, ID: it.ID, Data: it.Data}
+		if it.To != nil {
+			p.To = *it.To
+		}
+		if it.Topic != nil {
+			p.Topic = *it.Topic
+		}
+		if it.TTL != nil {
+			p.TTL = time.Duration(*it.TTL) * time.Second
+		}
+		if len(it.Data) == 0 {
+			p.Data = json.RawMessage("null")
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (e *env) presence(ctx context.Context, args []string) int {
+	fs := e.flags("--user U | --device D")
+	var who client.Target
+	fs.StringVar(&who.UserID, "user", "", "list the online sessions of a user")
+	fs.StringVar(&who.DeviceID, "device", "", "list the online session of a device")
+	if code, ok := e.parse(fs, args); !ok {
+		return code
+	}
+	if (who.UserID == "") == (who.DeviceID == "") {
+		return e.usageError(fs, "give exactly one of --user and --device")
+	}
+	if fs.NArg() > 0 {
+		return e.usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+		list, err := c.Presence(ctx, who)
+		if err != nil {
+			return err
+		}
+		if list == nil {
+			list = []client.PresenceSession{}
+		}
+		e.printJSON(map[string]any{"sessions": list})
+		return nil
+	})
+}
+
+func (e *env) stats(ctx context.Context, args []string) int {
+	fs := e.flags("")
+	if code, ok := e.parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return e.usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
+		st, err := c.Stats(ctx)
+		if err == nil {
+			fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(st.Raw))
+		}
+		return err
+	})
+}
+
+// commit is the VCS revision when the build did not record one (a
+// Docker build without .git): set with
+// -ldflags "-X github.com/longpoll/longpoll/internal/cli.commit=$REV".
+var commit string
+
+// Version returns "longpoll VERSION (commit REV[, modified], TIME, GO)"
+// from the build information: VERSION is the module version ("(devel)"
+// for a build from a checkout), REV the VCS revision that go build
+// recorded (or the one set at link time, or "unknown").
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "longpoll (no build information)"
+	}
+	rev, when, modified := commit, "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	}
+	parts := []string{"commit " + rev}
+	if modified {
+		parts = append(parts, "modified")
+	}
+	if when != "" {
+		parts = append(parts, when)
+	}
+	parts = append(parts, bi.GoVersion)
+	return fmt.Sprintf("longpoll %s (%s)", bi.Main.Version, strings.Join(parts, ", "))
+}

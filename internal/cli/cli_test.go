@@ -1,0 +1,298 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/cli"
+	"github.com/longpoll/longpoll/internal/testserver"
+)
+
+func TestMain(m *testing.M) { testserver.Main(m) }
+
+func noEnv(string) string { return "" }
+
+// run runs the CLI in process.
+func run(t *testing.T, stdin string, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code = cli.Run(ctx, args, strings.NewReader(stdin), &out, &errOut, getenv)
+	return code, out.String(), errOut.String()
+}
+
+func TestBadUsageExits2WithUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"nonsense"},
+		{"push"},
+		{"push", "1", "2"},
+		{"push", "--user", "u", "--device", "d", "1"},
+		{"push", "not json"},
+		{"push", "--batch", "--id", "x", "[]"},
+		{"push", "--batch", `[1]`},
+		{"push", "--batch", `{"to":{"userId":"u"},"data":1,"colour":"red"}`},
+		{"push", "--ttl", "-1s", "1"},
+		{"push", "--no-such-flag", "1"},
+		{"push", "--url", "ftp://x", "1"},
+		{"sub"},
+		{"sub", "--device", "d", "extra"},
+		{"presence"},
+		{"presence", "--user", "u", "--device", "d"},
+		{"stats", "extra"},
+	} {
+		code, out, errOut := run(t, "", nil, args...)
+		if code != cli.ExitUsage || out != "" || !strings.Contains(errOut, "Usage") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2, nothing, the usage", args, code, out, errOut)
+		}
+	}
+	if code, _, errOut := run(t, "", nil, "push", "--help"); code != cli.ExitOK || !strings.Contains(errOut, "--ttl") && !strings.Contains(errOut, "-ttl") {
+		t.Errorf("--help: %d %s", code, errOut)
+	}
+}
+
+func TestHandles(t *testing.T) {
+	for arg, want := range map[string]bool{"sub": true, "push": true, "presence": true, "stats": true, "--version": true, "-version": true, "--addr": false, "serve": false, "": false} {
+		if cli.Handles(arg) != want {
+			t.Errorf("Handles(%q) = %v", arg, !want)
+		}
+	}
+}
+
+func TestServerErrorsExit1WithTheAPIMessage(t *testing.T) {
+	s := testserver.Start(t, "--heartbeat-interval", "0", "--publish-key", "pk-0123456789abcdef", "--max-mailbox", "1")
+	env := map[string]string{"LONGPOLL_URL": s.URL}
+	code, out, errOut := run(t, "", env, "push", "--user", "u", `{"a":1}`)
+	if code != cli.ExitError || out != "" || !strings.Contains(errOut, "longpoll push: 401 unauthorized: a valid Authorization") {
+		t.Fatalf("without a key: exit %d, %q %q", code, out, errOut)
+	}
+	env["LONGPOLL_PUBLISH_KEY"] = "pk-0123456789abcdef"
+	code, out, errOut = run(t, "", env, "push", "--session", "nope", "1")
+	if code != cli.ExitError || !strings.Contains(errOut, "404 session_not_found") {
+		t.Fatalf("unknown session: exit %d, %q %q", code, out, errOut)
+	}
+	code, out, _ = run(t, "", env, "push", "--device", "full", "--ttl", "1h", "--id", "k1", `"x"`)
+	var res struct {
+		ID     string
+		Stored int
+	}
+	if code != cli.ExitOK || json.Unmarshal([]byte(out), &res) != nil || res.Stored != 1 {
+		t.Fatalf("push: exit %d, %q", code, out)
+	}
+	// a batch with a refused item prints every result and exits 1
+	code, out, errOut = run(t, `{"data":2}`+"\n"+`{"to":{"deviceId":"other"},"data":3}`+"\n", env, "push", "--batch", "--device", "full", "-")
+	var batch []map[string]any
+	if code != cli.ExitError || json.Unmarshal([]byte(out), &batch) != nil || len(batch) != 2 || batch[0]["error"] == nil || batch[1]["stored"] != 1.0 || !strings.Contains(errOut, "item 0: mailbox_full") {
+		t.Fatalf("batch: exit %d, %q %q", code, out, errOut)
+	}
+	// a key is needed for stats and presence too
+	if code, out, _ := run(t, "", env, "stats"); code != cli.ExitOK || !strings.Contains(out, `"sessions":0`) {
+		t.Fatalf("stats: %d %q", code, out)
+	}
+	if code, out, _ := run(t, "", env, "presence", "--user", "nobody"); code != cli.ExitOK || strings.TrimSpace(out) != `{"sessions":[]}` {
+		t.Fatalf("presence: %d %q", code, out)
+	}
+	if code, _, errOut := run(t, "", map[string]string{"LONGPOLL_URL": s.URL}, "stats"); code != cli.ExitError || !strings.Contains(errOut, "401 unauthorized") {
+		t.Fatalf("stats without key: %d %q", code, errOut)
+	}
+	// nothing listening: exit 1 naming the failure
+	if code, _, errOut := run(t, "", nil, "stats", "--url", "http://127.0.0.1:1"); code != cli.ExitError || !strings.Contains(errOut, "connection refused") {
+		t.Fatalf("no server: %d %q", code, errOut)
+	}
+}
+
+// lines collects a process's output lines.
+type lines struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (l *lines) collect(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		l.mu.Lock()
+		l.all = append(l.all, sc.Text())
+		l.mu.Unlock()
+	}
+}
+
+func (l *lines) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.all...)
+}
+
+func (l *lines) contains(s string) bool {
+	for _, line := range l.get() {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// startSub runs `longpoll sub` as its own process.
+func startSub(t *testing.T, url string, args ...string) (*exec.Cmd, *lines, *lines, chan error) {
+	t.Helper()
+	cmd := exec.Command(testserver.Binary(t), append([]string{"sub", "--url", url}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut := &lines{}, &lines{}
+	var wg sync.WaitGroup
+	wg.Go(func() { out.collect(stdout) })
+	wg.Go(func() { errOut.collect(stderr) })
+	done := make(chan error, 1)
+	go func() {
+		wg.Wait()
+		done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("sub stderr:\n%s", strings.Join(errOut.get(), "\n"))
+		}
+	})
+	testserver.WaitFor(t, "sub to connect", 30*time.Second, func() bool { return errOut.contains("connected as device") })
+	return cmd, out, errOut, done
+}
+
+func waitExit(t *testing.T, done chan error) int {
+	t.Helper()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(30 * time.Second):
+		t.Fatal("sub did not exit")
+		return -1
+	}
+}
+
+// TestSubReceivesWhatPushSends runs the built binary twice: `sub` in one
+// process prints what `push` sends from another, one JSON line each, and
+// exits 0 on SIGINT after disconnecting.
+func TestSubReceivesWhatPushSends(t *testing.T) {
+	s := testserver.Start(t, "--heartbeat-interval", "0")
+	bin := testserver.Binary(t)
+	sub, out, _, done := startSub(t, s.URL, "--device", "cli-lamp", "--user", "cli-alice", "--topic", "home/kitchen", "--topic", "news")
+
+	push := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"push"}, args...)...)
+		cmd.Env = append(os.Environ(), "LONGPOLL_URL="+s.URL)
+		cmd.Stdin = strings.NewReader(stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("push %q: %v %s", args, err, stderr.String())
+		}
+		return stdout.String()
+	}
+	if got := push("", "--device", "cli-lamp", "--label", "cmd", `{"light":"on"}`); !strings.Contains(got, `"delivered":1`) {
+		t.Fatalf("push answered %q", got)
+	}
+	push(`"from stdin"`, "--topic", "news", "-")
+	push(`[{"data":1},{"to":{"topic":"home/kitchen"},"data":2}]`, "--batch", "--user", "cli-alice", "-")
+	testserver.WaitFor(t, "4 lines from sub", 30*time.Second, func() bool { return len(out.get()) >= 4 })
+
+	var msgs []struct {
+		Seq   int             `json:"seq"`
+		Topic string          `json:"topic"`
+		Data  json.RawMessage `json:"data"`
+	}
+	for _, line := range out.get() {
+		var m struct {
+			Seq   int             `json:"seq"`
+			Topic string          `json:"topic"`
+			Data  json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", line, err)
+		}
+		msgs = append(msgs, m)
+	}
+	want := []string{`1 cmd {"light":"on"}`, `2 news "from stdin"`, `3  1`, `4 home/kitchen 2`}
+	for i, m := range msgs {
+		if got := strings.Join([]string{strconv.Itoa(m.Seq), m.Topic, string(m.Data)}, " "); i >= len(want) || got != want[i] {
+			t.Fatalf("line %d: %q, want %q (all: %q)", i, got, want[min(i, len(want)-1)], out.get())
+		}
+	}
+	_ = sub.Process.Signal(syscall.SIGINT)
+	if code := waitExit(t, done); code != 0 {
+		t.Fatalf("sub exit %d after SIGINT, want 0", code)
+	}
+	// it disconnected, acknowledging what it printed: nothing waits for the device
+	code, stdout, _ := run(t, "", map[string]string{"LONGPOLL_URL": s.URL}, "stats")
+	if code != 0 || !strings.Contains(stdout, `"sessions":0`) || !strings.Contains(stdout, `"offlineMessages":0`) {
+		t.Fatalf("stats after sub exited: %s", stdout)
+	}
+}
+
+func httpPost(url string, body []byte) (int, error) {
+	res, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// TestSubExits1WhenTheSessionIsEnded: a publisher's disconnect ends sub's
+// session (410): sub exits 1 naming it.
+func TestSubExits1WhenTheSessionIsEnded(t *testing.T) {
+	s := testserver.Start(t, "--heartbeat-interval", "0")
+	_, _, errOut, done := startSub(t, s.URL, "--device", "cli-ended")
+	testserver.WaitFor(t, "a parked poll", 30*time.Second, func() bool {
+		_, out, _ := run(t, "", map[string]string{"LONGPOLL_URL": s.URL}, "stats")
+		return strings.Contains(out, `"parked":1`)
+	})
+	code, out, _ := run(t, "", map[string]string{"LONGPOLL_URL": s.URL}, "presence", "--device", "cli-ended")
+	if code != 0 || !strings.Contains(out, `"deviceId":"cli-ended"`) {
+		t.Fatalf("presence: %d %s", code, out)
+	}
+	req, _ := json.Marshal(map[string]string{"deviceId": "cli-ended"})
+	res, err := httpPost(s.URL+"/disconnect", req)
+	if err != nil || res != 200 {
+		t.Fatalf("disconnect: %d %v", res, err)
+	}
+	if code := waitExit(t, done); code != cli.ExitError {
+		t.Fatalf("sub exit %d, want 1", code)
+	}
+	if !errOut.contains("410 session_closed") {
+		t.Fatalf("stderr %q does not name 410 session_closed", errOut.get())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(testserver.Binary(t), "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "longpoll ") || !strings.Contains(string(out), "commit ") || !strings.Contains(string(out), "go1.") {
+		t.Fatalf("--version: %q %v", out, err)
+	}
+	if got := cli.Version(); !strings.HasPrefix(got, "longpoll ") {
+		t.Fatalf("Version() = %q", got)
+	}
+}
