@@ -126,6 +126,8 @@ type API struct {
 	// raw holds the header lines of raw answers: those echo's chain sets
 	// on a GET /data and a POST /push (probe.go), and /data's own.
 	raw struct{ poll, push []byte }
+	// refusals rate-limits the warn lines of refused credentials.
+	refusals refusalLog
 	// writeTimeout bounds writing an answer on net/http, as
 	// cfg.Timeouts.Write does on a taken-over connection.
 	writeTimeout time.Duration
@@ -191,7 +193,10 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 		e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", cfg.OpenAPI) })
 	}
 	if cfg.Static != nil {
-		e.GET("/*", echo.StaticDirectoryHandler(cfg.Static, !e.EnablePathUnescapingStaticFiles), wholeFiles)
+		static := echo.StaticDirectoryHandler(cfg.Static, !e.EnablePathUnescapingStaticFiles)
+		e.GET("/*", static, wholeFiles)
+		e.HEAD("/*", static, wholeFiles) // what a GET would answer, without the body
+		e.GET("/favicon.ico", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	}
 	a.e = e
 	a.probeHeaders()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/longpoll/longpoll/session"
@@ -104,21 +106,57 @@ func errorHeaders(ae *Error) [][2]string {
 	return h
 }
 
-// logRefusal logs an answered error: 5xx at error, other refusals at warn,
-// except those a flood produces by the thousand (rate limits, oversized
-// headers), which are logged at debug so that a flood does not become a
-// flood of log lines.
+// logRefusal logs an answered error: 5xx at error; refused credentials
+// (401, 403) at warn, at most once a second per code with how many went
+// unlogged meanwhile, since they may be an attack an operator should see;
+// every other refusal, which a client causes by the thousand (a full
+// mailbox, a superseded poll, a rate limit), at debug.
 func (a *API) logRefusal(method, path string, ae *Error, err error, remote string) {
 	path = logPath(path)
 	if ae.Status >= 500 {
 		a.log.Error("request failed", "method", method, "path", path, "status", ae.Status, "code", ae.Code, "err", err)
 		return
 	}
-	level := slog.LevelWarn
-	if ae.Code == "rate_limited" || ae.Code == "header_too_large" {
-		level = slog.LevelDebug
+	level := slog.LevelDebug
+	var suppressed int64
+	if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+		var ok bool
+		if suppressed, ok = a.refusals.allow(ae.Status, time.Now()); ok {
+			level = slog.LevelWarn
+		}
 	}
-	a.log.Log(context.Background(), level, "request refused", "method", method, "path", path, "status", ae.Status, "code", ae.Code, "remote", remote)
+	if !a.log.Enabled(context.Background(), level) {
+		return
+	}
+	args := []any{"method", method, "path", path, "status", ae.Status, "code", ae.Code, "remote", remote}
+	if suppressed > 0 {
+		args = append(args, "unloggedSinceLast", suppressed)
+	}
+	a.log.Log(context.Background(), level, "request refused", args...)
+}
+
+// refusalLog lets a warn line through per status at most once a second.
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[int]time.Time
+	held map[int]int64 // refusals not logged at warn since the last line
+}
+
+// allow reports whether a refusal with status may be logged at warn now,
+// and how many were not since the last that was.
+func (r *refusalLog) allow(status int, now time.Time) (suppressed int64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last, r.held = map[int]time.Time{}, map[int]int64{}
+	}
+	if now.Sub(r.last[status]) < time.Second {
+		r.held[status]++
+		return 0, false
+	}
+	r.last[status] = now
+	suppressed, r.held[status] = r.held[status], 0
+	return suppressed, true
 }
 
 // logPath is a request path as the logs show it: every run of 16 or more

@@ -7,7 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+current="setting up"
+step() {
+	current=$*
+	printf '\n== %s\n' "$*"
+}
+# One line at the end says how it went, whatever happened.
+finish() {
+	rc=$?
+	if [ "$rc" = 0 ]; then
+		printf '\n== PASS: every step passed\n'
+	else
+		printf '\n== FAIL (exit %s) in step: %s\n' "$rc" "$current"
+	fi
+}
+trap finish EXIT
 
 step "go vet"
 go vet ./...

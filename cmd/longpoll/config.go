@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ const (
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultWriteTimeout      = 10 * time.Second
 	minHeaderBytes           = 1 << 10
+	minHeartbeatInterval     = time.Second // a heartbeat is a message to every session
 )
 
 // config is the server's configuration, from flags and LONGPOLL_* variables
@@ -130,6 +132,25 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// validAddr checks a listen address: [host]:port, the port a number from
+// 0 to 65535 or a service name.
+func validAddr(addr string) error {
+	if addr == "" {
+		return errors.New("must not be empty")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. :8080 or 127.0.0.1:8080)", addr)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("%q has no valid port", addr)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q has no valid host", addr)
+	}
+	return nil
 }
 
 // byteSize is a flag of a number of bytes: a whole number, optionally
@@ -261,8 +282,8 @@ func (c config) validate() error {
 	positive("session-ttl", c.SessionTTL)
 	positive("cleanup-interval", c.CleanupInterval)
 	positive("offline-ttl", c.OfflineTTL)
-	if c.HeartbeatInterval < 0 {
-		errs = append(errs, fmt.Errorf("--heartbeat-interval must be 0 (off) or positive, got %s", c.HeartbeatInterval))
+	if c.HeartbeatInterval != 0 && c.HeartbeatInterval < minHeartbeatInterval {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval must be 0 (off) or at least %s, got %s", minHeartbeatInterval, c.HeartbeatInterval))
 	}
 	if c.PollTimeout > c.MaxPollTimeout {
 		errs = append(errs, fmt.Errorf("--poll-timeout (%s) must not exceed --max-poll-timeout (%s)", c.PollTimeout, c.MaxPollTimeout))
@@ -273,8 +294,8 @@ func (c config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat))
 	}
-	if c.Addr == "" {
-		errs = append(errs, errors.New("--addr must not be empty"))
+	if err := validAddr(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr: %v", err))
 	}
 	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
