@@ -375,6 +375,8 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 	c.do(a, exchange{method: "GET", target: "/metrics", status: 200})
 	c.do(a, exchange{method: "GET", target: "/", status: 200})
 	c.do(a, exchange{method: "GET", target: "/longpoll.js", status: 200})
+	c.do(a, exchange{method: "HEAD", target: "/", status: 200})
+	c.do(a, exchange{method: "GET", target: "/favicon.ico", status: 204})
 	openapiServed := false
 	if res, err := http.Get(a + "/openapi.yaml"); err == nil {
 		res.Body.Close()
