@@ -35,6 +35,8 @@ const (
 	// gauges of what the budget of --max-stored-bytes holds
 	metricStoredBytes    = "longpoll_stored_bytes"
 	metricIdempotencyIDs = "longpoll_idempotency_ids"
+	// the Go heap in use (client_golang's Go collector)
+	metricHeapInUse = "go_memstats_heap_inuse_bytes"
 )
 
 var (
@@ -307,6 +309,13 @@ func (s *server) metric(t *testing.T, name string, labels ...string) float64 {
 	return v
 }
 
+// counter is metricSum of a counter, 0 while it has no sample (a labelled
+// counter has none until its first count).
+func (s *server) counter(name string, labels ...string) float64 {
+	v, _ := metricSum(s.metricsText(), name, labels...)
+	return v
+}
+
 // quiet closes the test's kept-alive connections and waits (bounded)
 // until the server's open files have settled, and returns that count:
 // the baseline an attack is measured against. It also resets the peak
@@ -353,6 +362,31 @@ func (s *server) checkFilesBack(t *testing.T, base, slack int, what string) {
 	t.Helper()
 	if ok, n := s.waitFiles(base+slack, 5*time.Second); !ok {
 		t.Errorf("%s: the server has %d open files 5 s later, baseline %d", what, n, base)
+	}
+}
+
+// heapInUse is the server's Go heap in use, from /metrics.
+func (s *server) heapInUse(t *testing.T) int64 {
+	t.Helper()
+	return int64(s.metric(t, metricHeapInUse))
+}
+
+// checkMemory fails the test when the server's memory grew by more than
+// bound during an attack: its peak resident size (the issue's measure),
+// or its Go heap in use at the end of the attack. Both are needed: memory
+// the runtime has just taken from the kernel is not resident until it is
+// written, so 500 reservations of 8 MiB that are never written add
+// 4 GB of heap and almost no RSS, until the runtime reuses (and zeroes)
+// that memory later (the issue saw RSS climb "from the fifth wave").
+func checkMemory(t *testing.T, what string, bound, baseRSS, peakRSS, baseHeap, heap int64) {
+	t.Helper()
+	t.Logf("%s: peak RSS %s (baseline %s), Go heap in use %s (baseline %s); the bound on growth is %s",
+		what, mib(peakRSS), mib(baseRSS), mib(heap), mib(baseHeap), mib(bound))
+	if grew := peakRSS - baseRSS; grew > bound {
+		t.Errorf("%s: the peak RSS grew by %s; the bound is %s", what, mib(grew), mib(bound))
+	}
+	if grew := heap - baseHeap; grew > bound {
+		t.Errorf("%s: the Go heap in use grew by %s; the bound is %s", what, mib(grew), mib(bound))
 	}
 }
 

@@ -120,6 +120,8 @@ func startCmd(t *testing.T, argv []string, args ...string) *server {
 	select {
 	case a := <-addr:
 		s.base = "http://" + a
+	case err := <-s.done: // exited before listening: a bad flag, say
+		t.Fatalf("server exited at start (%v):\n%s", err, s.logs.String())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("server did not start:\n%s", s.logs.String())
 	}
