@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // Attack 2 of issue 13: "answers to clients that do not read are held
@@ -21,11 +23,14 @@ const (
 	answerAttackClients = 150
 	answerAttackItems   = 100
 	// answerAttackRSS bounds the growth of the server's peak resident
-	// size and Go heap (checkMemory): an answer carries at most 1 MiB, so even with no global bound
-	// on the bytes being written the 150 answers hold at most 150 MiB
-	// (and the kernel takes most of each at once); the 6.5 MB message
-	// batch itself is held once, shared by every mailbox. The vulnerable
-	// server holds the whole 6.5 MB answer per client: about 1 GB.
+	// size and Go heap (checkMemory). Each client is owed two answers
+	// (answerPaths); capped at 1 MiB each, the kernel takes both at once
+	// (about 3 MB fits in the socket buffers of a loopback connection
+	// whose reader has a 4 KiB receive buffer), and the bytes of answers
+	// being written are bounded globally besides; the 6.5 MB batch is
+	// held once, shared by every mailbox. The vulnerable server keeps
+	// what the kernel did not take of each 6.5 MB answer: about 3.5 MB a
+	// client, 550 MB or more.
 	answerAttackRSS = 256 << 20
 	// The receive buffer of a client that does not read (Linux doubles
 	// it).
@@ -45,38 +50,46 @@ func bigBatch(topic string, n int) string {
 // answerPath is one of the ways a poll is held and answered.
 type answerPath struct {
 	name string
-	// park sends the poll of sid on c, a fresh connection, so that it is
-	// held the path's way; the server has answered nothing on it yet
-	// when it returns.
-	park func(t *testing.T, s *server, c *net.TCPConn, br *bufio.Reader, sid string)
+	// poll is the request of a poll of sid the path's way (query
+	// appended).
+	poll func(addr, sid, query string) string
 	// owned: a first poll is parked, answered by a push to the topic,
-	// and read; then park sends the second poll, on the raw path.
+	// and read, so that the polls that follow are read by the raw path.
 	owned bool
 }
 
+// The paths of attack 2. On each, a client that does not read parks a
+// poll and pipelines more behind it, acknowledging nothing: the first
+// answer carries what had arrived when the poll was woken (some of a
+// batch, or all of it: that is up to the scheduler), the next ones
+// everything pending, so that the answers owed to the client are as
+// large as the server allows whatever the timing.
 var answerPaths = []answerPath{
-	// The first request of a plain HTTP/1.1 connection: read by
-	// net/http, parked with the connection taken over (hijacked), answered
-	// by the raw writer (h1.Conn.Start).
-	{name: "fresh", park: func(t *testing.T, s *server, c *net.TCPConn, _ *bufio.Reader, sid string) {
-		writeAll(t, c, pollRequest(s.addr(), sid, "&timeout=60"))
+	// The first request of a plain HTTP/1.1 connection: read by net/http,
+	// parked with the connection taken over (hijacked), answered by the
+	// raw writer (h1.Conn.Start); the polls behind it are read by the raw
+	// path.
+	{name: "fresh", poll: func(addr, sid, query string) string {
+		return pollRequest(addr, sid, query)
 	}},
-	// A re-poll on a connection already taken over: read and parked by
-	// the raw path (api/raw.go).
-	{name: "owned", owned: true, park: func(t *testing.T, s *server, c *net.TCPConn, _ *bufio.Reader, sid string) {
-		writeAll(t, c, pollRequest(s.addr(), sid, "&cursor=1&timeout=60"))
+	// Polls on a connection already taken over: read and parked by the
+	// raw path (api/raw.go).
+	{name: "owned", owned: true, poll: func(addr, sid, query string) string {
+		return pollRequest(addr, sid, "&cursor=1"+query)
 	}},
-	// "Connection: close": held in its net/http handler, written by
-	// net/http.
-	{name: "nethttp", park: func(t *testing.T, s *server, c *net.TCPConn, _ *bufio.Reader, sid string) {
-		writeAll(t, c, pollRequest(s.addr(), sid, "&timeout=60", "Connection: close"))
+	// Polls with a body, which net/http reads and the handler holds (on a
+	// kept-alive connection: README "which requests take which path"),
+	// written by net/http.
+	{name: "nethttp", poll: func(addr, sid, query string) string {
+		return pollRequest(addr, sid, query, "Content-Length: 2") + "{}"
 	}},
 }
 
-// openNonReaders connects n sessions subscribed to topic "big" and parks
-// a poll for each over p from a socket with a small receive buffer; once
-// parked, nothing more is read from the sockets.
-func openNonReaders(t *testing.T, s *server, p answerPath, n int) []*net.TCPConn {
+// openNonReaders connects n sessions subscribed to topic "big" and, for
+// each, sends polls polls over p from a socket with a small receive
+// buffer, the first parked and the rest pipelined behind it; nothing more
+// is read from the sockets.
+func openNonReaders(t *testing.T, s *server, p answerPath, n, polls int) []*net.TCPConn {
 	t.Helper()
 	ids := s.connectMany(t, n, func(i int) string { return fmt.Sprintf(`{"deviceId":"reader-%d","topics":["big"]}`, i) })
 	conns := make([]*net.TCPConn, n)
@@ -101,15 +114,16 @@ func openNonReaders(t *testing.T, s *server, p answerPath, n int) []*net.TCPConn
 		}
 	}
 	for i, c := range conns {
-		p.park(t, s, c, brs[i], ids[i])
+		writeAll(t, c, strings.Repeat(p.poll(s.addr(), ids[i], "&timeout=60"), polls))
 	}
 	s.waitParked(t, n, 20*time.Second)
 	return conns
 }
 
 // TestAttackUnreadAnswers reproduces attack 2 on each path, with default
-// limits: 150 non-reading polls answered with a batch of 100 items of
-// 64 KiB. The peak RSS grows by at most answerAttackRSS, the server
+// limits: 150 clients that do not read, each with a poll parked and a
+// second one pipelined behind it, and a batch of 100 items of 64 KiB to
+// their topic. The peak RSS grows by at most answerAttackRSS, the server
 // answers /healthz and a normal poll throughout, and once the clients
 // close, its open files are back to the baseline within 5 s.
 func TestAttackUnreadAnswers(t *testing.T) {
@@ -120,7 +134,7 @@ func TestAttackUnreadAnswers(t *testing.T) {
 			body := bigBatch("big", answerAttackItems)
 			baseFiles, baseRSS := s.quiet(t)
 			w := s.watch(t, true)
-			conns := openNonReaders(t, s, p, answerAttackClients)
+			conns := openNonReaders(t, s, p, answerAttackClients, 2)
 			_, parkedRSS := s.quiet(t) // the polls' own cost is not the attack's
 			parkedHeap := s.heapInUse(t)
 			rss := s.sampleRSS(t)
@@ -129,12 +143,16 @@ func TestAttackUnreadAnswers(t *testing.T) {
 			if r.status != 202 {
 				t.Fatalf("send: %d %s", r.status, clip(r.body))
 			}
-			// Observation window: 3 s of the answers being written to
-			// clients that do not read (the write timeout is 10 s).
-			for time.Since(began) < 3*time.Second {
+			// Observation window: until the server has begun to answer
+			// every client (bytes wait in each client's socket; at most
+			// 15 s), and 1 s more for what it keeps of the answers (the
+			// write timeout is 10 s).
+			answered := waitAnswered(conns, 15*time.Second)
+			for end := time.Now().Add(time.Second); time.Now().Before(end); {
 				time.Sleep(20 * time.Millisecond) // sampling interval of the window
 			}
 			heap := s.heapInUse(t) // the clients still do not read
+			t.Logf("%s: %d of %d clients answered %v after the send", p.name, answered, len(conns), time.Since(began).Round(time.Millisecond))
 			t.Logf("%s: baseline RSS %s before the polls parked", p.name, mib(baseRSS))
 			checkMemory(t, fmt.Sprintf("%s: %d polls that do not read answered with a %s batch", p.name, len(conns), mib(int64(len(body)))),
 				answerAttackRSS, parkedRSS, rss.end(), parkedHeap, heap)
@@ -158,32 +176,13 @@ func TestAttackUnreadAnswers(t *testing.T) {
 // on a kept-alive connection, README "which requests take which path").
 func TestAttackUnreadAnswersWriteTimeout(t *testing.T) {
 	const clients, pipelined = 10, 8
-	paths := []answerPath{answerPaths[0], answerPaths[1],
-		{name: "nethttp", park: func(t *testing.T, s *server, c *net.TCPConn, _ *bufio.Reader, sid string) {
-			writeAll(t, c, pollRequest(s.addr(), sid, "&timeout=60", "Content-Length: 2")+"{}")
-		}},
-	}
-	for _, p := range paths {
+	for _, p := range answerPaths {
 		t.Run(p.name, func(t *testing.T) {
 			s := start(t, "--heartbeat-interval", "0", "--write-timeout", "2s")
 			sender := s.connect(`{"deviceId":"sender"}`)["sessionId"].(string)
 			body := bigBatch("big", answerAttackItems)
 			baseFiles, _ := s.quiet(t)
-			pp := p
-			pp.park = func(t *testing.T, s *server, c *net.TCPConn, br *bufio.Reader, sid string) {
-				p.park(t, s, c, br, sid)
-				// the next polls, pipelined behind the first
-				var more strings.Builder
-				for range pipelined - 1 {
-					req := pollRequest(s.addr(), sid, "&timeout=60")
-					if p.name == "nethttp" {
-						req = pollRequest(s.addr(), sid, "&timeout=60", "Content-Length: 2") + "{}"
-					}
-					more.WriteString(req)
-				}
-				writeAll(t, c, more.String())
-			}
-			conns := openNonReaders(t, s, pp, clients)
+			conns := openNonReaders(t, s, p, clients, pipelined)
 			began := time.Now()
 			if r := s.fresh("POST", "/send?sessionId="+sender, "application/json", body); r.status != 202 {
 				t.Fatalf("send: %d %s", r.status, clip(r.body))
@@ -207,6 +206,42 @@ func TestAttackUnreadAnswersWriteTimeout(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// queued returns how many bytes wait unread in c's receive queue (-1 on
+// failure).
+func queued(c *net.TCPConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	n := int32(-1)
+	_ = rc.Control(func(fd uintptr) {
+		var v int32
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&v))); e == 0 {
+			n = v
+		}
+	})
+	return int(n)
+}
+
+// waitAnswered waits (up to within) until bytes of an answer wait in
+// every one of conns, without reading them, and returns for how many
+// they do.
+func waitAnswered(conns []*net.TCPConn, within time.Duration) int {
+	deadline := time.Now().Add(within)
+	for {
+		n := 0
+		for _, c := range conns {
+			if queued(c) > 0 {
+				n++
+			}
+		}
+		if n == len(conns) || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
 	}
 }
 
