@@ -18,14 +18,16 @@ import (
 	"time"
 )
 
-// binary is the longpoll executable built once for the end-to-end tests.
-var binary string
+// binary is the longpoll executable built once for the end-to-end tests
+// (with -race), in buildDir.
+var binary, buildDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "longpoll-e2e")
 	if err != nil {
 		panic(err)
 	}
+	buildDir = dir
 	binary = filepath.Join(dir, "longpoll")
 	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
 	if err != nil {
@@ -44,6 +46,8 @@ type server struct {
 	base string
 	done chan error
 	logs *syncBuffer
+	// freshc, when set, replaces freshClient for this server (TLS).
+	freshc *http.Client
 }
 
 type syncBuffer struct {
@@ -63,13 +67,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var listenLine = regexp.MustCompile(`msg="longpoll listening" addr=(127\.0\.0\.1:\d+)`)
+// listenLine matches the start line in the text and the JSON log formats.
+var listenLine = regexp.MustCompile(`(?:msg="longpoll listening" addr=|"msg":"longpoll listening","addr":")(127\.0\.0\.1:\d+)`)
 
 // start runs the binary on a free loopback port and waits (bounded) until
 // it logs its address.
 func start(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+	return startCmd(t, []string{binary}, args...)
+}
+
+// startCmd is start with the command line argv followed by the server's
+// flags: a binary, or a wrapper that sets something up and execs one
+// ("prlimit --nofile=512:512 BINARY"), so that the process started is the
+// server (s.cmd.Process.Pid is its PID).
+func startCmd(t *testing.T, argv []string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(argv[0], append(append(argv[1:len(argv):len(argv)], "--addr", "127.0.0.1:0"), args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +120,8 @@ func start(t *testing.T, args ...string) *server {
 	select {
 	case a := <-addr:
 		s.base = "http://" + a
+	case err := <-s.done: // exited before listening: a bad flag, say
+		t.Fatalf("server exited at start (%v):\n%s", err, s.logs.String())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("server did not start:\n%s", s.logs.String())
 	}
