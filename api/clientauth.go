@@ -38,15 +38,19 @@ func (a *API) grantConnect(g *auth.Grant, req session.Request) (session.Request,
 	return req, nil
 }
 
-// sendCheck returns the check of the topics of /send pushes from s
-// against its permit (session.Permit: the topics claim of its connect
-// token); nil when s may send to any topic. A batch is checked whole before
-// anything is delivered, and the error names the first item refused.
-func sendCheck(s *session.Session) func([]poll.Push) error {
-	if s.Permit == nil {
-		return nil
-	}
+// sendCheck returns the check of /send pushes from s: what the hub
+// allows a client (Hub.CheckSend: no ttl beyond the offline ttl), and the
+// topics against its permit (session.Permit: the topics claim of its
+// connect token). A batch is checked whole before anything is delivered,
+// and the error names the first item refused.
+func (a *API) sendCheck(s *session.Session) func([]poll.Push) error {
 	return func(pushes []poll.Push) error {
+		if err := a.hub.CheckSend(pushes); err != nil {
+			return err
+		}
+		if s.Permit == nil {
+			return nil
+		}
 		for i, p := range pushes {
 			if err := s.Permit.CheckSend(p.To.Topic, p.Topic); err != nil {
 				if len(pushes) > 1 {

@@ -130,7 +130,7 @@ func (a *API) send(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := a.publish(body, wire.Client, sendCheck(s), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
+	v, err := a.publish(body, wire.Client, a.sendCheck(s), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
 	if err != nil {
 		return err
 	}

@@ -23,14 +23,30 @@ func (h *Hub) Publish(p Push) (Result, error) {
 // nothing stored (Stored 0), so that a client cannot fill the store with
 // messages for names it makes up. A publisher may address any name.
 func (h *Hub) Send(id string, p Push) (Result, error) {
-	if p.TTL > h.cfg.OfflineTTL {
-		return Result{}, fmt.Errorf("%w: ttl of a send is at most %d s (the server's offline ttl)", session.ErrInvalidPayload, int64(h.cfg.OfflineTTL/time.Second))
+	if err := h.CheckSend([]Push{p}); err != nil {
+		return Result{}, err
 	}
 	s, ok := h.dir.Touch(id)
 	if !ok {
 		return Result{}, ErrSessionNotFound
 	}
 	return h.deliver(p, s.From(), "send:"+s.From()+":")
+}
+
+// CheckSend checks what a client may not ask of its sends: a ttl beyond
+// the hub's OfflineTTL (ErrInvalidPayload, naming the item of a batch). An
+// edge checks a batch whole with it before delivering any of it.
+func (h *Hub) CheckSend(pushes []Push) error {
+	for i, p := range pushes {
+		if p.TTL > h.cfg.OfflineTTL {
+			err := fmt.Errorf("%w: ttl of a send is at most %d s (the server's offline ttl)", session.ErrInvalidPayload, int64(h.cfg.OfflineTTL/time.Second))
+			if len(pushes) > 1 {
+				err = fmt.Errorf("item %d: %w", i, err)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // deliver routes p. A single target (session, device) whose mailbox or
