@@ -99,7 +99,7 @@ var answerPaths = []answerPath{
 // each, sends polls polls over p from a socket with a small receive
 // buffer, the first parked and the rest pipelined behind it; nothing more
 // is read from the sockets.
-func openNonReaders(t *testing.T, s *server, p answerPath, n, polls int) []*net.TCPConn {
+func openNonReaders(t *testing.T, s *server, p answerPath, n, polls int) ([]*net.TCPConn, []string) {
 	t.Helper()
 	ids := s.connectMany(t, n, func(i int) string { return fmt.Sprintf(`{"deviceId":"reader-%d","topics":["big"]}`, i) })
 	conns := make([]*net.TCPConn, n)
@@ -127,7 +127,7 @@ func openNonReaders(t *testing.T, s *server, p answerPath, n, polls int) []*net.
 		writeAll(t, c, strings.Repeat(p.poll(s.addr(), ids[i], "&timeout=60"), polls))
 	}
 	s.waitParked(t, n, 20*time.Second)
-	return conns
+	return conns, ids
 }
 
 // TestAttackUnreadAnswers reproduces attack 2 on each path, with default
@@ -145,7 +145,7 @@ func TestAttackUnreadAnswers(t *testing.T) {
 			body := bigBatch("big", answerAttackItems)
 			baseFiles, baseRSS := s.quiet(t)
 			w := s.watch(t, true)
-			conns := openNonReaders(t, s, p, answerAttackClients, 2)
+			conns, _ := openNonReaders(t, s, p, answerAttackClients, 2)
 			_, parkedRSS := s.quiet(t) // the polls' own cost is not the attack's
 			parkedHeap := s.heapInUse(t)
 			rss := s.sampleRSS(t)
@@ -179,10 +179,13 @@ func TestAttackUnreadAnswers(t *testing.T) {
 // TestAttackUnreadAnswersWriteTimeout: with --write-timeout 2s, a client
 // that does not read its answers is dropped by the server itself within a
 // few seconds on every path, while the client keeps its socket open. Each
-// client pipelines 8 polls that acknowledge nothing, so that 8 answers of
-// up to 1 MiB (the same messages, redelivered) are owed to it: more than
-// the kernel buffers between the two ends (about 3 MB on loopback with a
-// 4 KiB receive buffer), so the server's write has to wait. On the
+// client has a poll parked when the batch comes, and then pipelines 8 more
+// that acknowledge nothing: with the whole batch waiting, each is answered
+// with 1 MiB (the same messages, redelivered), more than the kernel
+// buffers between the two ends take (about 3 MB on loopback with a 4 KiB
+// receive buffer), so the server's write has to wait. (Polls pipelined
+// before the batch could be answered with a few messages each, as they
+// come in, all of which the kernel would take.) On the
 // net/http path the polls carry a body (which keeps them in their handler
 // on a kept-alive connection, README "which requests take which path").
 func TestAttackUnreadAnswersWriteTimeout(t *testing.T) {
@@ -193,10 +196,13 @@ func TestAttackUnreadAnswersWriteTimeout(t *testing.T) {
 			sender := s.connect(`{"deviceId":"sender"}`)["sessionId"].(string)
 			body := bigBatch("big", answerAttackItems)
 			baseFiles, _ := s.quiet(t)
-			conns := openNonReaders(t, s, p, clients, pipelined)
+			conns, ids := openNonReaders(t, s, p, clients, 1)
 			began := time.Now()
 			if r := s.fresh("POST", "/send?sessionId="+sender, "application/json", body); r.status != 202 {
 				t.Fatalf("send: %d %s", r.status, clip(r.body))
+			}
+			for i, c := range conns {
+				writeAll(t, c, strings.Repeat(p.poll(s.addr(), ids[i], "&timeout=60"), pipelined))
 			}
 			// 2 s of write timeout, and a few seconds for the fan-out and
 			// for the kernel to take what it can.
