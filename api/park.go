@@ -47,19 +47,24 @@ type pollResult struct {
 	err  error
 }
 
-// parkedPoll is one poll parked in the hub. ready is closed once the
-// handler has decided who answers: conn set means the poll's done callback
-// writes the answer; conn nil means the handler itself waits on result.
+// parkedPoll is one poll parked in the hub. Its fields are what it holds
+// while parked, which every parked poll pays for in memory: keep them few.
+//
+// decide is held by the handler of a poll read by echo until it has
+// decided who answers (done waits for it): conn set means the poll's done
+// callback writes the answer; conn nil (the hijack failed) means the
+// handler itself waits on result. A poll parked on the raw path knows its
+// connection from the start and never holds decide.
 type parkedPoll struct {
 	a      *API
 	start  time.Time
-	ready  chan struct{}
+	decide sync.Mutex
 	conn   *h1.Conn
-	header []byte // the answer's header lines (h1.HeaderLines)
-	result chan pollResult
-	after  func()       // gives the poll's place under --max-parked-per-ip back; nil when uncapped
-	id     string       // the session
-	ticket *poll.Ticket // the connection's ticket: the poll's owner in the hub (Hub.Cancel)
+	header []byte          // the answer's header lines (h1.HeaderLines)
+	result chan pollResult // only when the hijack failed
+	after  func()          // gives the poll's place under --max-parked-per-ip back; nil when uncapped
+	id     string          // the session
+	ticket *poll.Ticket    // the connection's ticket: the poll's owner in the hub (Hub.Cancel)
 }
 
 // dataParked serves a poll read by echo through Hub.Park: answered at
@@ -69,12 +74,18 @@ type parkedPoll struct {
 func (a *API) dataParked(c echo.Context, args pollArgs, release func()) error {
 	after := once(release)
 	st := &connState{}
-	p := &parkedPoll{a: a, start: time.Now(), ready: make(chan struct{}), result: make(chan pollResult, 1), after: after,
-		id: args.id, ticket: &st.ticket}
+	p := &parkedPoll{a: a, start: time.Now(), after: after, id: args.id, ticket: &st.ticket}
 	// Held before parking, so that a shutdown waiting for held answers
 	// cannot miss one that is being taken over right now.
 	h := a.holdPoll(after)
 	defer h.giveBack() // a panic on the way (the recover middleware's) too
+	p.decide.Lock()    // done waits until who answers is decided
+	decided := false
+	defer func() {
+		if !decided {
+			p.decide.Unlock() // a panic on the way: done must not wait forever
+		}
+	}()
 	msgs, err, parked := a.hub.Park(&st.ticket, args.id, args.ack, args.hasAck, args.hold, p.done)
 	if !parked {
 		h.giveBack() // before the answer: the client may poll again at once
@@ -83,16 +94,17 @@ func (a *API) dataParked(c echo.Context, args pollArgs, release func()) error {
 	}
 	h.pass()
 	func() {
-		defer close(p.ready) // done waits for it, whatever happens here
+		defer func() { decided = true; p.decide.Unlock() }() // whatever happens here
 		nc, brw, herr := c.Response().Hijack()
 		if herr != nil {
 			a.ln.Release()
+			p.result = make(chan pollResult, 1)
 			return
 		}
 		p.conn = a.ln.Take(nc, brw.Reader)
 		p.conn.Value = st
 		p.header = h1.HeaderLines(c.Response().Header())
-		p.conn.Park(p.gone) // before done may run (it waits for ready)
+		p.conn.Park(p) // before done may run (it waits for decide)
 		c.Set(parkedKey, "parked")
 	}()
 	if p.conn != nil {
@@ -154,7 +166,8 @@ func (h *pollHold) giveBack() {
 // not reading) is finished on a goroutine of its own, so that it holds up
 // neither the publisher nor the other answers of a fan-out.
 func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
-	<-p.ready
+	p.decide.Lock() // wait until the handler has decided (echo), at once (raw)
+	p.decide.Unlock()
 	if p.conn != nil && !p.conn.Claim() {
 		return nil // the client has gone: gone has ended the poll
 	}
@@ -180,12 +193,12 @@ func (p *parkedPoll) done(msgs []poll.Message, err error) func() {
 	return then
 }
 
-// gone ends a poll whose client has gone (h1.Conn.Park: the sweeper found
+// Gone ends a poll whose client has gone (h1.Conn.Park: the sweeper found
 // its connection closed or reset, and has closed it): the hub's poll is
 // canceled (its messages stay for the next poll), the poll counts as gone,
 // and its place under --max-parked-per-ip and the listener's hold are
 // given back.
-func (p *parkedPoll) gone() {
+func (p *parkedPoll) Gone() {
 	p.a.hub.Cancel(p.id, p.ticket)
 	p.a.observePoll(p.start, nil, nil, true)
 	if p.after != nil {

@@ -113,11 +113,11 @@ func (a *API) rawPoll(r *h1.Request, rt rawRoute) h1.Outcome {
 	}
 	after := once(release)
 	st := conn.Value.(*connState)
-	p := &parkedPoll{a: a, start: start, ready: decided, conn: conn, header: a.raw.poll, after: after, id: args.id, ticket: &st.ticket}
+	p := &parkedPoll{a: a, start: start, conn: conn, header: a.raw.poll, after: after, id: args.id, ticket: &st.ticket}
 	h := a.holdPoll(after)
 	defer h.giveBack() // a panic on the way (h1 recovers it) too
 	r.Hold()           // done may answer on another goroutine as soon as the poll parks
-	conn.Park(p.gone)  // before the poll parks: done claims it back
+	conn.Park(p)       // before the poll parks: done claims it back
 	msgs, err, parked := a.hub.Park(&st.ticket, args.id, args.ack, args.hasAck, args.hold, p.done)
 	if parked {
 		h.pass()
@@ -137,14 +137,6 @@ func (a *API) rawPoll(r *h1.Request, rt rawRoute) h1.Outcome {
 	a.logRequest(start, http.MethodGet, "/data", status, conn.IP())
 	return h1.Served
 }
-
-// decided is the ready channel of a poll parked on the raw path: its
-// connection is known from the start.
-var decided = func() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
 
 // rawPush serves a publisher's push: pushAdmit, the body, publish, and
 // the 202 or the error. A publisher pushAdmit refuses goes to the echo

@@ -50,7 +50,6 @@ func (h *Hub) Connect(req session.Request) (*session.Session, error) {
 	}
 	h.boxes.Store(s.ID, box)
 	h.dir.Add(s)
-	h.markOnline(s, s.CreatedAt)
 	if old != nil {
 		h.boxes.Delete(old.ID)
 	}
@@ -101,8 +100,10 @@ func (h *Hub) put(key string, e *Envelope, limit int) error {
 }
 
 // markOnline records that a device and user (the session s) were online
-// at now: a client's send to them is stored while they are offline for up
-// to the offline ttl after (recentlyOnline). Callers hold mu.
+// until now, as s ends: a client's send to them is stored while they are
+// offline for up to the offline ttl after (recentlyOnline). (While they are
+// online, sends reach their sessions: nothing is recorded for them, which
+// would cost every online session memory.) Callers hold mu.
 func (h *Hub) markOnline(s *session.Session, now time.Time) {
 	h.seenDevs[deviceKey(s.DeviceID)] = now
 	if s.UserID != "" {
@@ -110,8 +111,8 @@ func (h *Hub) markOnline(s *session.Session, now time.Time) {
 	}
 }
 
-// recentlyOnline reports whether the device or user of key was online
-// within the offline ttl. Callers hold mu (read).
+// recentlyOnline reports whether the device or user of key is online or
+// was within the offline ttl. Callers hold mu (read).
 func (h *Hub) recentlyOnline(key string) bool {
 	t, ok := h.seenDevs[key]
 	return ok && h.now().Sub(t) < h.cfg.OfflineTTL

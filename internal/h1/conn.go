@@ -23,7 +23,7 @@ type Conn struct {
 	held    int64 // what the rest of the answer being written holds of the unsent budget
 
 	state      atomic.Int32 // stateIdle, stateParked, stateGone (park.go)
-	gone       func()       // runs if a parked connection's peer goes (under l.mu)
+	gone       Goner        // told if a parked connection's peer goes (under l.mu)
 	prev, next *Conn        // in l.parked (under l.mu)
 
 	// Value is the Handler's own state for this connection, set when it

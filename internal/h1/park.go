@@ -54,11 +54,17 @@ func (p *parkedList) remove(c *Conn) {
 	p.n--
 }
 
+// Goner is told that the peer of a parked connection has gone.
+type Goner interface {
+	// Gone runs (on the sweeper's goroutine, once) instead of any answer:
+	// it must end what the handler holds for the request without writing
+	// to the connection, which is closed.
+	Gone()
+}
+
 // Park records c as parked: until Claim, the sweeper checks its peer, and
-// if the peer closes or resets its end, c is closed and gone runs (on the
-// sweeper's goroutine, once) instead of any answer. gone must end what the
-// handler holds for the request without writing to c.
-func (c *Conn) Park(gone func()) {
+// if the peer closes or resets its end, c is closed and gone.Gone runs.
+func (c *Conn) Park(gone Goner) {
 	c.l.mu.Lock()
 	c.gone = gone
 	c.state.Store(stateParked)
@@ -129,7 +135,7 @@ func (l *Listener) goneParked(c *Conn) {
 	l.gone.Add(1)
 	c.abort()
 	if gone != nil {
-		gone()
+		gone.Gone()
 	}
 }
 
