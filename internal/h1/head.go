@@ -188,13 +188,20 @@ func validMethod(b []byte) bool {
 }
 
 // validTarget admits an origin-form target: '/' then visible ASCII
-// without a fragment.
+// without a fragment, and no percent-escape in the path (net/http refuses
+// a malformed one; a well-formed one is net/http's to decode).
 func validTarget(b []byte) bool {
 	if len(b) == 0 || b[0] != '/' {
 		return false
 	}
+	inPath := true
 	for _, c := range b {
-		if c <= ' ' || c >= 0x7f || c == '#' {
+		switch {
+		case c <= ' ' || c >= 0x7f || c == '#':
+			return false
+		case c == '?':
+			inPath = false
+		case c == '%' && inPath:
 			return false
 		}
 	}
