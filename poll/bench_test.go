@@ -35,7 +35,7 @@ func BenchmarkPublishToSession(b *testing.B) {
 			b.Fatal(err)
 		}
 		if i++; i%500 == 0 {
-			_ = h.mailbox(s.ID).Ack(uint64(i))
+			_ = h.store.Box(s.ID).Ack(uint64(i))
 		}
 	}
 }
@@ -47,7 +47,7 @@ func BenchmarkBroadcast10k(b *testing.B) {
 	h := NewHub(Config{MaxMailbox: 1 << 30})
 	boxes := make([]*Mailbox, n)
 	for i := range n {
-		boxes[i] = h.mailbox(connect(b, h, fmt.Sprint("d", i), "").ID)
+		boxes[i] = h.store.Box(connect(b, h, fmt.Sprint("d", i), "").ID)
 	}
 	p := Push{Data: json.RawMessage(`{"text":"all"}`)}
 	b.ReportAllocs()

@@ -52,11 +52,9 @@ func (p Push) Size() int {
 	return 2*len(p.Data) + len(p.Topic) + len(p.Key) + 2*idCost
 }
 
-// StoredBytes is what the hub stores now: its messages (stored) and its
-// idempotency ids (idCost each).
-func (h *Hub) StoredBytes() int64 {
-	return h.gauges.stored.bytes.Load() + int64(h.seen.ItemCount())*idCost
-}
+// StoredBytes is what the hub stores now, as Config.MaxStoredBytes
+// counts it.
+func (h *Hub) StoredBytes() int64 { return h.store.StoredBytes() }
 
 // Room checks that pushes, applied, would fit Config.MaxStoredBytes:
 // ErrStorageFull, reported to the observer for each push, when they would

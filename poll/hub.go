@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/patrickmn/go-cache"
-
 	"github.com/longpoll/longpoll/session"
 )
 
@@ -29,8 +27,9 @@ type Config struct {
 	OfflineTTL time.Duration
 	// SessionTTL is how long a session may go without polling.
 	SessionTTL time.Duration
-	// Store keeps offline messages; nil means a new MemoryStore.
-	Store OfflineStore
+	// Store keeps the sessions, mailboxes, offline lists and idempotency
+	// ids; nil means a new MemoryStore made of this configuration.
+	Store Store
 	// Logger receives the hub's log lines; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -74,24 +73,6 @@ func (nopObserver) SessionStarted()                  {}
 func (nopObserver) SessionEnded(string)              {}
 func (nopObserver) OfflineExpired(int)               {}
 
-// Directory is the hub's view of who is online: session.Registry in one
-// process; a shared implementation would back a cluster.
-type Directory interface {
-	Add(s *session.Session) (replaced *session.Session)
-	Remove(s *session.Session) bool
-	Get(id string) (*session.Session, bool)
-	Touch(id string) (*session.Session, bool)
-	// Refresh is Touch for a session already looked up: false once it is
-	// offline.
-	Refresh(s *session.Session) bool
-	DeleteExpired()
-	ByDevice(device string) *session.Session
-	ByUser(user string) []*session.Session
-	ByTopic(topic string) []*session.Session
-	All() []*session.Session
-	Counts() (sessions, users, topics int)
-}
-
 // Result is the outcome of one push.
 type Result struct {
 	// ID of the message (for a repeated idempotency key: of the first push).
@@ -107,51 +88,34 @@ type Result struct {
 	Duplicate bool
 }
 
-// Hub routes messages into session mailboxes and answers polls. Its work
-// is spread over a few files: a session's life (lifecycle.go: connect,
-// replacement, disconnect, expiry), routing a push (route.go), waiting for
-// messages (wait.go: Poll, Park), and $presence and $heartbeat
-// (presence.go).
+// Hub routes messages into session mailboxes and answers polls, over a
+// Store that keeps the state (sessions, mailboxes, offline lists,
+// idempotency ids). Its work is spread over a few files: a session's life
+// (lifecycle.go: connect, replacement, disconnect, expiry), routing a push
+// (route.go), waiting for messages (wait.go: Poll, Park), and $presence and
+// $heartbeat (presence.go).
 //
-// Concurrency: mu orders structural changes (connect, end of a session)
-// against routing to devices and users, so a message is never stranded in
-// the offline store of a device that has just connected, nor in the mailbox
-// of a session that has just ended. Topic and broadcast fan-outs take a
-// snapshot of the directory and append without mu; a mailbox retired
-// meanwhile forwards to its successor. Mailboxes have their own locks, so
-// pushes to different sessions do not contend. stop is closed once, by
-// Close, and every parked poll selects on it.
+// Concurrency: the hub holds no lock of its own; the store orders
+// structural changes against deliveries (MemoryStore's doc has its lock
+// order), and each mailbox locks itself. stop is closed once, by Close,
+// and every parked poll selects on it. Nothing is called back under a
+// lock: parked polls are answered (Wakeup.Run, a Park's done) with no lock
+// held.
 //
-// Lock order, the one place it is written down: the hub's mu, then a
-// mailbox's mu (a retiring mailbox's before its successor's: Mailbox.retire
-// fills the successor under the old one's lock), then the directory's lock
-// (session.Registry's mu), then the offline store's (MemoryStore's mu). The
-// idempotency cache and the gauges lock (or are atomic) on their own and
-// call nothing. Nothing is called back under a lock: parked polls are
-// answered (Wakeup.Run, a Park's done) with no lock held, and the
-// directory calls expired and isParked with none of its locks held, so
-// they may take mu.
-//
-// One clock, Config.Now, times messages, offline expiry and the
-// directory's session expiry.
+// One clock, Config.Now, times messages, offline expiry and the store's
+// session expiry.
 type Hub struct {
-	cfg    Config
-	now    func() time.Time
-	log    *slog.Logger
-	dir    Directory
-	store  OfflineStore
-	obs    Observer
-	boxes  sync.Map     // session ID -> *Mailbox
-	seen   *cache.Cache // idempotency key -> Result
-	gauges gauges
+	cfg   Config
+	now   func() time.Time
+	log   *slog.Logger
+	store Store
+	obs   Observer
 
-	mu       sync.RWMutex
-	seenDevs map[string]time.Time // "device:"/"user:" keys -> when last online (under mu)
 	stop     chan struct{}
 	stopOnce sync.Once
 }
 
-// NewHub returns a hub with an in-memory session registry.
+// NewHub returns a hub over cfg.Store (a new MemoryStore when nil).
 func NewHub(cfg Config) *Hub {
 	if cfg.MaxMailbox <= 0 {
 		cfg.MaxMailbox = DefaultMaxMailbox
@@ -161,9 +125,6 @@ func NewHub(cfg Config) *Hub {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
-	}
-	if cfg.Store == nil {
-		cfg.Store = NewMemoryStore()
 	}
 	if cfg.MaxStoredBytes == 0 {
 		cfg.MaxStoredBytes = DefaultMaxStoredBytes
@@ -177,18 +138,16 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	h := &Hub{
-		cfg:      cfg,
-		now:      cfg.Now,
-		log:      cfg.Logger,
-		obs:      cfg.Observer,
-		store:    cfg.Store,
-		seen:     cache.New(cfg.OfflineTTL, 0), // swept by Cleanup
-		stop:     make(chan struct{}),
-		seenDevs: make(map[string]time.Time),
+	if cfg.Store == nil {
+		cfg.Store = NewMemoryStore(cfg.StoreConfig())
 	}
-	h.dir = session.NewRegistry(cfg.SessionTTL, cfg.Now, h.expired, h.isParked)
-	return h
+	return &Hub{cfg: cfg, now: cfg.Now, log: cfg.Logger, obs: cfg.Observer, store: cfg.Store, stop: make(chan struct{})}
+}
+
+// StoreConfig is what a store needs of the hub's configuration (defaults
+// filled in by NewHub).
+func (c Config) StoreConfig() StoreConfig {
+	return StoreConfig{MaxMailbox: c.MaxMailbox, SessionTTL: c.SessionTTL, OfflineTTL: c.OfflineTTL, Now: c.Now}
 }
 
 // Config returns the hub's effective configuration.
@@ -204,15 +163,14 @@ type CleanupResult struct {
 // "offline"/"expired" presence event) and drops offline messages and
 // idempotency keys past their ttl.
 func (h *Hub) Cleanup(now time.Time) CleanupResult {
-	h.dir.DeleteExpired()
-	h.seen.DeleteExpired()
-	dropped := h.store.DropExpired(now)
-	for _, e := range dropped {
-		h.gauges.stored.drop(e)
+	for _, s := range h.store.Expire(now) {
+		h.obs.SessionEnded("expired")
+		h.presence(s, "offline", "expired")
+		h.log.Info("session expired", "session", session.ShortID(s.ID), "device", s.DeviceID)
 	}
-	h.forgetDevices(now)
-	h.obs.OfflineExpired(len(dropped))
-	return CleanupResult{OfflineExpired: len(dropped)}
+	n := h.store.Cleanup(now)
+	h.obs.OfflineExpired(n)
+	return CleanupResult{OfflineExpired: n}
 }
 
 // Stats is a snapshot of the hub's state.
@@ -232,16 +190,17 @@ type Stats struct {
 
 // Stats returns the current counts.
 func (h *Hub) Stats() Stats {
-	sessions, users, _ := h.dir.Counts()
+	sessions, users := h.store.Counts()
+	st := h.store.Stats()
 	return Stats{
 		Sessions:        sessions,
-		Parked:          int(h.gauges.parked.Load()),
+		Parked:          st.Parked,
 		Devices:         sessions,
 		Users:           users,
-		OfflineMessages: h.store.Len(),
-		Backlog:         int(h.gauges.backlog.Load()),
-		StoredBytes:     h.StoredBytes(),
-		IdempotencyIDs:  h.seen.ItemCount(),
+		OfflineMessages: st.OfflineMessages,
+		Backlog:         st.Backlog,
+		StoredBytes:     st.StoredBytes,
+		IdempotencyIDs:  st.IdempotencyIDs,
 	}
 }
 
@@ -252,10 +211,7 @@ func (h *Hub) Stats() Stats {
 func (h *Hub) Close() {
 	h.stopOnce.Do(func() {
 		close(h.stop)
-		h.boxes.Range(func(_, v any) bool {
-			v.(*Mailbox).WakeAsync()
-			return true
-		})
+		h.store.WakeAll()
 	})
 }
 
@@ -282,18 +238,4 @@ func (h *Hub) envelope(topic, from string, data json.RawMessage, now time.Time, 
 		e.Rendered = b
 	}
 	return e, nil
-}
-
-func (h *Hub) newMailbox() *Mailbox {
-	m := newMailbox(h.cfg.MaxMailbox)
-	m.gauges = &h.gauges
-	return m
-}
-
-func (h *Hub) mailbox(id string) *Mailbox {
-	v, ok := h.boxes.Load(id)
-	if !ok {
-		return nil
-	}
-	return v.(*Mailbox)
 }

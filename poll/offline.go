@@ -5,43 +5,27 @@ import (
 	"time"
 )
 
-// OfflineStore keeps messages for devices and users that have no online
-// session, until they connect or the messages expire. Implementations must
-// be safe for concurrent use. The in-memory MemoryStore is the default; a
-// durable or shared (Redis) store slots in behind the same interface.
-type OfflineStore interface {
-	// Put appends e under key. With limit > 0 it fails with ErrMailboxFull
-	// when key already holds limit messages; limit 0 means no limit.
-	Put(key string, e *Envelope, limit int) error
-	// Take removes every message under key and returns them, oldest first,
-	// expired or not (the caller tells them apart).
-	Take(key string) []*Envelope
-	// DropExpired removes every message whose Expires is not after now and
-	// returns them.
-	DropExpired(now time.Time) []*Envelope
-	// Len returns the number of stored messages.
-	Len() int
-}
-
 // Offline store keys for a device and a user.
 func deviceKey(id string) string { return "device:" + id }
 func userKey(id string) string   { return "user:" + id }
 
-// MemoryStore is an in-process OfflineStore. Concurrency: one mutex guards
-// the map; every method takes it.
-type MemoryStore struct {
+// offlineLists keeps the messages of devices and users that have no
+// online session (keyed deviceKey, userKey), in send order, until they
+// connect or the messages expire. Concurrency: one mutex guards the map;
+// every method takes it.
+type offlineLists struct {
 	mu    sync.Mutex
 	byKey map[string][]*Envelope
 	n     int
 }
 
-// NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{byKey: make(map[string][]*Envelope)}
+func newOfflineLists() *offlineLists {
+	return &offlineLists{byKey: make(map[string][]*Envelope)}
 }
 
-// Put implements OfflineStore.
-func (s *MemoryStore) Put(key string, e *Envelope, limit int) error {
+// Put appends e under key. With limit > 0 it fails with ErrMailboxFull when
+// key already holds limit messages; limit 0 means no limit.
+func (s *offlineLists) Put(key string, e *Envelope, limit int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if limit > 0 && len(s.byKey[key]) >= limit {
@@ -52,8 +36,9 @@ func (s *MemoryStore) Put(key string, e *Envelope, limit int) error {
 	return nil
 }
 
-// Take implements OfflineStore.
-func (s *MemoryStore) Take(key string) []*Envelope {
+// Take removes every message under key and returns them, oldest first,
+// expired or not (the caller tells them apart).
+func (s *offlineLists) Take(key string) []*Envelope {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list, ok := s.byKey[key]
@@ -65,8 +50,9 @@ func (s *MemoryStore) Take(key string) []*Envelope {
 	return list
 }
 
-// DropExpired implements OfflineStore.
-func (s *MemoryStore) DropExpired(now time.Time) []*Envelope {
+// DropExpired removes every message whose Expires is not after now and
+// returns them.
+func (s *offlineLists) DropExpired(now time.Time) []*Envelope {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var dropped []*Envelope
@@ -90,8 +76,8 @@ func (s *MemoryStore) DropExpired(now time.Time) []*Envelope {
 	return dropped
 }
 
-// Len implements OfflineStore.
-func (s *MemoryStore) Len() int {
+// Len returns the number of stored messages.
+func (s *offlineLists) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.n

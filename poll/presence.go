@@ -18,7 +18,7 @@ func (h *Hub) Heartbeat(now time.Time) int {
 		return 0
 	}
 	res := Result{}
-	runWakeups(h.fanOut(h.dir.All(), env, &res))
+	runWakeups(fanOut(h.store, h.store.All(), env, &res))
 	return res.Delivered
 }
 
@@ -35,5 +35,5 @@ func (h *Hub) presence(s *session.Session, event, reason string) {
 		return
 	}
 	res := Result{}
-	runWakeups(h.fanOut(h.dir.ByTopic(session.TopicPresence), env, &res))
+	runWakeups(fanOut(h.store, h.store.ByTopic(session.TopicPresence), env, &res))
 }

@@ -26,7 +26,7 @@ func (h *Hub) Send(id string, p Push) (Result, error) {
 	if err := h.CheckSend([]Push{p}); err != nil {
 		return Result{}, err
 	}
-	s, ok := h.dir.Touch(id)
+	s, ok := h.store.Touch(id)
 	if !ok {
 		return Result{}, ErrSessionNotFound
 	}
@@ -73,26 +73,27 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 	key := ""
 	if p.Key != "" {
 		key = keyScope + p.Key
-		if err := h.seen.Add(key, Result{ID: env.ID}, ttl); err != nil {
-			if prev, ok := h.seen.Get(key); ok {
-				r := prev.(Result)
-				r.Duplicate = true
-				return r, nil
-			}
-			// The key expired between Add and Get: deliver as new.
-			h.seen.Set(key, Result{ID: env.ID}, ttl)
+		if prev, seen := h.store.Remember(key, Result{ID: env.ID}, ttl); seen {
+			prev.Duplicate = true
+			return prev, nil
 		}
 	}
 	res, err := h.route(p.To, env, from != "")
-	h.obs.Pushed(p.To.Kind(), res, err)
 	if key != "" {
 		if err != nil {
-			h.seen.Delete(key)
+			h.store.Forget(key)
 		} else {
-			h.seen.Set(key, res, ttl)
+			h.store.Settle(key, res, ttl)
 		}
 	}
-	return res, err
+	if err == nil {
+		err = h.store.Flush() // a 202 means stored: on disk, with a durable store
+	}
+	h.obs.Pushed(p.To.Kind(), res, err)
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
 }
 
 // route delivers env to its target; a client's (client true) goes offline
@@ -101,7 +102,7 @@ func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 	res := Result{ID: env.ID}
 	switch to.Kind() {
 	case ToSession:
-		box := h.mailbox(to.SessionID)
+		box := h.store.Box(to.SessionID)
 		if box == nil {
 			return Result{}, ErrSessionNotFound
 		}
@@ -115,74 +116,31 @@ func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 		}
 		res.Delivered = 1
 	case ToDevice:
-		h.mu.RLock()
-		var box *Mailbox
-		if s := h.dir.ByDevice(to.DeviceID); s != nil {
-			box = h.mailbox(s.ID)
-		}
-		var u Wakeup
-		var err error
-		switch key := deviceKey(to.DeviceID); {
-		case box != nil:
-			u, err = box.AppendWake(env, false)
-			res.Delivered = 1
-		case !client || h.recentlyOnline(key):
-			err = h.put(key, env, h.cfg.MaxMailbox)
-			res.Stored = 1
-		}
-		h.mu.RUnlock()
+		u, delivered, stored, err := h.store.DeliverDevice(to.DeviceID, env, h.cfg.MaxMailbox, client)
 		runWakeups([]Wakeup{u}) // the publisher answers the parked poll itself
 		if err != nil {
 			return Result{}, err
 		}
-	case ToUser:
-		h.mu.RLock()
-		sessions := h.dir.ByUser(to.UserID)
-		if len(sessions) == 0 {
-			var err error
-			if key := userKey(to.UserID); !client || h.recentlyOnline(key) {
-				err = h.put(key, env, h.cfg.MaxMailbox)
-				res.Stored = 1
-			}
-			h.mu.RUnlock()
-			if err != nil {
-				return Result{}, err
-			}
-			return res, nil
+		if delivered {
+			res.Delivered = 1
 		}
-		wake := h.fanOut(sessions, env, &res)
-		h.mu.RUnlock()
+		if stored {
+			res.Stored = 1
+		}
+	case ToUser:
+		wake, r, err := h.store.DeliverUser(to.UserID, env, h.cfg.MaxMailbox, client)
 		runWakeups(wake)
+		if err != nil {
+			return Result{}, err
+		}
+		r.ID = res.ID
+		res = r
 	case ToTopic:
-		runWakeups(h.fanOut(h.dir.ByTopic(to.Topic), env, &res))
+		runWakeups(fanOut(h.store, h.store.ByTopic(to.Topic), env, &res))
 	default:
-		runWakeups(h.fanOut(h.dir.All(), env, &res))
+		runWakeups(fanOut(h.store, h.store.All(), env, &res))
 	}
 	return res, nil
-}
-
-// fanOut appends env to each session's mailbox, counting deliveries and
-// full mailboxes, and returns the parked polls to answer (runWakeups, after
-// releasing any lock). Sessions that ended since the snapshot are skipped.
-func (h *Hub) fanOut(sessions []*session.Session, env *Envelope, res *Result) []Wakeup {
-	var wake []Wakeup
-	for _, s := range sessions {
-		box := h.mailbox(s.ID)
-		if box == nil {
-			continue
-		}
-		u, err := box.AppendWake(env, false)
-		switch err {
-		case nil:
-			res.Delivered++
-		case ErrMailboxFull:
-			res.Rejected++
-		}
-		if u.w != nil {
-			wake = append(wake, u)
-		}
-	}
-	return wake
 }
 
 // inlineWakeups is how many answered polls a publisher writes itself;

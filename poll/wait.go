@@ -20,18 +20,18 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 		return nil, ErrSessionNotFound
 	}
 	msgs, err := t.box.Wait(ctx, h.stop, ack, hasAck)
-	h.dir.Refresh(t.s)
+	h.store.Refresh(t.s)
 	return msgs, err
 }
 
 // online looks up the session with id, refreshing its idle timer, and its
 // mailbox; false when either is gone.
 func (h *Hub) online(id string) (Ticket, bool) {
-	s, ok := h.dir.Touch(id)
+	s, ok := h.store.Touch(id)
 	if !ok {
 		return Ticket{}, false
 	}
-	box := h.mailbox(id)
+	box := h.store.Box(id)
 	if box == nil {
 		return Ticket{}, false
 	}
@@ -47,7 +47,7 @@ func (h *Hub) online(id string) (Ticket, bool) {
 // t (may be nil) carries the session and mailbox from one poll to the
 // next on the same connection: Park fills it in, and a later Park for the
 // same session with the same t skips looking them up while the session is
-// online and was refreshed within the registry's slack (Directory.Refresh).
+// online and was refreshed within the registry's slack (Store.Refresh).
 // It is also the poll's owner: Cancel(id, t) ends it early.
 func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool) {
 	if h.stopped() {
@@ -56,7 +56,7 @@ func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Dura
 	if t == nil {
 		t = new(Ticket)
 	}
-	if t.s == nil || t.s.ID != id || !h.dir.Refresh(t.s) {
+	if t.s == nil || t.s.ID != id || !h.store.Refresh(t.s) {
 		var ok bool
 		if *t, ok = h.online(id); !ok {
 			return nil, ErrSessionNotFound, false
@@ -64,7 +64,7 @@ func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Dura
 	}
 	s := t.s
 	msgs, err, parked = t.box.Park(ack, hasAck, hold, t, func(msgs []Message, err error) func() {
-		h.dir.Refresh(s)
+		h.store.Refresh(s)
 		return done(msgs, err)
 	})
 	if parked && h.stopped() {
@@ -78,7 +78,7 @@ func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Dura
 // messages stay for the next poll. An edge calls it when it finds the
 // poll's client gone. It reports whether there was such a poll.
 func (h *Hub) Cancel(id string, t *Ticket) bool {
-	box := h.mailbox(id)
+	box := h.store.Box(id)
 	return box != nil && box.Cancel(t)
 }
 

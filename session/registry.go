@@ -168,29 +168,32 @@ func (r *Registry) touchSlack() time.Duration {
 }
 
 // DeleteExpired evicts every session idle for the TTL, calling onExpire
-// for each, unless keepAlive vetoes it (the session is then refreshed).
-func (r *Registry) DeleteExpired() {
+// for each (when set), unless keepAlive vetoes it (the session is then
+// refreshed), and returns the sessions it evicted.
+func (r *Registry) DeleteExpired() []*Session {
 	now := r.now()
+	var out []*Session
 	for _, item := range r.cache.Items() {
-		if s := item.Object.(*Session); r.idle(s, now) {
-			r.expire(s, now)
+		if s := item.Object.(*Session); r.idle(s, now) && r.expire(s, now) {
+			out = append(out, s)
 		}
 	}
+	return out
 }
 
 // expire evicts s, idle at now, unless keepAlive vetoes it or it went
-// offline or was refreshed meanwhile.
-func (r *Registry) expire(s *Session, now time.Time) {
+// offline or was refreshed meanwhile. It reports whether it evicted s.
+func (r *Registry) expire(s *Session, now time.Time) bool {
 	keep := r.keepAlive != nil && r.keepAlive(s)
 	r.mu.Lock()
 	if r.byDevice[s.DeviceID] != s || !r.idle(s, now) {
 		r.mu.Unlock()
-		return // removed, replaced or refreshed meanwhile: nothing to do
+		return false // removed, replaced or refreshed meanwhile: nothing to do
 	}
 	if keep {
 		s.refreshed.Store(now.UnixNano())
 		r.mu.Unlock()
-		return
+		return false
 	}
 	r.unindexLocked(s)
 	r.mu.Unlock()
@@ -198,6 +201,7 @@ func (r *Registry) expire(s *Session, now time.Time) {
 	if r.onExpire != nil {
 		r.onExpire(s)
 	}
+	return true
 }
 
 // ByDevice returns the online session of device, or nil.

@@ -1,0 +1,387 @@
+package poll
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/patrickmn/go-cache"
+
+	"github.com/longpoll/longpoll/session"
+)
+
+// StoreConfig configures a store.
+type StoreConfig struct {
+	// MaxMailbox is the most unacknowledged messages a mailbox may hold
+	// (appends that are not forced beyond it fail with ErrMailboxFull).
+	MaxMailbox int
+	// SessionTTL is how long a session may go without a refresh; OfflineTTL
+	// how long a device or user offline is remembered as recently online,
+	// and the default lifetime of an idempotency id.
+	SessionTTL, OfflineTTL time.Duration
+	// Now is the clock.
+	Now func() time.Time
+}
+
+// MemoryStore is the Store that keeps everything in the process: the
+// sessions in a session.Registry (go-cache and indexes), the mailboxes in
+// a map, the offline lists, and the idempotency ids in a go-cache.
+//
+// Concurrency: mu orders structural changes (connect, end) against
+// deliveries to devices and users, so that a message is never stranded in
+// the offline list of a device that has just connected, nor in the mailbox
+// of a session that has just ended. Topic and broadcast fan-outs append to
+// the mailboxes of a snapshot of the sessions without mu; a mailbox retired
+// meanwhile forwards to its successor. The mailboxes, the registry, the
+// offline lists and the id cache lock themselves; lock order: mu, then a
+// mailbox's (a retiring one's before its successor's), then the
+// registry's, then the offline lists'.
+type MemoryStore struct {
+	cfg     StoreConfig
+	dir     *session.Registry
+	boxes   sync.Map // session ID -> *Mailbox
+	offline *offlineLists
+	seen    *cache.Cache // idempotency key -> Result
+	gauges  gauges
+
+	mu       sync.RWMutex
+	seenDevs map[string]time.Time // deviceKey/userKey -> when its last session ended (under mu)
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(cfg StoreConfig) *MemoryStore {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &MemoryStore{
+		cfg:      cfg,
+		offline:  newOfflineLists(),
+		seen:     cache.New(cfg.OfflineTTL, 0), // swept by Cleanup
+		seenDevs: make(map[string]time.Time),
+	}
+	s.dir = session.NewRegistry(cfg.SessionTTL, cfg.Now, nil, s.isParked)
+	return s
+}
+
+// newMailbox returns an empty mailbox counting in the store's gauges.
+func (s *MemoryStore) newMailbox() *Mailbox {
+	m := newMailbox(s.cfg.MaxMailbox)
+	m.gauges = &s.gauges
+	return m
+}
+
+// Box implements Store.
+func (s *MemoryStore) Box(id string) *Mailbox {
+	v, ok := s.boxes.Load(id)
+	if !ok {
+		return nil
+	}
+	return v.(*Mailbox)
+}
+
+// Connect implements Store.
+func (s *MemoryStore) Connect(sess *session.Session, maxSessions int, now time.Time) (*session.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.dir.ByDevice(sess.DeviceID)
+	if old == nil && maxSessions > 0 {
+		if n, _, _ := s.dir.Counts(); n >= maxSessions {
+			return nil, ErrTooManySessions
+		}
+	}
+	box := s.newMailbox()
+	fill := func(carried []*Envelope) *Mailbox {
+		for _, e := range carried {
+			_ = box.Append(e, true)
+		}
+		for _, e := range s.takeOffline(sess, now) {
+			_ = box.Append(e, true)
+		}
+		return box
+	}
+	var oldBox *Mailbox
+	if old != nil {
+		oldBox = s.Box(old.ID)
+	}
+	if oldBox != nil {
+		oldBox.retire(ErrSessionClosed, fill)
+	} else {
+		fill(nil)
+	}
+	s.boxes.Store(sess.ID, box)
+	s.dir.Add(sess)
+	if old != nil {
+		s.boxes.Delete(old.ID)
+	}
+	return old, nil
+}
+
+// End implements Store.
+func (s *MemoryStore) End(id string, ack uint64, hasAck bool, closeErr error, now time.Time) (*session.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.dir.Get(id)
+	box := s.Box(id)
+	if !ok || box == nil {
+		return nil, ErrSessionNotFound
+	}
+	if hasAck {
+		if err := box.Ack(ack); err != nil {
+			return nil, err
+		}
+	}
+	if !s.dir.Remove(sess) {
+		return nil, ErrSessionNotFound
+	}
+	s.endLocked(sess, box, closeErr, now)
+	return sess, nil
+}
+
+// Expire implements Store.
+func (s *MemoryStore) Expire(now time.Time) []*session.Session {
+	expired := s.dir.DeleteExpired() // already offline, unless a parked poll kept them
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range expired {
+		if box := s.Box(sess.ID); box != nil {
+			s.endLocked(sess, box, ErrSessionNotFound, now)
+		}
+	}
+	return expired
+}
+
+// isParked reports whether sess has a parked poll (which keeps it alive).
+func (s *MemoryStore) isParked(sess *session.Session) bool {
+	box := s.Box(sess.ID)
+	return box != nil && box.Parked()
+}
+
+// endLocked retires the mailbox of a session that is no longer in the
+// directory. Its unacknowledged messages (but system and expired ones) go
+// to the device's current session if one connected meanwhile, else to the
+// device's offline list. Callers hold mu.
+func (s *MemoryStore) endLocked(sess *session.Session, box *Mailbox, closeErr error, now time.Time) {
+	s.markOnline(sess, now)
+	box.retire(closeErr, func(pending []*Envelope) *Mailbox {
+		var next *Mailbox
+		if cur := s.dir.ByDevice(sess.DeviceID); cur != nil {
+			next = s.Box(cur.ID)
+		}
+		for _, e := range pending {
+			if strings.HasPrefix(e.Topic, "$") || !e.Expires.After(now) {
+				continue
+			}
+			if next != nil {
+				_ = next.Append(e, true)
+			} else {
+				_ = s.put(deviceKey(sess.DeviceID), e, 0)
+			}
+		}
+		return nil
+	})
+	s.boxes.Delete(sess.ID)
+}
+
+// takeOffline removes the offline messages of sess's device and user and
+// returns those not expired at now, in send order. Callers hold mu.
+func (s *MemoryStore) takeOffline(sess *session.Session, now time.Time) []*Envelope {
+	msgs := s.take(deviceKey(sess.DeviceID), now)
+	if sess.UserID != "" {
+		msgs = mergeByOrder(msgs, s.take(userKey(sess.UserID), now))
+	}
+	return msgs
+}
+
+// take removes the offline messages under key and returns those not
+// expired at now.
+func (s *MemoryStore) take(key string, now time.Time) []*Envelope {
+	list := s.offline.Take(key)
+	live := list[:0]
+	for _, e := range list {
+		s.gauges.stored.drop(e)
+		if e.Expires.After(now) {
+			live = append(live, e)
+		}
+	}
+	return live
+}
+
+// put stores e under key in the offline lists (see offlineLists.Put).
+func (s *MemoryStore) put(key string, e *Envelope, limit int) error {
+	if err := s.offline.Put(key, e, limit); err != nil {
+		return err
+	}
+	s.gauges.stored.hold(e)
+	return nil
+}
+
+// markOnline records that a device and user (the session sess) were
+// online until now, as sess ends: a client's send to them is stored while
+// they are offline for up to the offline ttl after (recentlyOnline).
+// (While they are online, sends reach their sessions: nothing is recorded
+// for them, which would cost every online session memory.) Callers hold
+// mu.
+func (s *MemoryStore) markOnline(sess *session.Session, now time.Time) {
+	s.seenDevs[deviceKey(sess.DeviceID)] = now
+	if sess.UserID != "" {
+		s.seenDevs[userKey(sess.UserID)] = now
+	}
+}
+
+// recentlyOnline reports whether the device or user of key was online
+// within the offline ttl. Callers hold mu (read).
+func (s *MemoryStore) recentlyOnline(key string) bool {
+	t, ok := s.seenDevs[key]
+	return ok && s.cfg.Now().Sub(t) < s.cfg.OfflineTTL
+}
+
+// DeliverDevice implements Store.
+func (s *MemoryStore) DeliverDevice(device string, e *Envelope, limit int, client bool) (u Wakeup, delivered, stored bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sess := s.dir.ByDevice(device); sess != nil {
+		if box := s.Box(sess.ID); box != nil {
+			u, err = box.AppendWake(e, false)
+			return u, err == nil, false, err
+		}
+	}
+	if key := deviceKey(device); !client || s.recentlyOnline(key) {
+		if err := s.put(key, e, limit); err != nil {
+			return Wakeup{}, false, false, err
+		}
+		return Wakeup{}, false, true, nil
+	}
+	return Wakeup{}, false, false, nil
+}
+
+// DeliverUser implements Store.
+func (s *MemoryStore) DeliverUser(user string, e *Envelope, limit int, client bool) (wake []Wakeup, res Result, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	sessions := s.dir.ByUser(user)
+	if len(sessions) > 0 {
+		return fanOut(s, sessions, e, &res), res, nil
+	}
+	if key := userKey(user); !client || s.recentlyOnline(key) {
+		if err := s.put(key, e, limit); err != nil {
+			return nil, res, err
+		}
+		res.Stored = 1
+	}
+	return nil, res, nil
+}
+
+// fanOut appends e to each session's mailbox, counting deliveries and full
+// mailboxes in res, and returns the parked polls to answer (runWakeups,
+// after releasing any lock). Sessions that ended since the snapshot are
+// skipped.
+func fanOut(st Store, sessions []*session.Session, e *Envelope, res *Result) []Wakeup {
+	var wake []Wakeup
+	for _, sess := range sessions {
+		box := st.Box(sess.ID)
+		if box == nil {
+			continue
+		}
+		u, err := box.AppendWake(e, false)
+		switch err {
+		case nil:
+			res.Delivered++
+		case ErrMailboxFull:
+			res.Rejected++
+		}
+		if u.w != nil {
+			wake = append(wake, u)
+		}
+	}
+	return wake
+}
+
+// Session implements Store.
+func (s *MemoryStore) Session(id string) (*session.Session, bool) { return s.dir.Get(id) }
+
+// Touch implements Store.
+func (s *MemoryStore) Touch(id string) (*session.Session, bool) { return s.dir.Touch(id) }
+
+// Refresh implements Store.
+func (s *MemoryStore) Refresh(sess *session.Session) bool { return s.dir.Refresh(sess) }
+
+// ByDevice implements Store.
+func (s *MemoryStore) ByDevice(device string) *session.Session { return s.dir.ByDevice(device) }
+
+// ByUser implements Store.
+func (s *MemoryStore) ByUser(user string) []*session.Session { return s.dir.ByUser(user) }
+
+// ByTopic implements Store.
+func (s *MemoryStore) ByTopic(topic string) []*session.Session { return s.dir.ByTopic(topic) }
+
+// All implements Store.
+func (s *MemoryStore) All() []*session.Session { return s.dir.All() }
+
+// Counts implements Store.
+func (s *MemoryStore) Counts() (sessions, users int) {
+	sessions, users, _ = s.dir.Counts()
+	return sessions, users
+}
+
+// Remember implements Store.
+func (s *MemoryStore) Remember(key string, r Result, ttl time.Duration) (Result, bool) {
+	if err := s.seen.Add(key, r, ttl); err != nil {
+		if prev, ok := s.seen.Get(key); ok {
+			return prev.(Result), true
+		}
+		// The key expired between Add and Get: record it anew.
+		s.seen.Set(key, r, ttl)
+	}
+	return Result{}, false
+}
+
+// Settle implements Store.
+func (s *MemoryStore) Settle(key string, r Result, ttl time.Duration) { s.seen.Set(key, r, ttl) }
+
+// Forget implements Store.
+func (s *MemoryStore) Forget(key string) { s.seen.Delete(key) }
+
+// Cleanup implements Store.
+func (s *MemoryStore) Cleanup(now time.Time) int {
+	s.seen.DeleteExpired()
+	dropped := s.offline.DropExpired(now)
+	for _, e := range dropped {
+		s.gauges.stored.drop(e)
+	}
+	s.mu.Lock()
+	for k, t := range s.seenDevs {
+		if now.Sub(t) >= s.cfg.OfflineTTL {
+			delete(s.seenDevs, k)
+		}
+	}
+	s.mu.Unlock()
+	return len(dropped)
+}
+
+// Stats implements Store.
+func (s *MemoryStore) Stats() StoreStats {
+	ids := s.seen.ItemCount()
+	return StoreStats{
+		Parked:          int(s.gauges.parked.Load()),
+		Backlog:         int(s.gauges.backlog.Load()),
+		OfflineMessages: s.offline.Len(),
+		StoredBytes:     s.gauges.stored.bytes.Load() + int64(ids)*idCost,
+		IdempotencyIDs:  ids,
+	}
+}
+
+// StoredBytes implements Store.
+func (s *MemoryStore) StoredBytes() int64 {
+	return s.gauges.stored.bytes.Load() + int64(s.seen.ItemCount())*idCost
+}
+
+// Flush implements Store: a memory store has nothing to wait for.
+func (s *MemoryStore) Flush() error { return nil }
+
+// WakeAll implements Store.
+func (s *MemoryStore) WakeAll() {
+	s.boxes.Range(func(_, v any) bool {
+		v.(*Mailbox).WakeAsync()
+		return true
+	})
+}

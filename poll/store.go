@@ -1,0 +1,118 @@
+package poll
+
+import (
+	"time"
+
+	"github.com/longpoll/longpoll/session"
+)
+
+// Store keeps the hub's state: the online sessions (with their device,
+// user, topics, permit and idle timer), each session's mailbox of
+// unacknowledged messages (seq and cursor), the offline lists of devices
+// and users, the idempotency ids, and when devices and users were last
+// online. The hub keeps nothing of its own but what its process holds for
+// a moment: the parked polls' waiters and timers live in the mailboxes it
+// gets from the store (Box), and it routes, notifies and observes.
+//
+// Every method is atomic: a connect, an end, a delivery to a device or a
+// user happens whole or not at all, in one order for everyone. The
+// operations that move messages between places (a replacement carrying
+// unacknowledged messages to the new session, a connect draining the
+// offline lists into the new mailbox, an end moving what is left to the
+// device's offline list) are single operations, not sequences the hub
+// strings together. Implementations take ids and values, never hand the
+// hub pointers into their own state but the session values (immutable)
+// and the mailboxes (whose methods lock themselves).
+//
+// MemoryStore keeps everything in the process; DiskStore writes it
+// through to a data directory as well and reads it back at start; a
+// shared store (Redis) would let several nodes serve the same sessions.
+// The conformance suite (store_conformance_test.go) runs the same table of
+// behaviours against each.
+type Store interface {
+	// Connect makes s online with a new, empty mailbox. A session of s's
+	// device ends (it is returned): its parked poll is answered
+	// ErrSessionClosed, and its unacknowledged messages move, in order, to
+	// s's mailbox, followed by the offline messages of s's device and
+	// user that have not expired at now, in send order. With maxSessions
+	// > 0 sessions online, a connect that replaces none fails with
+	// ErrTooManySessions.
+	Connect(s *session.Session, maxSessions int, now time.Time) (replaced *session.Session, err error)
+	// End takes the session with id offline (ErrSessionNotFound if it is
+	// not online), first acknowledging its messages up to ack when hasAck
+	// (ErrInvalidCursor changes nothing). Its parked poll is answered
+	// closeErr; its unacknowledged messages, but system ($…) and expired
+	// ones, move to its device's offline list. Its device and user are
+	// recorded as online until now.
+	End(id string, ack uint64, hasAck bool, closeErr error, now time.Time) (*session.Session, error)
+	// Expire ends, as End with ErrSessionNotFound, every session idle for
+	// the session ttl at now but those whose mailbox has a parked poll
+	// (refreshed instead), and returns them.
+	Expire(now time.Time) []*session.Session
+
+	// Session returns the online session with id. Touch does too, and
+	// refreshes its idle timer; Refresh refreshes a session the caller
+	// holds and reports whether it is still online (see
+	// session.Registry).
+	Session(id string) (*session.Session, bool)
+	Touch(id string) (*session.Session, bool)
+	Refresh(s *session.Session) bool
+	// ByDevice, ByUser, ByTopic and All return the online sessions of a
+	// device (or nil), a user, a topic, and all of them.
+	ByDevice(device string) *session.Session
+	ByUser(user string) []*session.Session
+	ByTopic(topic string) []*session.Session
+	All() []*session.Session
+	// Counts returns how many sessions and distinct users are online.
+	Counts() (sessions, users int)
+
+	// Box returns the mailbox of the online session with id, or nil. The
+	// mailbox of a session replaced a moment ago forwards what is
+	// appended to it to its successor.
+	Box(id string) *Mailbox
+	// DeliverDevice appends e to the mailbox of device's online session
+	// (delivered), or else stores it in the device's offline list (stored,
+	// at most limit there: ErrMailboxFull beyond) unless client is set and
+	// the device has not been online within the offline ttl. The Wakeup
+	// is the parked poll to answer, after.
+	DeliverDevice(device string, e *Envelope, limit int, client bool) (u Wakeup, delivered, stored bool, err error)
+	// DeliverUser is DeliverDevice for a user: every online session of
+	// the user gets e (full mailboxes are counted in res.Rejected), or,
+	// with none online, the user's offline list.
+	DeliverUser(user string, e *Envelope, limit int, client bool) (wake []Wakeup, res Result, err error)
+
+	// Remember records an idempotency key with the result of its push
+	// until ttl has passed. When key is already recorded, it records
+	// nothing and returns the recorded result and true. Settle replaces
+	// the result of a recorded key; Forget drops it (a push that failed
+	// does not consume its key).
+	Remember(key string, r Result, ttl time.Duration) (prev Result, seen bool)
+	Settle(key string, r Result, ttl time.Duration)
+	Forget(key string)
+
+	// Cleanup drops the offline messages and idempotency ids past their
+	// ttl at now, and forgets devices and users offline for longer than
+	// the offline ttl. It returns how many offline messages it dropped.
+	Cleanup(now time.Time) (offlineExpired int)
+	// Stats returns the store's counts: what Hub.Stats shows of it.
+	Stats() StoreStats
+	// StoredBytes is Stats().StoredBytes, cheaply (every push asks).
+	StoredBytes() int64
+	// Flush returns once everything written before it was called is
+	// durable (a 202 means that); an error means it is not (ErrStorage).
+	// A memory store has nothing to wait for.
+	Flush() error
+	// WakeAll answers every parked poll at once (shutdown).
+	WakeAll()
+}
+
+// StoreStats are a store's counts.
+type StoreStats struct {
+	// Parked counts parked polls; Backlog unacknowledged messages in
+	// mailboxes; OfflineMessages messages in offline lists.
+	Parked, Backlog, OfflineMessages int
+	// StoredBytes is what the store holds, as Config.MaxStoredBytes
+	// counts it; IdempotencyIDs the ids among it.
+	StoredBytes    int64
+	IdempotencyIDs int
+}
