@@ -1,0 +1,356 @@
+package poll
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll/session"
+)
+
+// storeClock is a settable clock for the conformance suite.
+type storeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *storeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *storeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// storeMaker makes a fresh store of an implementation for one test.
+type storeMaker func(t *testing.T, cfg StoreConfig) Store
+
+// testStoreConformance runs the table of behaviours every Store must have
+// against stores that make makes: the memory store now, a durable and a
+// shared one beside it.
+func testStoreConformance(t *testing.T, makes storeMaker) {
+	const limit = 5
+	newStore := func(t *testing.T) (Store, *storeClock) {
+		clk := &storeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+		return makes(t, StoreConfig{MaxMailbox: limit, SessionTTL: time.Minute, OfflineTTL: time.Hour, Now: clk.Now}), clk
+	}
+	sess := func(device, user string, topics ...string) *session.Session {
+		return session.Request{DeviceID: device, UserID: user, Topics: topics}.NewSession(time.Now())
+	}
+	connect := func(t *testing.T, st Store, clk *storeClock, s *session.Session) *session.Session {
+		t.Helper()
+		old, err := st.Connect(s, 0, clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return old
+	}
+	msg := func(clk *storeClock, data string) *Envelope {
+		return NewEnvelope("t", "", json.RawMessage(data), clk.Now(), time.Hour)
+	}
+	read := func(t *testing.T, st Store, id string, ack uint64, hasAck bool) ([]string, error) {
+		t.Helper()
+		box := st.Box(id)
+		if box == nil {
+			return nil, ErrSessionNotFound
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // answer at once
+		msgs, err := box.Wait(ctx, nil, ack, hasAck)
+		out := make([]string, 0, len(msgs))
+		for _, m := range msgs {
+			out = append(out, fmt.Sprintf("%d:%s", m.Seq, m.Data))
+		}
+		return out, err
+	}
+	want := func(t *testing.T, what string, got []string, err error, w ...string) {
+		t.Helper()
+		if err != nil || !slices.Equal(got, w) {
+			t.Fatalf("%s: %v %v, want %v", what, got, err, w)
+		}
+	}
+
+	t.Run("append, read in order, acknowledge", func(t *testing.T) {
+		st, clk := newStore(t)
+		s := sess("d", "")
+		connect(t, st, clk, s)
+		for i := range 3 {
+			if _, err := st.Box(s.ID).AppendWake(msg(clk, fmt.Sprint(i)), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := read(t, st, s.ID, 0, false)
+		want(t, "read", got, err, "1:0", "2:1", "3:2")
+		got, err = read(t, st, s.ID, 2, true)
+		want(t, "after acknowledging 2", got, err, "3:2")
+		if _, err := read(t, st, s.ID, 9, true); !errors.Is(err, ErrInvalidCursor) {
+			t.Fatalf("cursor beyond the newest: %v", err)
+		}
+		got, err = read(t, st, s.ID, 3, true)
+		want(t, "all acknowledged", got, err)
+		if _, err := st.Box(s.ID).AppendWake(msg(clk, "x"), false); err != nil {
+			t.Fatal(err)
+		}
+		got, err = read(t, st, s.ID, 3, true)
+		want(t, "seqs continue", got, err, "4:x")
+		if st.Stats().Backlog != 1 {
+			t.Fatalf("backlog %d, want 1", st.Stats().Backlog)
+		}
+	})
+
+	t.Run("a full mailbox refuses, a forced append does not", func(t *testing.T) {
+		st, clk := newStore(t)
+		s := sess("d", "")
+		connect(t, st, clk, s)
+		for range limit {
+			if _, err := st.Box(s.ID).AppendWake(msg(clk, "1"), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.Box(s.ID).AppendWake(msg(clk, "1"), false); !errors.Is(err, ErrMailboxFull) {
+			t.Fatalf("append past the limit: %v", err)
+		}
+		if _, err := st.Box(s.ID).AppendWake(msg(clk, "1"), true); err != nil {
+			t.Fatalf("forced append: %v", err)
+		}
+	})
+
+	t.Run("replace moves the unacknowledged, then the offline, in order", func(t *testing.T) {
+		st, clk := newStore(t)
+		old := sess("lamp", "alice")
+		connect(t, st, clk, old)
+		for _, d := range []string{"1", "2", "3"} {
+			if _, err := st.Box(old.ID).AppendWake(msg(clk, d), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := read(t, st, old.ID, 1, true); err != nil {
+			t.Fatal(err)
+		}
+		// Offline for the user (no session of hers but old, which is the
+		// lamp's): a message to another device of hers that is offline.
+		if _, _, stored, err := st.DeliverDevice("lamp-offline", msg(clk, "o"), limit, false); err != nil || !stored {
+			t.Fatalf("offline: %v %v", stored, err)
+		}
+		parked := make(chan error, 1)
+		if _, _, ok := st.Box(old.ID).Park(3, true, time.Minute, nil, func(_ []Message, err error) func() { parked <- err; return nil }); !ok {
+			t.Fatal("not parked")
+		}
+		repl := sess("lamp", "alice")
+		if got := connect(t, st, clk, repl); got == nil || got.ID != old.ID {
+			t.Fatalf("replaced %v, want the old session", got)
+		}
+		if err := <-parked; !errors.Is(err, ErrSessionClosed) {
+			t.Fatalf("the old session's parked poll: %v", err)
+		}
+		if _, ok := st.Session(old.ID); ok {
+			t.Fatal("the old session is still online")
+		}
+		got, err := read(t, st, repl.ID, 0, false)
+		want(t, "the new session", got, err) // 2 and 3 were acknowledged with cursor 3 by the parked poll
+		if s := st.ByDevice("lamp"); s == nil || s.ID != repl.ID {
+			t.Fatalf("ByDevice: %v", s)
+		}
+	})
+
+	t.Run("replace carries what was not acknowledged", func(t *testing.T) {
+		st, clk := newStore(t)
+		old := sess("lamp", "")
+		connect(t, st, clk, old)
+		for _, d := range []string{"1", "2"} {
+			st.Box(old.ID).AppendWake(msg(clk, d), false)
+		}
+		if _, _, stored, err := st.DeliverDevice("lamp", msg(clk, "3"), limit, false); err != nil || stored {
+			t.Fatalf("to the online device: stored %v %v", stored, err)
+		}
+		repl := sess("lamp", "")
+		connect(t, st, clk, repl)
+		got, err := read(t, st, repl.ID, 0, false)
+		want(t, "carried", got, err, "1:1", "2:2", "3:3")
+	})
+
+	t.Run("end moves the rest offline, the next connect gets it", func(t *testing.T) {
+		st, clk := newStore(t)
+		s := sess("lamp", "bob")
+		connect(t, st, clk, s)
+		st.Box(s.ID).AppendWake(msg(clk, "1"), false)
+		st.Box(s.ID).AppendWake(msg(clk, "2"), false)
+		st.Box(s.ID).AppendWake(NewEnvelope(session.TopicHeartbeat, "", json.RawMessage(`{}`), clk.Now(), time.Hour), false)
+		if _, err := st.End(s.ID, 9, true, ErrSessionClosed, clk.Now()); !errors.Is(err, ErrInvalidCursor) {
+			t.Fatalf("end with a bad cursor: %v", err)
+		}
+		if _, ok := st.Session(s.ID); !ok {
+			t.Fatal("a refused end ended the session")
+		}
+		if _, err := st.End(s.ID, 1, true, ErrSessionClosed, clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.End(s.ID, 0, false, ErrSessionClosed, clk.Now()); !errors.Is(err, ErrSessionNotFound) {
+			t.Fatalf("a second end: %v", err)
+		}
+		if st.Stats().OfflineMessages != 1 {
+			t.Fatalf("offline %d, want 1 (2; 1 acknowledged, the heartbeat dropped)", st.Stats().OfflineMessages)
+		}
+		next := sess("lamp", "bob")
+		connect(t, st, clk, next)
+		got, err := read(t, st, next.ID, 0, false)
+		want(t, "next session", got, err, "1:2")
+	})
+
+	t.Run("offline lists keep send order across device and user, and their ttl", func(t *testing.T) {
+		st, clk := newStore(t)
+		for i, to := range []string{"device", "user", "device", "user"} {
+			e := msg(clk, fmt.Sprint(i))
+			var err error
+			if to == "device" {
+				_, _, _, err = st.DeliverDevice("tv", e, limit, false)
+			} else {
+				_, _, err = st.DeliverUser("carol", e, limit, false)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		short := NewEnvelope("t", "", json.RawMessage(`"short"`), clk.Now(), time.Minute)
+		st.DeliverDevice("tv", short, limit, false)
+		clk.advance(2 * time.Minute)
+		s := sess("tv", "carol")
+		connect(t, st, clk, s)
+		got, err := read(t, st, s.ID, 0, false)
+		want(t, "offline in send order, the expired one left out", got, err, "1:0", "2:1", "3:2", "4:3")
+
+		st.DeliverDevice("radio", NewEnvelope("t", "", json.RawMessage(`1`), clk.Now(), time.Minute), limit, false)
+		clk.advance(2 * time.Minute)
+		if n := st.Cleanup(clk.Now()); n != 1 || st.Stats().OfflineMessages != 0 {
+			t.Fatalf("cleanup dropped %d, %d left", n, st.Stats().OfflineMessages)
+		}
+	})
+
+	t.Run("an offline list is bounded", func(t *testing.T) {
+		st, clk := newStore(t)
+		for range limit {
+			if _, _, _, err := st.DeliverDevice("tv", msg(clk, "1"), limit, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, _, err := st.DeliverDevice("tv", msg(clk, "1"), limit, false); !errors.Is(err, ErrMailboxFull) {
+			t.Fatalf("past the limit: %v", err)
+		}
+	})
+
+	t.Run("a client's send is kept only for names online within the offline ttl", func(t *testing.T) {
+		st, clk := newStore(t)
+		s := sess("lamp", "dave")
+		connect(t, st, clk, s)
+		if _, err := st.End(s.ID, 0, false, ErrSessionClosed, clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, stored, _ := st.DeliverDevice("lamp", msg(clk, "1"), limit, true); !stored {
+			t.Fatal("a send to a device online a moment ago was not kept")
+		}
+		if _, res, _ := st.DeliverUser("dave", msg(clk, "1"), limit, true); res.Stored != 1 {
+			t.Fatal("a send to a user online a moment ago was not kept")
+		}
+		if _, _, stored, _ := st.DeliverDevice("invented", msg(clk, "1"), limit, true); stored {
+			t.Fatal("a send to an invented device was kept")
+		}
+		clk.advance(2 * time.Hour)
+		st.Cleanup(clk.Now())
+		if _, _, stored, _ := st.DeliverDevice("lamp", msg(clk, "1"), limit, true); stored {
+			t.Fatal("a send to a device offline past the ttl was kept")
+		}
+	})
+
+	t.Run("idempotency ids and their ttl", func(t *testing.T) {
+		st, clk := newStore(t)
+		if _, seen := st.Remember("k", Result{ID: "m_1"}, time.Minute); seen {
+			t.Fatal("a new key seen")
+		}
+		st.Settle("k", Result{ID: "m_1", Delivered: 2}, time.Minute)
+		if prev, seen := st.Remember("k", Result{ID: "m_2"}, time.Minute); !seen || prev.ID != "m_1" || prev.Delivered != 2 {
+			t.Fatalf("a repeated key: %+v %v", prev, seen)
+		}
+		st.Forget("k")
+		if _, seen := st.Remember("k", Result{ID: "m_3"}, time.Minute); seen {
+			t.Fatal("a forgotten key seen")
+		}
+		if st.Stats().IdempotencyIDs != 1 {
+			t.Fatalf("ids %d, want 1", st.Stats().IdempotencyIDs)
+		}
+		_ = clk
+	})
+
+	t.Run("an idle session expires, a parked one does not", func(t *testing.T) {
+		st, clk := newStore(t)
+		idle, busy := sess("a", ""), sess("b", "")
+		connect(t, st, clk, idle)
+		connect(t, st, clk, busy)
+		st.Box(idle.ID).AppendWake(msg(clk, `"kept"`), false)
+		if _, _, ok := st.Box(busy.ID).Park(0, false, time.Hour, nil, func([]Message, error) func() { return nil }); !ok {
+			t.Fatal("not parked")
+		}
+		clk.advance(30 * time.Second)
+		if got := st.Expire(clk.Now()); len(got) != 0 {
+			t.Fatalf("expired before the ttl: %v", got)
+		}
+		clk.advance(time.Minute)
+		got := st.Expire(clk.Now())
+		if len(got) != 1 || got[0].ID != idle.ID {
+			t.Fatalf("expired %v, want the idle one only", got)
+		}
+		if _, ok := st.Session(busy.ID); !ok {
+			t.Fatal("the parked session expired")
+		}
+		next := sess("a", "")
+		connect(t, st, clk, next)
+		got2, err := read(t, st, next.ID, 0, false)
+		want(t, "the expired session's message", got2, err, "1:\"kept\"")
+	})
+
+	t.Run("the storage budget counts each message once, and frees it", func(t *testing.T) {
+		st, clk := newStore(t)
+		a, b := sess("a", "", "news"), sess("b", "", "news")
+		connect(t, st, clk, a)
+		connect(t, st, clk, b)
+		e := msg(clk, `"shared"`)
+		var res Result
+		fanOut(st, st.ByTopic("news"), e, &res)
+		if res.Delivered != 2 || st.StoredBytes() != int64(e.Size()+2*holderCost) {
+			t.Fatalf("delivered %d, stored %d bytes, want %d", res.Delivered, st.StoredBytes(), e.Size()+2*holderCost)
+		}
+		read(t, st, a.ID, 1, true)
+		read(t, st, b.ID, 1, true)
+		if st.StoredBytes() != 0 {
+			t.Fatalf("all acknowledged: %d bytes stored", st.StoredBytes())
+		}
+	})
+
+	t.Run("a session cap", func(t *testing.T) {
+		st, clk := newStore(t)
+		if _, err := st.Connect(sess("a", ""), 1, clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Connect(sess("b", ""), 1, clk.Now()); !errors.Is(err, ErrTooManySessions) {
+			t.Fatalf("past the cap: %v", err)
+		}
+		if _, err := st.Connect(sess("a", ""), 1, clk.Now()); err != nil {
+			t.Fatalf("a replacement at the cap: %v", err)
+		}
+		if n, _ := st.Counts(); n != 1 {
+			t.Fatalf("%d sessions", n)
+		}
+	})
+}
+
+func TestMemoryStoreConformance(t *testing.T) {
+	testStoreConformance(t, func(t *testing.T, cfg StoreConfig) Store { return NewMemoryStore(cfg) })
+}
