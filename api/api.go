@@ -1,6 +1,6 @@
 // Package api is longpoll's HTTP edge. Each endpoint has one core that
 // runs its checks in order, calls the hub and decides the answer (core.go:
-// pollPlan and pushPlan, with the JSON of package wire); two transports
+// pollPlan and pushAdmit, with the JSON of package wire); two transports
 // render what the cores decide:
 //
 //   - echo routes (routes.go), for every request net/http reads: the
@@ -181,7 +181,7 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client(http.MethodPost, "/send", a.send, a.client, a.limit(a.sec.sends, "send"))
 	client(http.MethodDelete, "/session", a.deleteSession, a.client)
 
-	e.POST("/push", a.push) // the publisher check is pushPlan's, for both paths
+	e.POST("/push", a.push) // the publisher check is pushAdmit's, for both paths
 	e.POST("/disconnect", a.disconnect, a.requirePublisher)
 	e.GET("/healthz", a.healthz)
 	e.GET("/stats", a.stats, a.requirePublisher)

@@ -667,3 +667,37 @@ func TestPollSlotFreeBeforeTheAnswer(t *testing.T) {
 		t.Fatalf("poll from another connection right after the answer: %d %s", res.StatusCode, body)
 	}
 }
+
+// A connection the raw path drops (a client that does not read its answer
+// past the write timeout) serves nothing of what the client had pipelined
+// behind: a push read ahead is not published, no more polls are answered.
+func TestNothingServedAfterADrop(t *testing.T) {
+	p := newParkServer(t, api.Config{Timeouts: h1.Timeouts{Write: 200 * time.Millisecond}})
+	sid := p.connect(t, "lamp")
+	witness := p.connect(t, "witness")
+	c := answeredPoll(t, p, sid)
+	big := `"` + strings.Repeat("x", 60<<10) + `"`
+	for range 16 { // 1 MiB waiting: more than the socket buffers take of one answer
+		if _, err := p.hub.Publish(poll.Push{To: poll.Target{SessionID: sid}, Data: []byte(big)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	push := `{"to":{"sessionId":"` + witness + `"},"data":"after the drop"}`
+	req := strings.Repeat("GET /data?cursor=1&timeout=0&sessionId="+sid+" HTTP/1.1\r\nHost: localhost\r\n\r\n", 4) + pushRequest(push, "")
+	if _, err := io.WriteString(c.conn, req); err != nil {
+		t.Fatal(err)
+	}
+	// The client never reads: the server drops it once the write timeout
+	// has passed.
+	waitUntil(t, "the client dropped", func() bool { return p.ln.Stats().Dropped >= 1 })
+	deadline := time.Now().Add(500 * time.Millisecond) // bounded: what must not happen would happen within it
+	for time.Now().Before(deadline) {
+		if msgs, err := p.hub.Poll(canceled(), witness, 0, false); err != nil || len(msgs) > 0 {
+			t.Fatalf("the push pipelined behind a dropped answer was served: %d message(s), %v", len(msgs), err)
+		}
+		time.Sleep(10 * time.Millisecond) // interval of a bounded wait
+	}
+}

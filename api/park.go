@@ -50,11 +50,11 @@ type pollResult struct {
 // parkedPoll is one poll parked in the hub. Its fields are what it holds
 // while parked, which every parked poll pays for in memory: keep them few.
 //
-// decide is held by the handler of a poll read by echo until it has
-// decided who answers (done waits for it): conn set means the poll's done
-// callback writes the answer; conn nil (the hijack failed) means the
-// handler itself waits on result. A poll parked on the raw path knows its
-// connection from the start and never holds decide.
+// decide is held by the handler until it has decided who answers and
+// parked the connection (h1.Conn.Park), so that done, which waits for it,
+// never runs before: conn set means the poll's done callback writes the
+// answer; conn nil (a hijack that failed, on echo's path) means the
+// handler itself waits on result.
 type parkedPoll struct {
 	a      *API
 	start  time.Time

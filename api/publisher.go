@@ -21,10 +21,17 @@ type publisher struct {
 	fetchSite         string // the Sec-Fetch-Site header, if any
 }
 
-// publisherOf reads the publisher check's fields off an echo request.
+// publisherOf reads the publisher check's fields off an echo request. The
+// address is the connection's peer, never one read from X-Forwarded-For:
+// a host among trusted proxies must not pass for a local publisher by
+// naming 127.0.0.1 there.
 func publisherOf(c echo.Context) publisher {
 	r := c.Request()
-	return publisher{ip: c.RealIP(), authorization: r.Header.Get(echo.HeaderAuthorization),
+	peer := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(peer); err == nil {
+		peer = host
+	}
+	return publisher{ip: peer, authorization: r.Header.Get(echo.HeaderAuthorization),
 		host: r.Host, origin: r.Header.Get(echo.HeaderOrigin), fetchSite: r.Header.Get("Sec-Fetch-Site")}
 }
 

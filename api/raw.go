@@ -107,7 +107,7 @@ func (a *API) rawPoll(r *h1.Request, rt rawRoute) h1.Outcome {
 	args, release, err := a.pollPlan(conn.IP(), rt.query)
 	if err != nil {
 		status, lines, body := a.rawError(err, http.MethodGet, "/data", conn.IP(), a.raw.poll)
-		conn.Write(status, lines, body) // on failure conn is closed: the next read ends the loop
+		conn.Write(status, lines, body) // on failure conn is closed, and h1 serves nothing more on it
 		a.logRequest(start, http.MethodGet, "/data", status, conn.IP())
 		return h1.Served
 	}
@@ -117,18 +117,25 @@ func (a *API) rawPoll(r *h1.Request, rt rawRoute) h1.Outcome {
 	h := a.holdPoll(after)
 	defer h.giveBack() // a panic on the way (h1 recovers it) too
 	r.Hold()           // done may answer on another goroutine as soon as the poll parks
-	conn.Park(p)       // before the poll parks: done claims it back
+	p.decide.Lock()    // and waits until the connection is parked (h1.Conn.Park)
+	locked := true
+	defer func() {
+		if locked {
+			p.decide.Unlock() // a panic on the way: done must not wait forever
+		}
+	}()
 	msgs, err, parked := a.hub.Park(&st.ticket, args.id, args.ack, args.hasAck, args.hold, p.done)
 	if parked {
 		h.pass()
+		conn.Park(p) // its peer watched from now on: Gone ends the poll if it goes
+		locked = false
+		p.decide.Unlock()
 		a.logRequest(start, http.MethodGet, "/data", "parked", conn.IP())
 		return h1.Parked
 	}
+	locked = false
+	p.decide.Unlock()
 	r.Unhold()
-	if !conn.Claim() {
-		h.pass() // the client went while the poll was looked at: gone gave both back
-		return h1.Served
-	}
 	h.slot()
 	status, rest, closing := a.startPoll(conn, a.raw.poll, msgs, err)
 	conn.Finish(rest, closing)
@@ -163,7 +170,7 @@ func (a *API) rawPush(r *h1.Request, rt rawRoute) h1.Outcome {
 	} else {
 		body = jsonLine(v)
 	}
-	conn.Write(status, lines, body) // on failure conn is closed: the next read ends the loop
+	conn.Write(status, lines, body) // on failure conn is closed, and h1 serves nothing more on it
 	a.logRequest(start, http.MethodPost, "/push", status, conn.IP())
 	return h1.Served
 }

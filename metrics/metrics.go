@@ -49,8 +49,9 @@ type Sources struct {
 type EdgeStats struct {
 	// Unsent is what the unsent rests of answers allocate now.
 	Unsent int64
-	// Dropped counts clients dropped because the rest of their answer did
-	// not fit the bound on Unsent.
+	// Dropped counts clients dropped for not taking their answer: within
+	// the write timeout, or at once when it did not fit the bound on
+	// Unsent.
 	Dropped int64
 }
 
@@ -101,7 +102,7 @@ func New(src Sources) *Metrics {
 			Help: "Bytes that the unsent rests of answers to slow clients allocate."},
 			func() float64 { return float64(src.Edge().Unsent) }))
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longpoll_slow_clients_dropped_total",
-			Help: "Clients dropped because the unsent rest of their answer did not fit the bound (their messages wait for the next poll)."},
+			Help: "Clients dropped for not taking their answer within --write-timeout, or at once when its unsent rest did not fit the bound (their messages wait for the next poll)."},
 			func() float64 { return float64(src.Edge().Dropped) }))
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

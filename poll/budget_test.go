@@ -65,10 +65,17 @@ func TestHubStorageBudget(t *testing.T) {
 	}
 	// Offline messages past their ttl are dropped by Cleanup, and their
 	// bytes freed; so are those of the sessions that expire meanwhile.
+	// The expired sessions' devices are remembered as recently online
+	// (counted too) until the offline ttl passes again.
+	now = now.Add(DefaultOfflineTTL + time.Second)
+	h.Cleanup(now)
+	if got := h.StoredBytes(); got <= 0 || got > 4*(64+8) {
+		t.Fatalf("all acknowledged or expired, two names remembered: %d bytes stored", got)
+	}
 	now = now.Add(DefaultOfflineTTL + time.Second)
 	h.Cleanup(now)
 	if got := h.StoredBytes(); got != 0 {
-		t.Fatalf("all acknowledged or expired: %d bytes stored", got)
+		t.Fatalf("all acknowledged or expired, names forgotten: %d bytes stored", got)
 	}
 	// Idempotency ids count too.
 	a = connect(t, h, "a", "")
@@ -122,5 +129,60 @@ func TestHubSendOfflineOnlyForKnownNames(t *testing.T) {
 	}
 	if _, err := h.Send(sender.ID, Push{To: Target{UserID: "bob"}, Data: json.RawMessage(`1`), TTL: DefaultOfflineTTL + time.Second}); err == nil {
 		t.Error("a send with a ttl beyond the offline ttl was accepted")
+	}
+}
+
+// A fan-out counts a holder per recipient: a broadcast to many sessions
+// that would pass the budget is refused whole, and heartbeats and presence
+// events stop at half the budget rather than fill it.
+func TestHubFanOutAndSystemMessagesBudget(t *testing.T) {
+	h := NewHub(Config{MaxStoredBytes: 100 * holderCost, MaxMailbox: 1000})
+	defer h.Close()
+	for i := range 60 {
+		connect(t, h, "d"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26)), "", "news", "$presence")
+	}
+	// Connect events filled the mailboxes up to half the budget, no further.
+	if got := h.StoredBytes(); got > 50*holderCost {
+		t.Fatalf("presence events stored %d bytes, past half of %d", got, 100*holderCost)
+	}
+	before := h.StoredBytes()
+	if n := h.Heartbeat(time.Now()); n != 0 {
+		t.Fatalf("a heartbeat past half the budget reached %d mailboxes", n)
+	}
+	if h.StoredBytes() != before {
+		t.Fatalf("a skipped heartbeat changed the store: %d -> %d", before, h.StoredBytes())
+	}
+	// 60 holders of one small message do not fit what is left: refused,
+	// nothing delivered.
+	if _, err := h.Publish(Push{To: Target{Topic: "news"}, Data: json.RawMessage(`1`)}); !errors.Is(err, ErrStorageFull) {
+		t.Fatalf("a fan-out past the budget: %v", err)
+	}
+	if h.StoredBytes() != before {
+		t.Fatalf("a refused fan-out changed the store: %d -> %d", before, h.StoredBytes())
+	}
+	// A single target still fits.
+	s := connect(t, h, "solo", "")
+	if _, err := h.Publish(Push{To: Target{SessionID: s.ID}, Data: json.RawMessage(`1`)}); err != nil {
+		t.Fatalf("one holder: %v", err)
+	}
+}
+
+// Recently online names are counted in the budget and not recorded past
+// it: connecting and disconnecting invented devices cannot grow the
+// process without bound.
+func TestHubRecentNamesBounded(t *testing.T) {
+	h := NewHub(Config{MaxStoredBytes: 4 << 10})
+	defer h.Close()
+	for i := range 200 {
+		s := connect(t, h, "dev-"+strings.Repeat("y", 20)+string(rune('A'+i%50))+string(rune('A'+i/50)), "")
+		if err := h.Disconnect(s.ID, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := h.StoredBytes(); got > 4<<10 {
+		t.Fatalf("recent names counted as %d bytes, past the budget", got)
+	}
+	if h.StoredBytes() < 2<<10 {
+		t.Fatalf("recent names counted as %d bytes: not counted", h.StoredBytes())
 	}
 }

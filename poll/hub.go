@@ -147,7 +147,7 @@ func NewHub(cfg Config) *Hub {
 // StoreConfig is what a store needs of the hub's configuration (defaults
 // filled in by NewHub).
 func (c Config) StoreConfig() StoreConfig {
-	return StoreConfig{MaxMailbox: c.MaxMailbox, SessionTTL: c.SessionTTL, OfflineTTL: c.OfflineTTL, Now: c.Now}
+	return StoreConfig{MaxMailbox: c.MaxMailbox, SessionTTL: c.SessionTTL, OfflineTTL: c.OfflineTTL, Now: c.Now, MaxStoredBytes: c.MaxStoredBytes}
 }
 
 // Config returns the hub's effective configuration.

@@ -199,19 +199,25 @@ func TestMailboxRetireForwardsAndClosesParkedPoll(t *testing.T) {
 		synctest.Wait()
 		_ = old.Append(env(t, `"d"`), false)
 		<-parked
+		// d is pending (the poll above had it but has not acknowledged
+		// it), so no poll can park on old; a poll parked on an empty
+		// mailbox shows what retire does to it.
+		parkedOn := newMailbox(10)
 		go func() {
-			_, err := old.Wait(context.Background(), nil, 3, true)
+			_, err := parkedOn.Wait(context.Background(), nil, 0, false)
 			parked <- err
 		}()
+		synctest.Wait()
+		parkedOn.retire(ErrSessionClosed, func([]*Envelope) *Mailbox { return nil })
+		if err := <-parked; !errors.Is(err, ErrSessionClosed) {
+			t.Fatalf("parked poll on retired mailbox: %v", err)
+		}
 		old.retire(ErrSessionClosed, func(p []*Envelope) *Mailbox {
 			for _, e := range p {
 				_ = next.Append(e, true)
 			}
 			return next
 		})
-		if err := <-parked; !errors.Is(err, ErrSessionClosed) {
-			t.Fatalf("parked poll on retired mailbox: %v", err)
-		}
 		if err := old.Append(env(t, `"e"`), false); err != nil {
 			t.Fatalf("append to retired mailbox with successor: %v", err)
 		}

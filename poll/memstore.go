@@ -3,6 +3,7 @@ package poll
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/patrickmn/go-cache"
@@ -21,6 +22,11 @@ type StoreConfig struct {
 	SessionTTL, OfflineTTL time.Duration
 	// Now is the clock.
 	Now func() time.Time
+	// MaxStoredBytes is the storage budget (Config.MaxStoredBytes): past it
+	// the store records no more recently online names (client sends to
+	// them are then not kept, the safe side). Zero means
+	// DefaultMaxStoredBytes, negative no bound.
+	MaxStoredBytes int64
 }
 
 // MemoryStore is the Store that keeps everything in the process: the
@@ -46,10 +52,18 @@ type MemoryStore struct {
 
 	mu       sync.RWMutex
 	seenDevs map[string]time.Time // deviceKey/userKey -> when its last session ended (under mu)
+	seenSize atomic.Int64         // what seenDevs is counted as in StoredBytes
 }
+
+// nameCost is what one recently online name (seenDevs) is counted as: the
+// key and the map's entry.
+func nameCost(key string) int64 { return int64(len(key)) + 64 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(cfg StoreConfig) *MemoryStore {
+	if cfg.MaxStoredBytes == 0 {
+		cfg.MaxStoredBytes = DefaultMaxStoredBytes
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -221,11 +235,27 @@ func (s *MemoryStore) put(key string, e *Envelope, limit int) error {
 // (While they are online, sends reach their sessions: nothing is recorded
 // for them, which would cost every online session memory.) Callers hold
 // mu.
+//
+// The names are counted in StoredBytes; past the budget no new name is
+// recorded (an anonymous client connecting and disconnecting invented
+// devices must not grow the process without bound).
 func (s *MemoryStore) markOnline(sess *session.Session, now time.Time) {
-	s.seenDevs[deviceKey(sess.DeviceID)] = now
+	s.recordName(deviceKey(sess.DeviceID), now)
 	if sess.UserID != "" {
-		s.seenDevs[userKey(sess.UserID)] = now
+		s.recordName(userKey(sess.UserID), now)
 	}
+}
+
+// recordName records key as online until now. Callers hold mu.
+func (s *MemoryStore) recordName(key string, now time.Time) {
+	if _, ok := s.seenDevs[key]; !ok {
+		cost := nameCost(key)
+		if s.cfg.MaxStoredBytes >= 0 && s.StoredBytes()+cost > s.cfg.MaxStoredBytes {
+			return
+		}
+		s.seenSize.Add(cost)
+	}
+	s.seenDevs[key] = now
 }
 
 // recentlyOnline reports whether the device or user of key was online
@@ -352,6 +382,7 @@ func (s *MemoryStore) Cleanup(now time.Time) int {
 	for k, t := range s.seenDevs {
 		if now.Sub(t) >= s.cfg.OfflineTTL {
 			delete(s.seenDevs, k)
+			s.seenSize.Add(-nameCost(k))
 		}
 	}
 	s.mu.Unlock()
@@ -365,14 +396,14 @@ func (s *MemoryStore) Stats() StoreStats {
 		Parked:          int(s.gauges.parked.Load()),
 		Backlog:         int(s.gauges.backlog.Load()),
 		OfflineMessages: s.offline.Len(),
-		StoredBytes:     s.gauges.stored.bytes.Load() + int64(ids)*idCost,
+		StoredBytes:     s.gauges.stored.bytes.Load() + int64(ids)*idCost + s.seenSize.Load(),
 		IdempotencyIDs:  ids,
 	}
 }
 
 // StoredBytes implements Store.
 func (s *MemoryStore) StoredBytes() int64 {
-	return s.gauges.stored.bytes.Load() + int64(s.seen.ItemCount())*idCost
+	return s.gauges.stored.bytes.Load() + int64(s.seen.ItemCount())*idCost + s.seenSize.Load()
 }
 
 // Flush implements Store: a memory store has nothing to wait for.

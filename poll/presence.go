@@ -18,7 +18,11 @@ func (h *Hub) Heartbeat(now time.Time) int {
 		return 0
 	}
 	res := Result{}
-	runWakeups(fanOut(h.store, h.store.All(), env, &res))
+	sessions := h.store.All()
+	if !h.systemFits(env, len(sessions)) {
+		return 0
+	}
+	runWakeups(fanOut(h.store, sessions, env, &res))
 	return res.Delivered
 }
 
@@ -35,5 +39,18 @@ func (h *Hub) presence(s *session.Session, event, reason string) {
 		return
 	}
 	res := Result{}
-	runWakeups(fanOut(h.store, h.store.ByTopic(session.TopicPresence), env, &res))
+	sessions := h.store.ByTopic(session.TopicPresence)
+	if !h.systemFits(env, len(sessions)) {
+		return
+	}
+	runWakeups(fanOut(h.store, sessions, env, &res))
+}
+
+// systemFits reports whether the server's own message env, held by n
+// mailboxes, fits half of Config.MaxStoredBytes. Heartbeats and presence
+// events are not worth a publisher's room: past half the budget they are
+// skipped (not stored, nobody told), so they can never be what fills it.
+func (h *Hub) systemFits(env *Envelope, n int) bool {
+	max := h.cfg.MaxStoredBytes
+	return max < 0 || h.StoredBytes()+int64(env.Size())+int64(n)*holderCost <= max/2
 }

@@ -135,10 +135,17 @@ func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 		}
 		r.ID = res.ID
 		res = r
-	case ToTopic:
-		runWakeups(fanOut(h.store, h.store.ByTopic(to.Topic), env, &res))
 	default:
-		runWakeups(fanOut(h.store, h.store.All(), env, &res))
+		var sessions []*session.Session
+		if to.Kind() == ToTopic {
+			sessions = h.store.ByTopic(to.Topic)
+		} else {
+			sessions = h.store.All()
+		}
+		if !h.fits(int64(env.Size()) + int64(len(sessions))*holderCost) {
+			return Result{}, ErrStorageFull
+		}
+		runWakeups(fanOut(h.store, sessions, env, &res))
 	}
 	return res, nil
 }

@@ -112,7 +112,8 @@ type StoreStats struct {
 	// mailboxes; OfflineMessages messages in offline lists.
 	Parked, Backlog, OfflineMessages int
 	// StoredBytes is what the store holds, as Config.MaxStoredBytes
-	// counts it; IdempotencyIDs the ids among it.
+	// counts it (messages, idempotency ids, recently online names);
+	// IdempotencyIDs the ids among it.
 	StoredBytes    int64
 	IdempotencyIDs int
 }

@@ -205,7 +205,10 @@ func warnInsecure(cfg config, log *slog.Logger) {
 			log.Warn("a --publish-key is shorter than 16 bytes; use a long random key", "length", len(k))
 		}
 	}
-	if len(cfg.PublishKeys) == 0 {
-		log.Info("no --publish-key: /push, /stats, /presence and /disconnect accept loopback clients only (behind a proxy on this host, set a key)")
+	switch {
+	case len(cfg.PublishKeys) == 0 && len(cfg.TrustProxies) > 0:
+		log.Warn("--trust-proxy without --publish-key: a proxy on this host makes every client look local to /push, /stats, /presence and /disconnect; set a key")
+	case len(cfg.PublishKeys) == 0:
+		log.Info("no --publish-key: /push, /stats, /presence and /disconnect accept local clients only (loopback address and Host; behind a proxy on this host, set a key)")
 	}
 }

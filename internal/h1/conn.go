@@ -22,6 +22,7 @@ type Conn struct {
 	post    bool  // the last request had a body: skip a stray CRLF after it
 	held    int64 // what the rest of the answer being written holds of the unsent budget
 
+	closed     atomic.Bool  // closed by this side: serve reads no further request
 	state      atomic.Int32 // stateIdle, stateParked, stateGone (park.go)
 	gone       Goner        // told if a parked connection's peer goes (under l.mu)
 	prev, next *Conn        // in l.parked (under l.mu)
@@ -57,8 +58,11 @@ func (c *Conn) IP() string {
 	return c.ip
 }
 
-// Close closes the connection.
-func (c *Conn) Close() { c.raw.Close() }
+// Close closes the connection. A request read ahead on it is not served.
+func (c *Conn) Close() {
+	c.closed.Store(true)
+	c.raw.Close()
+}
 
 // Next serves the connection's next requests, on a goroutine of its own,
 // until one is parked or passed, or the connection closes. afterBody says
@@ -148,8 +152,11 @@ func (c *Conn) serve() {
 			return // the handler answers and calls Next or HandBack
 		}
 		if r.ContentLength > 0 && !r.bodyRead {
-			c.raw.Close() // an unread body would be read as the next request
+			c.Close() // an unread body would be read as the next request
 			return
+		}
+		if c.closed.Load() {
+			return // dropped while answering: what was read ahead is not served
 		}
 		r.consume()
 		c.post = r.ContentLength > 0
@@ -195,7 +202,7 @@ func (r *Request) Body() ([]byte, error) {
 	}
 	body, err := ReadFull(r.br, r.ContentLength)
 	if err != nil {
-		r.c.raw.Close()
+		r.c.Close()
 		return nil, err
 	}
 	return body, nil

@@ -93,7 +93,7 @@ type Listener struct {
 
 	t        Timeouts
 	unsent   budget       // what the rests of answers being written allocate
-	dropped  atomic.Int64 // clients dropped because their rest did not fit
+	dropped  atomic.Int64 // clients dropped for not taking their answer (Stats.Dropped)
 	back     chan net.Conn
 	accepted chan acceptResult
 	closed   chan struct{}
@@ -292,8 +292,9 @@ type Stats struct {
 	Held int
 	// Unsent is what the rests of answers being written allocate.
 	Unsent int64
-	// Dropped counts clients dropped, since the start, because the rest of
-	// their answer did not fit the unsent budget.
+	// Dropped counts clients dropped, since the start, for not taking
+	// their answer: within the write timeout, or at once when its rest did
+	// not fit the unsent budget.
 	Dropped int64
 	// Parked counts connections parked (Conn.Park); Gone those found,
 	// since the start, with their peer gone.

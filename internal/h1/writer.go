@@ -170,10 +170,11 @@ func (c *Conn) Finish(rest net.Buffers, closing bool) (keep bool) {
 	}
 	switch {
 	case werr != nil:
+		c.l.dropped.Add(1)
 		c.abort() // a client that does not read: drop what the kernel still holds for it too
 		return false
 	case closing:
-		c.raw.Close()
+		c.Close()
 		return false
 	}
 	return true
@@ -186,7 +187,7 @@ func (c *Conn) abort() {
 	if tc, ok := unwrap(c.raw).(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
-	c.raw.Close()
+	c.Close()
 }
 
 // unwrap returns the connection under the bytes read ahead of it: writes
