@@ -26,9 +26,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -96,7 +99,7 @@ const usage = `Usage:
                                         receive: one JSON message a line until interrupted
   longpoll push [--session S | --device D | --user U | --topic T]
                 [--label TOPIC] [--id ID] [--ttl 1h] DATA|-
-  longpoll push --batch [target, --label, --ttl as defaults] ITEMS|-
+  longpoll push --batch [target, --label, --ttl for keys items leave out] ITEMS|-
   longpoll presence --user U | --device D
   longpoll stats
   longpoll --version
@@ -271,7 +274,7 @@ func (e *env) push(ctx context.Context, args []string) int {
 	label := fs.String("label", "", "the message's topic label (default: the target topic)")
 	id := fs.String("id", "", "idempotency id: the same id again is not delivered twice")
 	ttl := fs.Duration("ttl", 0, "how long a copy for an offline device or user waits (default: the server's --offline-ttl)")
-	batch := fs.Bool("batch", false, "DATA is a JSON array, or JSON lines, of push objects ({\"to\",\"topic\",\"data\",\"ttl\",\"id\"}); the target, --label and --ttl fill in what an item leaves out")
+	batch := fs.Bool("batch", false, "DATA is a JSON array, or JSON lines, of push objects ({\"to\",\"topic\",\"data\",\"ttl\",\"id\"}); the target, --label and --ttl fill in the keys an item leaves out; its own values, null included, are sent as they are")
 	if code, ok := e.parse(fs, args); !ok {
 		return code
 	}
@@ -316,7 +319,7 @@ func (e *env) push(ctx context.Context, args []string) int {
 		return e.usageError(fs, "%v", err)
 	}
 	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
-		res, err := c.PushBatch(ctx, items)
+		res, err := c.PushBatchJSON(ctx, items)
 		if err != nil {
 			return err
 		}
@@ -330,19 +333,17 @@ func (e *env) push(ctx context.Context, args []string) int {
 	})
 }
 
-// batchItem is one push object of a --batch input.
-type batchItem struct {
-	To    *client.Target  `json:"to"`
-	Topic *string         `json:"topic"`
-	Data  json.RawMessage `json:"data"`
-	TTL   *int64          `json:"ttl"`
-	ID    string          `json:"id"`
-}
+// batchKeys are the keys of a push object ({"to","topic","data","ttl","id"}).
+var batchKeys = []string{"to", "topic", "data", "ttl", "id"}
 
 // parseBatch reads a JSON array of push objects, or push objects one after
-// another (JSON lines), filling in def's target, label and ttl where an
-// item has none.
-func parseBatch(data []byte, def client.Push) ([]client.Push, error) {
+// another (JSON lines). It fills in def's target (as "to"), label (as
+// "topic") and ttl only where an item has no such key; an item's own
+// value, null included, is sent as it is, for the server to judge (it
+// refuses "to": null with 400 rather than read it as a broadcast). Only
+// what is not a push object at all (not a JSON object, or an unknown key)
+// is refused here.
+func parseBatch(data []byte, def client.Push) ([]json.RawMessage, error) {
 	data = bytes.TrimSpace(data)
 	var raws []json.RawMessage
 	if len(data) > 0 && data[0] == '[' {
@@ -361,28 +362,65 @@ func parseBatch(data []byte, def client.Push) ([]client.Push, error) {
 			raws = append(raws, r)
 		}
 	}
-	out := make([]client.Push, 0, len(raws))
+	// The defaults, in the order they are written into an item.
+	type kv struct {
+		key   string
+		value json.RawMessage
+	}
+	var defaults []kv
+	if !def.To.IsZero() {
+		to, err := json.Marshal(def.To)
+		if err != nil {
+			return nil, err
+		}
+		defaults = append(defaults, kv{"to", to})
+	}
+	if def.Topic != "" {
+		topic, err := json.Marshal(def.Topic)
+		if err != nil {
+			return nil, err
+		}
+		defaults = append(defaults, kv{"topic", topic})
+	}
+	if def.TTL > 0 {
+		defaults = append(defaults, kv{"ttl", json.RawMessage(strconv.FormatInt(int64(math.Ceil(def.TTL.Seconds())), 10))})
+	}
+	out := make([]json.RawMessage, 0, len(raws))
 	for i, r := range raws {
-		var it batchItem
-		dec := json.NewDecoder(bytes.NewReader(r))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&it); err != nil || !bytes.HasPrefix(bytes.TrimSpace(r), []byte("{")) {
+		r = bytes.TrimSpace(r)
+		var keys map[string]json.RawMessage
+		if len(r) == 0 || r[0] != '{' || json.Unmarshal(r, &keys) != nil {
 			return nil, fmt.Errorf("item %d is not a push object {\"to\",\"topic\",\"data\",\"ttl\",\"id\"}", i)
 		}
-		p := client.Push{To: def.To, Topic: def.Topic, TTL: def.TTL, ID: it.ID, Data: it.Data}
-		if it.To != nil {
-			p.To = *it.To
+		for k := range keys {
+			if !slices.Contains(batchKeys, k) {
+				return nil, fmt.Errorf("item %d has the key %q: a push object has only \"to\",\"topic\",\"data\",\"ttl\",\"id\"", i, k)
+			}
 		}
-		if it.Topic != nil {
-			p.Topic = *it.Topic
+		var add bytes.Buffer
+		for _, d := range defaults {
+			if _, ok := keys[d.key]; ok {
+				continue // the item's own value, even null
+			}
+			if add.Len() > 0 {
+				add.WriteByte(',')
+			}
+			fmt.Fprintf(&add, "%q:%s", d.key, d.value)
 		}
-		if it.TTL != nil {
-			p.TTL = time.Duration(*it.TTL) * time.Second
+		if add.Len() == 0 {
+			out = append(out, r)
+			continue
 		}
-		if len(it.Data) == 0 {
-			p.Data = json.RawMessage("null")
+		// {ADDED,REST} (or {ADDED} for an empty item): the item's own bytes
+		// stay as they were.
+		rest := bytes.TrimSpace(r[1:])
+		item := make([]byte, 0, 1+add.Len()+1+len(rest))
+		item = append(item, '{')
+		item = append(item, add.Bytes()...)
+		if rest[0] != '}' {
+			item = append(item, ',')
 		}
-		out = append(out, p)
+		out = append(out, append(item, rest...))
 	}
 	return out, nil
 }
