@@ -1,6 +1,6 @@
 // Package cli is the command line of the longpoll binary besides serving:
-// `longpoll sub`, `push`, `presence`, `stats` and `--version`, built on the
-// client package.
+// `longpoll sub`, `push`, `presence`, `stats`, `help` and `--version`, built
+// on the client package.
 //
 // Every command prints JSON on standard output (one message a line for
 // sub) and its complaints on standard error, and exits with a code a
@@ -53,14 +53,14 @@ const DefaultURL = "http://127.0.0.1:8080"
 // this package's commands (else the binary serves).
 func Handles(arg string) bool {
 	switch arg {
-	case "sub", "push", "presence", "stats", "--version", "-version":
+	case "sub", "push", "presence", "stats", "help", "--version", "-version":
 		return true
 	}
 	return false
 }
 
 // Main runs the command in args (args[0] is the command: "sub", "push",
-// "presence", "stats" or "--version") and returns the exit code. SIGINT and
+// "presence", "stats", "help" or "--version") and returns the exit code. SIGINT and
 // SIGTERM end `sub` cleanly. getenv reads LONGPOLL_URL,
 // LONGPOLL_PUBLISH_KEY and LONGPOLL_TOKEN.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -79,6 +79,13 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch args[0] {
 	case "--version", "-version":
 		fmt.Fprintln(stdout, Version())
+		return ExitOK
+	case "help":
+		// help: the usage on standard output; help CMD: CMD's flags.
+		if len(args) > 1 && slices.Contains([]string{"sub", "push", "presence", "stats"}, args[1]) {
+			return Run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr, getenv)
+		}
+		fmt.Fprint(stdout, usage)
 		return ExitOK
 	case "sub":
 		return e.sub(ctx, args[1:])
@@ -99,13 +106,15 @@ const usage = `Usage:
                                         receive: one JSON message a line until interrupted
   longpoll push [--session S | --device D | --user U | --topic T]
                 [--label TOPIC] [--id ID] [--ttl 1h] DATA|-
-  longpoll push --batch [target, --label, --ttl for keys items leave out] ITEMS|-
+  longpoll push --batch [target] [--label TOPIC] [--ttl 1h] ITEMS|-
+                                        the flags fill in keys an item leaves out
   longpoll presence --user U | --device D
   longpoll stats
+  longpoll help [COMMAND]
   longpoll --version
 
-Common flags: --url (LONGPOLL_URL, default ` + DefaultURL + `),
---key (LONGPOLL_PUBLISH_KEY, the publish key of push, presence and stats).
+Common flags: --url (LONGPOLL_URL, default ` + DefaultURL + `);
+--key (LONGPOLL_PUBLISH_KEY) for push, presence and stats, the publish key.
 Exit codes: 0 ok, 1 refused by the server or unreachable, 2 bad usage.
 `
 
@@ -118,16 +127,23 @@ type env struct {
 	url, key       string
 }
 
-// flags returns the command's flag set with the common flags.
+// flags returns the command's flag set with --url.
 func (e *env) flags(synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("longpoll "+e.cmd, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&e.url, "url", cmp.Or(e.getenv("LONGPOLL_URL"), DefaultURL), "server base URL (LONGPOLL_URL)")
-	fs.StringVar(&e.key, "key", e.getenv("LONGPOLL_PUBLISH_KEY"), "publish key (LONGPOLL_PUBLISH_KEY)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: longpoll %s %s\n\nFlags:\n", e.cmd, synopsis)
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// publisherFlags returns the command's flag set with --url and --key, for
+// the commands that need publisher access.
+func (e *env) publisherFlags(synopsis string) *flag.FlagSet {
+	fs := e.flags(synopsis)
+	fs.StringVar(&e.key, "key", e.getenv("LONGPOLL_PUBLISH_KEY"), "publish key (LONGPOLL_PUBLISH_KEY)")
 	return fs
 }
 
@@ -265,7 +281,7 @@ func (e *env) sub(ctx context.Context, args []string) int {
 }
 
 func (e *env) push(ctx context.Context, args []string) int {
-	fs := e.flags("[--session S | --device D | --user U | --topic T] [--label TOPIC] [--id ID] [--ttl 1h] [--batch] DATA|-")
+	fs := e.publisherFlags("[--session S | --device D | --user U | --topic T] [--label TOPIC] [--id ID] [--ttl 1h] [--batch] DATA|-")
 	var to client.Target
 	fs.StringVar(&to.SessionID, "session", "", "target: a session id")
 	fs.StringVar(&to.DeviceID, "device", "", "target: every session of a device (stored while it is offline)")
@@ -426,7 +442,7 @@ func parseBatch(data []byte, def client.Push) ([]json.RawMessage, error) {
 }
 
 func (e *env) presence(ctx context.Context, args []string) int {
-	fs := e.flags("--user U | --device D")
+	fs := e.publisherFlags("--user U | --device D")
 	var who client.Target
 	fs.StringVar(&who.UserID, "user", "", "list the online sessions of a user")
 	fs.StringVar(&who.DeviceID, "device", "", "list the online session of a device")
@@ -453,7 +469,7 @@ func (e *env) presence(ctx context.Context, args []string) int {
 }
 
 func (e *env) stats(ctx context.Context, args []string) int {
-	fs := e.flags("")
+	fs := e.publisherFlags("")
 	if code, ok := e.parse(fs, args); !ok {
 		return code
 	}

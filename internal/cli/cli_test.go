@@ -67,8 +67,37 @@ func TestBadUsageExits2WithUsage(t *testing.T) {
 	}
 }
 
+// TestHelp: `longpoll help` prints the usage on standard output and exits
+// 0; `help CMD` is `CMD --help`; sub, which publishes nothing, has no --key.
+func TestHelp(t *testing.T) {
+	code, out, errOut := run(t, "", nil, "help")
+	if code != cli.ExitOK || errOut != "" || !strings.Contains(out, "Usage") {
+		t.Fatalf("help: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, cmd := range []string{"sub", "push", "presence", "stats", "help", "--version"} {
+		if !strings.Contains(out, "longpoll "+cmd) {
+			t.Errorf("help does not mention longpoll %s:\n%s", cmd, out)
+		}
+	}
+	if code, _, errOut := run(t, "", nil, "help", "push"); code != cli.ExitOK || !strings.Contains(errOut, "-batch") {
+		t.Errorf("help push: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = run(t, "", nil, "sub", "--help")
+	if code != cli.ExitOK || !strings.Contains(errOut, "-device") || strings.Contains(errOut, "-key") {
+		t.Errorf("sub --help: exit %d, %q; want its flags without -key", code, errOut)
+	}
+	if code, _, errOut := run(t, "", nil, "sub", "--device", "d", "--key", "k"); code != cli.ExitUsage || !strings.Contains(errOut, "-key") {
+		t.Errorf("sub --key: exit %d, %q; want 2 (no such flag)", code, errOut)
+	}
+	for _, cmd := range []string{"push", "presence", "stats"} {
+		if _, _, errOut := run(t, "", nil, cmd, "--help"); !strings.Contains(errOut, "-key") {
+			t.Errorf("%s --help has no -key: %q", cmd, errOut)
+		}
+	}
+}
+
 func TestHandles(t *testing.T) {
-	for arg, want := range map[string]bool{"sub": true, "push": true, "presence": true, "stats": true, "--version": true, "-version": true, "--addr": false, "serve": false, "": false} {
+	for arg, want := range map[string]bool{"sub": true, "push": true, "presence": true, "stats": true, "help": true, "--version": true, "-version": true, "--addr": false, "serve": false, "": false} {
 		if cli.Handles(arg) != want {
 			t.Errorf("Handles(%q) = %v", arg, !want)
 		}
