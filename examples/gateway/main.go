@@ -77,6 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	user := fs.String("user", "", "the user it reports its state to (default: the topic home/<device>/state)")
 	token := fs.String("token", getenv("LONGPOLL_TOKEN"), "connect token for a server with --connect-secret (LONGPOLL_TOKEN)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h, --help: the usage was asked for
+		}
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
