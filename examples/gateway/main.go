@@ -141,7 +141,11 @@ func (g *gateway) handle(ctx context.Context, m client.Message) error {
 		rep.State[k] = v
 	}
 	g.mu.Unlock()
-	g.log.Info("command", "id", m.ID, "data", string(m.Data), "error", rep.Error)
+	if rep.Error != "" {
+		g.log.Info("command", "id", m.ID, "data", string(m.Data), "error", rep.Error)
+	} else {
+		g.log.Info("command", "id", m.ID, "data", string(m.Data))
+	}
 	if _, err := g.dev.Send(ctx, client.Push{To: g.report, Topic: "state", Data: rep}); err != nil {
 		g.log.Warn("state report not sent", "err", err)
 	}

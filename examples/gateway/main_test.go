@@ -81,6 +81,10 @@ func TestGatewayExecutesCommandsAndReportsState(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not stop")
 	}
+	// a command's log line names an error only when there is one
+	if l := logs.String(); strings.Contains(l, `error=""`) || !strings.Contains(l, `error="unknown command`) {
+		t.Errorf("gateway log: want error= on the failed command only:\n%s", l)
+	}
 	// it disconnected, acknowledging the commands: nothing waits for it
 	st, err := c.Stats(ctx)
 	if err != nil || st.OfflineMessages != 0 || st.Sessions != 1 {
