@@ -8,7 +8,8 @@
 //
 //	0  done (sub: interrupted by SIGINT or SIGTERM after a clean disconnect)
 //	1  the server refused (the line on standard error names the HTTP status,
-//	   the API's error code and its message), could not be reached, or
+//	   the API's error code and its message), could not be reached (sub
+//	   does not give up: it retries with backoff until interrupted), or
 //	   ended the session (sub: 409 superseded, 410 session_closed); push
 //	   --batch also exits 1 when any item was refused, after printing the
 //	   results
@@ -115,7 +116,8 @@ const usage = `Usage:
 
 Common flags: --url (LONGPOLL_URL, default ` + DefaultURL + `);
 --key (LONGPOLL_PUBLISH_KEY) for push, presence and stats, the publish key.
-Exit codes: 0 ok, 1 refused by the server or unreachable, 2 bad usage.
+Exit codes: 0 ok, 1 refused by the server or unreachable (sub keeps
+retrying an unreachable server), 2 bad usage.
 `
 
 // env is one command's invocation.
