@@ -643,6 +643,16 @@ func TestErrorsAreTyped(t *testing.T) {
 	if res, err := pub.PushBatch(ctx, nil); err != nil || len(res) != 0 {
 		t.Fatalf("empty batch: %+v %v", res, err)
 	}
+	// items already JSON go as they are: "to": null is the server's to refuse
+	if _, err := pub.PushBatchJSON(ctx, []json.RawMessage{json.RawMessage(`{"to":null,"data":1}`)}); !errors.Is(err, client.ErrInvalidPayload) || !strings.Contains(err.Error(), "item 0") {
+		t.Fatalf("batch item with \"to\": null: %v", err)
+	}
+	if res, err := pub.PushBatchJSON(ctx, []json.RawMessage{json.RawMessage(`{"data":5,"to":{"deviceId":"other-2"}}`)}); err != nil || len(res) != 1 || res[0].Stored != 1 {
+		t.Fatalf("batch of JSON items: %+v %v", res, err)
+	}
+	if _, err := pub.PushBatchJSON(ctx, []json.RawMessage{json.RawMessage(`{"data":`)}); err == nil || errors.As(err, &ae) {
+		t.Fatalf("an item that is not JSON: %v, want an error before sending", err)
+	}
 	if _, err := pub.Push(ctx, client.Push{Data: make(chan int)}); err == nil || errors.As(err, &ae) {
 		t.Fatalf("unencodable data: %v", err)
 	}

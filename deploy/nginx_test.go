@@ -150,6 +150,11 @@ func TestNginxInFront(t *testing.T) {
 	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/fullchain.pem", cert)
 	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/privkey.pem", certKey)
 	s = strings.ReplaceAll(s, "/etc/nginx/longpoll_proxy.conf", include)
+	accessLog := filepath.Join(dir, "longpoll.access.log")
+	if n := strings.Count(s, "access_log /var/log/nginx/longpoll.access.log longpoll_noquery;"); n != 2 {
+		t.Fatalf("deploy/nginx.conf: %d access_log lines with the longpoll_noquery format, want one in each server", n)
+	}
+	s = strings.ReplaceAll(s, "/var/log/nginx/longpoll.access.log", accessLog)
 	os.WriteFile(filepath.Join(dir, "longpoll.conf"), []byte(s), 0o644)
 	main := fmt.Sprintf(`worker_processes 1;
 pid %[1]s/nginx.pid;
@@ -233,6 +238,7 @@ http {
 	if err != nil {
 		t.Fatal(err)
 	}
+	devSID := dev.Session().ID
 	got := make(chan string, 20)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -309,5 +315,21 @@ http {
 	}
 	if st := from("127.0.0.1", "127.0.0.2"); st != http.StatusCreated {
 		t.Errorf("connect from 127.0.0.1 claiming 127.0.0.2: %d, want 201 (a client's X-Forwarded-For must not be believed)", st)
+	}
+
+	// the access log names each request's path but never its query string:
+	// session ids are credentials (the polls above were logged when their
+	// answers were sent, before nginx served the requests that followed)
+	logged, err := os.ReadFile(accessLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logged), `"GET /data HTTP/`) {
+		t.Errorf("the access log has no poll:\n%s", logged)
+	}
+	for _, secret := range []string{"sessionId", other.Session().ID, devSID} {
+		if strings.Contains(string(logged), secret) {
+			t.Errorf("the access log holds %q:\n%s", secret, logged)
+		}
 	}
 }

@@ -292,6 +292,9 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), status: 202,
 		body: `[{"to":{"deviceId":"lamp-1"},"data":[1,2]},{"to":{"userId":"bob"},"data":null},{"to":{"topic":"home/kitchen"},"topic":"$x","data":"s"},{"data":true}]`})
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), status: 202, body: `[]`})
+	// a batch item refused while applying: an error in its place, 202
+	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), status: 202,
+		body: `[{"to":{"sessionId":"gone"},"data":1},{"to":{"topic":"no/subscribers"},"data":2}]`})
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"to":{"userId":"a","deviceId":"b"},"data":1}`, status: 400, code: "invalid_payload", invalid: true})
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"to":null,"data":1}`, status: 400, code: "invalid_payload", invalid: true})
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"data":1,"ttl":0}`, status: 400, code: "invalid_payload", invalid: true})

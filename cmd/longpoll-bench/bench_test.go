@@ -91,6 +91,108 @@ func TestRawClientKeepAliveAndCancel(t *testing.T) {
 	}
 }
 
+// TestPublishKey: with --key the longpoll target sends the key as a
+// bearer token on pushes, batches, broadcasts and /stats, and never on a
+// device's requests; without it, no Authorization header at all.
+func TestPublishKey(t *testing.T) {
+	var mu sync.Mutex
+	auth := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth[r.Method+" "+r.URL.Path] = r.Header.Get("Authorization")
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/connect":
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, `{"sessionId":"s1","cursor":0}`)
+		case "/data":
+			w.WriteHeader(http.StatusNoContent)
+		case "/stats":
+			io.WriteString(w, `{"parked":0}`)
+		default: // /push: a single push or a batch of one
+			b, _ := io.ReadAll(r.Body)
+			w.WriteHeader(http.StatusAccepted)
+			if strings.HasPrefix(string(b), "[") {
+				io.WriteString(w, `[{"delivered":1}]`)
+			} else {
+				io.WriteString(w, `{"delivered":1}`)
+			}
+		}
+	}))
+	defer srv.Close()
+	f, err := newClientFactory(srv.URL, &sourceDialer{}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, key := range []string{"pk-secret", ""} {
+		tg, err := newTarget("longpoll", "r", 1, 0, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := f.client(ctx, false)
+		s, err := tg.newSub(ctx, c, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tg.poll(ctx, c, s); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := tg.push(ctx, c, s, []byte(`{}`)); o != accepted || err != nil {
+			t.Fatalf("push: %v %v", o, err)
+		}
+		pubAuth := map[string]string{}
+		mu.Lock()
+		pubAuth["push"] = auth["POST /push"]
+		mu.Unlock()
+		if outs, err := tg.pushBatch(ctx, c, []*sub{s}, [][]byte{[]byte(`{}`)}); err != nil || outs[0] != accepted {
+			t.Fatalf("batch: %v %v", outs, err)
+		}
+		mu.Lock()
+		pubAuth["batch"] = auth["POST /push"]
+		mu.Unlock()
+		if _, err := tg.broadcast(ctx, c, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		tg.parked(ctx, c)
+		c.Close()
+		mu.Lock()
+		pubAuth["broadcast"], pubAuth["stats"] = auth["POST /push"], auth["GET /stats"]
+		device := auth["POST /connect"] + auth["GET /data"]
+		mu.Unlock()
+		want := ""
+		if key != "" {
+			want = "Bearer " + key
+		}
+		for what, got := range pubAuth {
+			if got != want {
+				t.Errorf("key %q: %s sent Authorization %q, want %q", key, what, got, want)
+			}
+		}
+		if device != "" {
+			t.Errorf("key %q: a device request sent Authorization %q", key, device)
+		}
+	}
+}
+
+// TestFailedRun: a scenario fails the invocation when it recorded errors
+// or any push failed, not when pushes were only refused (429).
+func TestFailedRun(t *testing.T) {
+	for _, c := range []struct {
+		r    result
+		want bool
+	}{
+		{result{Metrics: map[string]float64{"push_errors": 0, "refused": 12}}, false},
+		{result{Metrics: map[string]float64{"push_errors": 3}}, true},
+		{result{Metrics: map[string]float64{}, Errors: []string{"round 1: broadcast: HTTP 401"}}, true},
+		{result{Metrics: map[string]float64{}}, false},
+	} {
+		if got := failedRun(&c.r); got != c.want {
+			t.Errorf("%+v: failed %v, want %v", c.r, got, c.want)
+		}
+	}
+}
+
 func TestTrackerCounts(t *testing.T) {
 	tr := newTracker("r", 2, 2, 0)
 	for _, k := range []int{0, 0, 1} {

@@ -33,6 +33,7 @@ import (
 // config holds the flags.
 type config struct {
 	target, url, scenarios, label string
+	key                           string
 	serverPIDs, sourceIPs         string
 
 	parkN, fanoutN, rounds      int
@@ -79,6 +80,7 @@ func benchMain(args []string) int {
 	fs := flag.NewFlagSet("longpoll-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.target, "target", "longpoll", "protocol of the server: longpoll, nchan or golongpoll")
 	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:8080", "server base URL (loopback only)")
+	fs.StringVar(&cfg.key, "key", os.Getenv("LONGPOLL_PUBLISH_KEY"), "longpoll: publish key, sent as Authorization: Bearer on pushes and /stats (LONGPOLL_PUBLISH_KEY; none: the server must take loopback publishers)")
 	fs.StringVar(&cfg.scenarios, "scenario", "all", "comma-separated: "+strings.Join(allScenarios, ", ")+" or all")
 	fs.StringVar(&cfg.label, "label", "", "free text copied into each result (e.g. the run number)")
 	fs.StringVar(&cfg.serverPIDs, "server-pid", "", "server process ids (comma-separated; nginx: master and worker) for RSS from /proc/PID/status")
@@ -141,7 +143,7 @@ func benchMain(args []string) int {
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
 	run := hex.EncodeToString(rb[:])
-	t, err := newTarget(cfg.target, run, cfg.hold, time.Now().UnixMilli())
+	t, err := newTarget(cfg.target, run, cfg.hold, time.Now().UnixMilli(), cfg.key)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "longpoll-bench:", err)
 		return 2
@@ -211,11 +213,19 @@ func benchMain(args []string) int {
 		} else {
 			fmt.Println(r.text())
 		}
-		if len(r.Errors) > 0 {
+		if failedRun(r) {
 			code = 1
 		}
 	}
 	return code
+}
+
+// failedRun reports whether a scenario's result should fail the
+// invocation (exit 1): it recorded errors, or a push failed (push_errors:
+// a transport error or a status other than 202 or 429, which a batch item
+// can have without an error of the request).
+func failedRun(r *result) bool {
+	return len(r.Errors) > 0 || r.Metrics["push_errors"] > 0
 }
 
 func runScenario(ctx context.Context, e *env, s string) *result {

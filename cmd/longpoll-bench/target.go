@@ -71,10 +71,16 @@ type target interface {
 	violations() int64
 }
 
-func newTarget(kind, run string, holdSec int, startMS int64) (target, error) {
+// newTarget returns the target of kind. key (longpoll only; "" for none)
+// is sent as Authorization: Bearer on publisher requests.
+func newTarget(kind, run string, holdSec int, startMS int64, key string) (target, error) {
 	switch kind {
 	case "longpoll":
-		return &longpollTarget{run: run, hold: holdSec}, nil
+		t := &longpollTarget{run: run, hold: holdSec}
+		if key != "" {
+			t.pub = map[string]string{"Authorization": "Bearer " + key}
+		}
+		return t, nil
 	case "nchan":
 		return &nchanTarget{run: run}, nil
 	case "golongpoll":
@@ -111,6 +117,7 @@ func statusOf(err error) int {
 type longpollTarget struct {
 	run  string
 	hold int
+	pub  map[string]string // headers of publisher requests (the publish key); read only
 	viol atomic.Int64
 }
 
@@ -209,7 +216,7 @@ type lpPushResult struct {
 
 func (t *longpollTarget) push(ctx context.Context, c *rawClient, s *sub, data []byte) (outcome, error) {
 	body := lpPushBody(make([]byte, 0, 64+len(data)), s.id, data)
-	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, nil)
+	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, t.pub)
 	if err != nil {
 		return failed, err
 	}
@@ -228,7 +235,7 @@ func (t *longpollTarget) push(ctx context.Context, c *rawClient, s *sub, data []
 func (t *longpollTarget) pushBatch(ctx context.Context, c *rawClient, subs []*sub, data [][]byte) ([]outcome, error) {
 	body := batchBody(len(subs), func(b []byte, i int) []byte { return lpPushBody(b, subs[i].id, data[i]) })
 	out := make([]outcome, len(subs))
-	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, nil)
+	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, t.pub)
 	if err == nil && st != http.StatusAccepted {
 		err = &httpError{st, string(b)}
 	}
@@ -262,7 +269,7 @@ func (t *longpollTarget) pushBatch(ctx context.Context, c *rawClient, subs []*su
 
 func (t *longpollTarget) broadcast(ctx context.Context, c *rawClient, data []byte) (int, error) {
 	body, _ := json.Marshal(lpPushItem{Data: data})
-	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, nil)
+	st, b, _, err := c.do(ctx, http.MethodPost, "/push", body, t.pub)
 	if err != nil {
 		return 0, err
 	}
@@ -290,7 +297,7 @@ func (t *longpollTarget) closeSub(ctx context.Context, c *rawClient, s *sub) err
 }
 
 func (t *longpollTarget) parked(ctx context.Context, c *rawClient) (int, bool) {
-	st, b, _, err := c.do(ctx, http.MethodGet, "/stats", nil, nil)
+	st, b, _, err := c.do(ctx, http.MethodGet, "/stats", nil, t.pub)
 	if err != nil || st != http.StatusOK {
 		return 0, false
 	}

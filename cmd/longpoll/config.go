@@ -222,7 +222,23 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	c.MaxStoredBytes = poll.DefaultMaxStoredBytes
 	fs.Var(byteSize{&c.MaxStoredBytes}, "max-stored-bytes", "most bytes of messages (mailboxes, offline store) and idempotency ids kept, e.g. 512MiB; beyond: pushes get 503 (0 = no bound)")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: longpoll [flags]\n\nAn HTTP long-polling push server. Every flag can also be set with its\nLONGPOLL_* environment variable (e.g. --poll-timeout as LONGPOLL_POLL_TIMEOUT);\na flag on the command line wins.\n\nFlags:\n")
+		fmt.Fprint(out, `Usage: longpoll [flags]
+       longpoll COMMAND [flags]
+
+An HTTP long-polling push server. Every flag can also be set with its
+LONGPOLL_* environment variable (e.g. --poll-timeout as LONGPOLL_POLL_TIMEOUT);
+a flag on the command line wins.
+
+Commands (clients of a running server; longpoll COMMAND --help for their flags):
+  sub        connect as a device and print its messages, one JSON line each
+  push       publish a message, or a batch with --batch
+  presence   list the online sessions of a user or a device
+  stats      print the server's counters
+  help       list the commands
+  --version  print the version and exit
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
 

@@ -81,7 +81,8 @@ func TestParseConfigRejectsBadValues(t *testing.T) {
 	}
 	var help strings.Builder
 	if _, err := parseConfig([]string{"--help"}, env(nil), &help); !errors.Is(err, flag.ErrHelp) ||
-		!strings.Contains(help.String(), "LONGPOLL_") || !strings.Contains(help.String(), "max-poll-timeout") {
+		!strings.Contains(help.String(), "LONGPOLL_") || !strings.Contains(help.String(), "max-poll-timeout") ||
+		!strings.Contains(help.String(), "Commands") || !strings.Contains(help.String(), "presence") || !strings.Contains(help.String(), "--version") {
 		t.Errorf("--help: %v\n%s", err, help.String())
 	}
 }

@@ -43,7 +43,7 @@ const shutdownGrace = 5 * time.Second
 const defaultGCPercent = 400
 
 func main() {
-	if len(os.Args) > 1 && cli.Handles(os.Args[1]) { // sub, push, presence, stats, --version
+	if len(os.Args) > 1 && cli.Handles(os.Args[1]) { // sub, push, presence, stats, help, --version
 		os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 	}
 	if os.Getenv("GOGC") == "" {

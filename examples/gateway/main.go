@@ -77,6 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	user := fs.String("user", "", "the user it reports its state to (default: the topic home/<device>/state)")
 	token := fs.String("token", getenv("LONGPOLL_TOKEN"), "connect token for a server with --connect-secret (LONGPOLL_TOKEN)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h, --help: the usage was asked for
+		}
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -138,7 +141,11 @@ func (g *gateway) handle(ctx context.Context, m client.Message) error {
 		rep.State[k] = v
 	}
 	g.mu.Unlock()
-	g.log.Info("command", "id", m.ID, "data", string(m.Data), "error", rep.Error)
+	if rep.Error != "" {
+		g.log.Info("command", "id", m.ID, "data", string(m.Data), "error", rep.Error)
+	} else {
+		g.log.Info("command", "id", m.ID, "data", string(m.Data))
+	}
 	if _, err := g.dev.Send(ctx, client.Push{To: g.report, Topic: "state", Data: rep}); err != nil {
 		g.log.Warn("state report not sent", "err", err)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,9 +81,27 @@ func TestGatewayExecutesCommandsAndReportsState(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not stop")
 	}
+	// a command's log line names an error only when there is one
+	if l := logs.String(); strings.Contains(l, `error=""`) || !strings.Contains(l, `error="unknown command`) {
+		t.Errorf("gateway log: want error= on the failed command only:\n%s", l)
+	}
 	// it disconnected, acknowledging the commands: nothing waits for it
 	st, err := c.Stats(ctx)
 	if err != nil || st.OfflineMessages != 0 || st.Sessions != 1 {
 		t.Fatalf("after the gateway stopped: %+v %v", st, err)
+	}
+}
+
+// TestHelpExits0: -h and --help print the flags and exit 0; an unknown
+// flag is bad usage (2).
+func TestHelpExits0(t *testing.T) {
+	for _, arg := range []string{"-h", "--help"} {
+		var out strings.Builder
+		if code := run(context.Background(), []string{arg}, func(string) string { return "" }, &out); code != 0 || !strings.Contains(out.String(), "-device") {
+			t.Errorf("%s: exit %d, %q; want 0 and the flags", arg, code, out.String())
+		}
+	}
+	if code := run(context.Background(), []string{"--no-such-flag"}, func(string) string { return "" }, io.Discard); code != 2 {
+		t.Errorf("an unknown flag: exit %d, want 2", code)
 	}
 }

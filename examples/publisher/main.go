@@ -16,6 +16,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,6 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	prefix := fs.String("id-prefix", fmt.Sprintf("tick-%d", time.Now().Unix()), "idempotency ids are PREFIX-N")
 	stopOnError := fs.Bool("stop-on-error", false, "exit 1 at the first refused push")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h, --help: the usage was asked for
+		}
 		return 2
 	}
 	if *every <= 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +64,19 @@ func TestPublisherPushesOnItsSchedule(t *testing.T) {
 	}
 	if code := run(ctx, []string{"--every", "0s"}, env, io.Discard); code != 2 {
 		t.Fatalf("--every 0s: exit %d, want 2", code)
+	}
+}
+
+// TestHelpExits0: -h and --help print the flags and exit 0; an unknown
+// flag is bad usage (2).
+func TestHelpExits0(t *testing.T) {
+	for _, arg := range []string{"-h", "--help"} {
+		var out strings.Builder
+		if code := run(context.Background(), []string{arg}, func(string) string { return "" }, &out); code != 0 || !strings.Contains(out.String(), "-every") {
+			t.Errorf("%s: exit %d, %q; want 0 and the flags", arg, code, out.String())
+		}
+	}
+	if code := run(context.Background(), []string{"--no-such-flag"}, func(string) string { return "" }, io.Discard); code != 2 {
+		t.Errorf("an unknown flag: exit %d, want 2", code)
 	}
 }

@@ -1,6 +1,6 @@
 // Package cli is the command line of the longpoll binary besides serving:
-// `longpoll sub`, `push`, `presence`, `stats` and `--version`, built on the
-// client package.
+// `longpoll sub`, `push`, `presence`, `stats`, `help` and `--version`, built
+// on the client package.
 //
 // Every command prints JSON on standard output (one message a line for
 // sub) and its complaints on standard error, and exits with a code a
@@ -8,7 +8,8 @@
 //
 //	0  done (sub: interrupted by SIGINT or SIGTERM after a clean disconnect)
 //	1  the server refused (the line on standard error names the HTTP status,
-//	   the API's error code and its message), could not be reached, or
+//	   the API's error code and its message), could not be reached (sub
+//	   does not give up: it retries with backoff until interrupted), or
 //	   ended the session (sub: 409 superseded, 410 session_closed); push
 //	   --batch also exits 1 when any item was refused, after printing the
 //	   results
@@ -26,9 +27,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,14 +54,14 @@ const DefaultURL = "http://127.0.0.1:8080"
 // this package's commands (else the binary serves).
 func Handles(arg string) bool {
 	switch arg {
-	case "sub", "push", "presence", "stats", "--version", "-version":
+	case "sub", "push", "presence", "stats", "help", "--version", "-version":
 		return true
 	}
 	return false
 }
 
 // Main runs the command in args (args[0] is the command: "sub", "push",
-// "presence", "stats" or "--version") and returns the exit code. SIGINT and
+// "presence", "stats", "help" or "--version") and returns the exit code. SIGINT and
 // SIGTERM end `sub` cleanly. getenv reads LONGPOLL_URL,
 // LONGPOLL_PUBLISH_KEY and LONGPOLL_TOKEN.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -76,6 +80,13 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch args[0] {
 	case "--version", "-version":
 		fmt.Fprintln(stdout, Version())
+		return ExitOK
+	case "help":
+		// help: the usage on standard output; help CMD: CMD's flags.
+		if len(args) > 1 && slices.Contains([]string{"sub", "push", "presence", "stats"}, args[1]) {
+			return Run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr, getenv)
+		}
+		fmt.Fprint(stdout, usage)
 		return ExitOK
 	case "sub":
 		return e.sub(ctx, args[1:])
@@ -96,14 +107,17 @@ const usage = `Usage:
                                         receive: one JSON message a line until interrupted
   longpoll push [--session S | --device D | --user U | --topic T]
                 [--label TOPIC] [--id ID] [--ttl 1h] DATA|-
-  longpoll push --batch [target, --label, --ttl as defaults] ITEMS|-
+  longpoll push --batch [target] [--label TOPIC] [--ttl 1h] ITEMS|-
+                                        the flags fill in keys an item leaves out
   longpoll presence --user U | --device D
   longpoll stats
+  longpoll help [COMMAND]
   longpoll --version
 
-Common flags: --url (LONGPOLL_URL, default ` + DefaultURL + `),
---key (LONGPOLL_PUBLISH_KEY, the publish key of push, presence and stats).
-Exit codes: 0 ok, 1 refused by the server or unreachable, 2 bad usage.
+Common flags: --url (LONGPOLL_URL, default ` + DefaultURL + `);
+--key (LONGPOLL_PUBLISH_KEY) for push, presence and stats, the publish key.
+Exit codes: 0 ok, 1 refused by the server or unreachable (sub keeps
+retrying an unreachable server), 2 bad usage.
 `
 
 // env is one command's invocation.
@@ -115,16 +129,23 @@ type env struct {
 	url, key       string
 }
 
-// flags returns the command's flag set with the common flags.
+// flags returns the command's flag set with --url.
 func (e *env) flags(synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("longpoll "+e.cmd, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&e.url, "url", cmp.Or(e.getenv("LONGPOLL_URL"), DefaultURL), "server base URL (LONGPOLL_URL)")
-	fs.StringVar(&e.key, "key", e.getenv("LONGPOLL_PUBLISH_KEY"), "publish key (LONGPOLL_PUBLISH_KEY)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: longpoll %s %s\n\nFlags:\n", e.cmd, synopsis)
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// publisherFlags returns the command's flag set with --url and --key, for
+// the commands that need publisher access.
+func (e *env) publisherFlags(synopsis string) *flag.FlagSet {
+	fs := e.flags(synopsis)
+	fs.StringVar(&e.key, "key", e.getenv("LONGPOLL_PUBLISH_KEY"), "publish key (LONGPOLL_PUBLISH_KEY)")
 	return fs
 }
 
@@ -262,7 +283,7 @@ func (e *env) sub(ctx context.Context, args []string) int {
 }
 
 func (e *env) push(ctx context.Context, args []string) int {
-	fs := e.flags("[--session S | --device D | --user U | --topic T] [--label TOPIC] [--id ID] [--ttl 1h] [--batch] DATA|-")
+	fs := e.publisherFlags("[--session S | --device D | --user U | --topic T] [--label TOPIC] [--id ID] [--ttl 1h] [--batch] DATA|-")
 	var to client.Target
 	fs.StringVar(&to.SessionID, "session", "", "target: a session id")
 	fs.StringVar(&to.DeviceID, "device", "", "target: every session of a device (stored while it is offline)")
@@ -271,7 +292,7 @@ func (e *env) push(ctx context.Context, args []string) int {
 	label := fs.String("label", "", "the message's topic label (default: the target topic)")
 	id := fs.String("id", "", "idempotency id: the same id again is not delivered twice")
 	ttl := fs.Duration("ttl", 0, "how long a copy for an offline device or user waits (default: the server's --offline-ttl)")
-	batch := fs.Bool("batch", false, "DATA is a JSON array, or JSON lines, of push objects ({\"to\",\"topic\",\"data\",\"ttl\",\"id\"}); the target, --label and --ttl fill in what an item leaves out")
+	batch := fs.Bool("batch", false, "DATA is a JSON array, or JSON lines, of push objects ({\"to\",\"topic\",\"data\",\"ttl\",\"id\"}); the target, --label and --ttl fill in the keys an item leaves out; its own values, null included, are sent as they are")
 	if code, ok := e.parse(fs, args); !ok {
 		return code
 	}
@@ -316,7 +337,7 @@ func (e *env) push(ctx context.Context, args []string) int {
 		return e.usageError(fs, "%v", err)
 	}
 	return e.call(ctx, fs, func(ctx context.Context, c *client.Client) error {
-		res, err := c.PushBatch(ctx, items)
+		res, err := c.PushBatchJSON(ctx, items)
 		if err != nil {
 			return err
 		}
@@ -330,19 +351,17 @@ func (e *env) push(ctx context.Context, args []string) int {
 	})
 }
 
-// batchItem is one push object of a --batch input.
-type batchItem struct {
-	To    *client.Target  `json:"to"`
-	Topic *string         `json:"topic"`
-	Data  json.RawMessage `json:"data"`
-	TTL   *int64          `json:"ttl"`
-	ID    string          `json:"id"`
-}
+// batchKeys are the keys of a push object ({"to","topic","data","ttl","id"}).
+var batchKeys = []string{"to", "topic", "data", "ttl", "id"}
 
 // parseBatch reads a JSON array of push objects, or push objects one after
-// another (JSON lines), filling in def's target, label and ttl where an
-// item has none.
-func parseBatch(data []byte, def client.Push) ([]client.Push, error) {
+// another (JSON lines). It fills in def's target (as "to"), label (as
+// "topic") and ttl only where an item has no such key; an item's own
+// value, null included, is sent as it is, for the server to judge (it
+// refuses "to": null with 400 rather than read it as a broadcast). Only
+// what is not a push object at all (not a JSON object, or an unknown key)
+// is refused here.
+func parseBatch(data []byte, def client.Push) ([]json.RawMessage, error) {
 	data = bytes.TrimSpace(data)
 	var raws []json.RawMessage
 	if len(data) > 0 && data[0] == '[' {
@@ -361,34 +380,71 @@ func parseBatch(data []byte, def client.Push) ([]client.Push, error) {
 			raws = append(raws, r)
 		}
 	}
-	out := make([]client.Push, 0, len(raws))
+	// The defaults, in the order they are written into an item.
+	type kv struct {
+		key   string
+		value json.RawMessage
+	}
+	var defaults []kv
+	if !def.To.IsZero() {
+		to, err := json.Marshal(def.To)
+		if err != nil {
+			return nil, err
+		}
+		defaults = append(defaults, kv{"to", to})
+	}
+	if def.Topic != "" {
+		topic, err := json.Marshal(def.Topic)
+		if err != nil {
+			return nil, err
+		}
+		defaults = append(defaults, kv{"topic", topic})
+	}
+	if def.TTL > 0 {
+		defaults = append(defaults, kv{"ttl", json.RawMessage(strconv.FormatInt(int64(math.Ceil(def.TTL.Seconds())), 10))})
+	}
+	out := make([]json.RawMessage, 0, len(raws))
 	for i, r := range raws {
-		var it batchItem
-		dec := json.NewDecoder(bytes.NewReader(r))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&it); err != nil || !bytes.HasPrefix(bytes.TrimSpace(r), []byte("{")) {
+		r = bytes.TrimSpace(r)
+		var keys map[string]json.RawMessage
+		if len(r) == 0 || r[0] != '{' || json.Unmarshal(r, &keys) != nil {
 			return nil, fmt.Errorf("item %d is not a push object {\"to\",\"topic\",\"data\",\"ttl\",\"id\"}", i)
 		}
-		p := client.Push{To: def.To, Topic: def.Topic, TTL: def.TTL, ID: it.ID, Data: it.Data}
-		if it.To != nil {
-			p.To = *it.To
+		for k := range keys {
+			if !slices.Contains(batchKeys, k) {
+				return nil, fmt.Errorf("item %d has the key %q: a push object has only \"to\",\"topic\",\"data\",\"ttl\",\"id\"", i, k)
+			}
 		}
-		if it.Topic != nil {
-			p.Topic = *it.Topic
+		var add bytes.Buffer
+		for _, d := range defaults {
+			if _, ok := keys[d.key]; ok {
+				continue // the item's own value, even null
+			}
+			if add.Len() > 0 {
+				add.WriteByte(',')
+			}
+			fmt.Fprintf(&add, "%q:%s", d.key, d.value)
 		}
-		if it.TTL != nil {
-			p.TTL = time.Duration(*it.TTL) * time.Second
+		if add.Len() == 0 {
+			out = append(out, r)
+			continue
 		}
-		if len(it.Data) == 0 {
-			p.Data = json.RawMessage("null")
+		// {ADDED,REST} (or {ADDED} for an empty item): the item's own bytes
+		// stay as they were.
+		rest := bytes.TrimSpace(r[1:])
+		item := make([]byte, 0, 1+add.Len()+1+len(rest))
+		item = append(item, '{')
+		item = append(item, add.Bytes()...)
+		if rest[0] != '}' {
+			item = append(item, ',')
 		}
-		out = append(out, p)
+		out = append(out, append(item, rest...))
 	}
 	return out, nil
 }
 
 func (e *env) presence(ctx context.Context, args []string) int {
-	fs := e.flags("--user U | --device D")
+	fs := e.publisherFlags("--user U | --device D")
 	var who client.Target
 	fs.StringVar(&who.UserID, "user", "", "list the online sessions of a user")
 	fs.StringVar(&who.DeviceID, "device", "", "list the online session of a device")
@@ -415,7 +471,7 @@ func (e *env) presence(ctx context.Context, args []string) int {
 }
 
 func (e *env) stats(ctx context.Context, args []string) int {
-	fs := e.flags("")
+	fs := e.publisherFlags("")
 	if code, ok := e.parse(fs, args); !ok {
 		return code
 	}

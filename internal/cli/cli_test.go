@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -66,8 +67,37 @@ func TestBadUsageExits2WithUsage(t *testing.T) {
 	}
 }
 
+// TestHelp: `longpoll help` prints the usage on standard output and exits
+// 0; `help CMD` is `CMD --help`; sub, which publishes nothing, has no --key.
+func TestHelp(t *testing.T) {
+	code, out, errOut := run(t, "", nil, "help")
+	if code != cli.ExitOK || errOut != "" || !strings.Contains(out, "Usage") {
+		t.Fatalf("help: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, cmd := range []string{"sub", "push", "presence", "stats", "help", "--version"} {
+		if !strings.Contains(out, "longpoll "+cmd) {
+			t.Errorf("help does not mention longpoll %s:\n%s", cmd, out)
+		}
+	}
+	if code, _, errOut := run(t, "", nil, "help", "push"); code != cli.ExitOK || !strings.Contains(errOut, "-batch") {
+		t.Errorf("help push: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = run(t, "", nil, "sub", "--help")
+	if code != cli.ExitOK || !strings.Contains(errOut, "-device") || strings.Contains(errOut, "-key") {
+		t.Errorf("sub --help: exit %d, %q; want its flags without -key", code, errOut)
+	}
+	if code, _, errOut := run(t, "", nil, "sub", "--device", "d", "--key", "k"); code != cli.ExitUsage || !strings.Contains(errOut, "-key") {
+		t.Errorf("sub --key: exit %d, %q; want 2 (no such flag)", code, errOut)
+	}
+	for _, cmd := range []string{"push", "presence", "stats"} {
+		if _, _, errOut := run(t, "", nil, cmd, "--help"); !strings.Contains(errOut, "-key") {
+			t.Errorf("%s --help has no -key: %q", cmd, errOut)
+		}
+	}
+}
+
 func TestHandles(t *testing.T) {
-	for arg, want := range map[string]bool{"sub": true, "push": true, "presence": true, "stats": true, "--version": true, "-version": true, "--addr": false, "serve": false, "": false} {
+	for arg, want := range map[string]bool{"sub": true, "push": true, "presence": true, "stats": true, "help": true, "--version": true, "-version": true, "--addr": false, "serve": false, "": false} {
 		if cli.Handles(arg) != want {
 			t.Errorf("Handles(%q) = %v", arg, !want)
 		}
@@ -113,6 +143,68 @@ func TestServerErrorsExit1WithTheAPIMessage(t *testing.T) {
 	// nothing listening: exit 1 naming the failure
 	if code, _, errOut := run(t, "", nil, "stats", "--url", "http://127.0.0.1:1"); code != cli.ExitError || !strings.Contains(errOut, "connection refused") {
 		t.Fatalf("no server: %d %q", code, errOut)
+	}
+}
+
+// TestBatchDefaultsFillOnlyAbsentKeys: the target, --label and --ttl of
+// push --batch go into the items that leave those keys out; an item's own
+// "to": null is sent as it is, and the server's refusal exits 1 with its
+// message (not a broadcast, not a push to --user).
+func TestBatchDefaultsFillOnlyAbsentKeys(t *testing.T) {
+	s := testserver.Start(t, "--heartbeat-interval", "0")
+	env := map[string]string{"LONGPOLL_URL": s.URL}
+	for _, args := range [][]string{
+		{"push", "--batch", `[{"to":null,"data":1}]`},
+		{"push", "--batch", "--user", "nulled", "--label", "l", "--ttl", "1h", `[{"to":null,"data":1}]`},
+		{"push", "--batch", "--user", "nulled", `{"data":0}` + "\n" + `{"to":null}`},
+	} {
+		code, out, errOut := run(t, "", env, args...)
+		if code != cli.ExitError || out != "" || !strings.Contains(errOut, "longpoll push: 400 invalid_payload: item ") || !strings.Contains(errOut, "to must be an object") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 1 and the server's refusal", args, code, out, errOut)
+		}
+	}
+	if _, out, _ := run(t, "", env, "stats"); !strings.Contains(out, `"offlineMessages":0`) {
+		t.Fatalf("a refused batch stored something: %s", out)
+	}
+
+	// absent "to" and "topic": filled in; present ones ({} is a broadcast,
+	// null a topic left to the server's default) stay
+	items := `[{"data":1},{"to":{},"data":2},{"data":3,"topic":null,"to":{"deviceId":"filled-dev"}},{"topic":"own","data":4}]`
+	code, out, errOut := run(t, "", env, "push", "--batch", "--user", "filled", "--label", "lbl", "--ttl", "1h", items)
+	var res []map[string]any
+	if code != cli.ExitOK || json.Unmarshal([]byte(out), &res) != nil || len(res) != 4 {
+		t.Fatalf("batch: exit %d, %q %q", code, out, errOut)
+	}
+	for i, want := range []float64{1, 0, 1, 1} {
+		if res[i]["stored"] != want {
+			t.Errorf("item %d: %v, want stored %v", i, res[i], want)
+		}
+	}
+	sess, err := http.Post(s.URL+"/connect", "application/json", strings.NewReader(`{"deviceId":"filled-dev","userId":"filled"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct{ SessionID string }
+	json.NewDecoder(sess.Body).Decode(&c)
+	sess.Body.Close()
+	poll, err := http.Get(s.URL + "/data?timeout=0&sessionId=" + c.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Messages []struct {
+			Topic string
+			Data  json.RawMessage
+		}
+	}
+	json.NewDecoder(poll.Body).Decode(&got)
+	poll.Body.Close()
+	topics := map[string]string{}
+	for _, m := range got.Messages {
+		topics[string(m.Data)] = m.Topic
+	}
+	if want := map[string]string{"1": "lbl", "3": "", "4": "own"}; !maps.Equal(topics, want) {
+		t.Fatalf("stored messages by data -> topic: %v, want %v", topics, want)
 	}
 }
 
