@@ -15,7 +15,7 @@ func abMain(args []string) int {
 	fs := flag.NewFlagSet("longpoll-bench ab", flag.ContinueOnError)
 	target := fs.String("target", "longpoll", "the system whose results are compared")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: longpoll-bench ab [--target T] BEFORE.jsonl AFTER.jsonl")

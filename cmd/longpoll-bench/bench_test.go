@@ -264,3 +264,21 @@ func TestRenderAB(t *testing.T) {
 		t.Fatalf("runs not counted:\n%s", out)
 	}
 }
+
+// -h and --help print the usage and exit 0; an unknown flag exits 2.
+func TestHelpExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int
+	}{{[]string{"--help"}, 0}, {[]string{"-h"}, 0}, {[]string{"--bogus"}, 2}} {
+		if got := benchMain(c.args); got != c.want {
+			t.Errorf("benchMain(%v) = %d, want %d", c.args, got, c.want)
+		}
+	}
+	if got := abMain([]string{"-h"}); got != 0 {
+		t.Errorf("ab -h = %d, want 0", got)
+	}
+	if got := tableMain([]string{"-h"}); got != 0 {
+		t.Errorf("table -h = %d, want 0", got)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -116,7 +117,7 @@ func benchMain(args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if cfg.latencyDuration == 0 {
 		cfg.latencyDuration = cfg.duration
@@ -302,4 +303,13 @@ func (r *result) text() string {
 		fmt.Fprintf(&b, "\n    ! %s", e)
 	}
 	return b.String()
+}
+
+// parseExit is the exit code of a flag parse error: 0 when the usage was
+// asked for (-h, --help), 2 otherwise.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }

@@ -101,7 +101,7 @@ var tableTargets = []string{"longpoll", "nchan", "golongpoll"}
 func tableMain(args []string) int {
 	fs := flag.NewFlagSet("longpoll-bench table", flag.ContinueOnError)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	files := fs.Args()
 	if len(files) == 0 {
