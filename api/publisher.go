@@ -21,17 +21,22 @@ type publisher struct {
 	fetchSite         string // the Sec-Fetch-Site header, if any
 }
 
-// publisherOf reads the publisher check's fields off an echo request. The
-// address is the connection's peer, never one read from X-Forwarded-For:
-// a host among trusted proxies must not pass for a local publisher by
-// naming 127.0.0.1 there.
+// publisherOf reads the publisher check's fields off an echo request. A
+// local publisher must be local twice over: the connection's peer, so that
+// a host among trusted proxies cannot pass for one by naming 127.0.0.1 in
+// X-Forwarded-For, and the client address (RealIP), so that a proxy on
+// this host does not make every client behind it local. ip is the peer
+// when that is not loopback, else the client address.
 func publisherOf(c echo.Context) publisher {
 	r := c.Request()
-	peer := r.RemoteAddr
-	if host, _, err := net.SplitHostPort(peer); err == nil {
-		peer = host
+	ip := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
 	}
-	return publisher{ip: peer, authorization: r.Header.Get(echo.HeaderAuthorization),
+	if loopbackIP(ip) {
+		ip = c.RealIP()
+	}
+	return publisher{ip: ip, authorization: r.Header.Get(echo.HeaderAuthorization),
 		host: r.Host, origin: r.Header.Get(echo.HeaderOrigin), fetchSite: r.Header.Get("Sec-Fetch-Site")}
 }
 

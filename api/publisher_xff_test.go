@@ -24,3 +24,17 @@ func TestTrustedProxyXFFIsNotALocalPublisher(t *testing.T) {
 		}
 	}
 }
+
+// A proxy on this host (its peer loopback) forwarding a client from
+// elsewhere does not make that client a local publisher.
+func TestLocalProxyDoesNotMakeClientsLocal(t *testing.T) {
+	s := newServer(t, poll.Config{}, api.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	rec := s.do(t, "GET", "/stats", "", "", remote("127.0.0.1:5555"), header("X-Forwarded-For", "198.51.100.7"))
+	if rec.Code != 403 {
+		t.Errorf("a client behind a local proxy: %d %s, want 403", rec.Code, rec.Body)
+	}
+	rec = s.do(t, "GET", "/stats", "", "", remote("127.0.0.1:5555"))
+	if rec.Code != 200 {
+		t.Errorf("a local client with no forwarded address: %d %s, want 200", rec.Code, rec.Body)
+	}
+}

@@ -206,8 +206,6 @@ func warnInsecure(cfg config, log *slog.Logger) {
 		}
 	}
 	switch {
-	case len(cfg.PublishKeys) == 0 && len(cfg.TrustProxies) > 0:
-		log.Warn("--trust-proxy without --publish-key: a proxy on this host makes every client look local to /push, /stats, /presence and /disconnect; set a key")
 	case len(cfg.PublishKeys) == 0:
 		log.Info("no --publish-key: /push, /stats, /presence and /disconnect accept local clients only (loopback address and Host; behind a proxy on this host, set a key)")
 	}
