@@ -309,7 +309,7 @@ func TestRejectedRequestsChangeNoState(t *testing.T) {
 	s.push(t, `{"to":{"deviceId":"gone"},"data":"o2"}`) // offline store of "gone" full
 	parked := s.park(t, idle)
 	before := s.hub.Stats()
-	if want := (poll.Stats{Sessions: 2, Parked: 1, Devices: 2, Users: 2, OfflineMessages: 2, Backlog: 2, StoredBytes: before.StoredBytes}); before != want || before.StoredBytes <= 0 {
+	if want := (poll.Stats{Sessions: 2, Parked: 1, Devices: 2, Users: 2, OfflineMessages: 2, Backlog: 2, StoredBytes: before.StoredBytes, Store: "memory"}); before != want || before.StoredBytes <= 0 {
 		t.Fatalf("before: %+v, want %+v", before, want)
 	}
 

@@ -19,7 +19,17 @@ func TestStats(t *testing.T) {
 		t.Helper()
 		wantJSONType(t, rec)
 		var got map[string]int
-		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		var named struct{ Store string }
+		if err := json.Unmarshal(rec.Body.Bytes(), &named); err != nil || named.Store != "memory" {
+			t.Fatalf("stats body %s: store %q, %v", rec.Body, named.Store, err)
+		}
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(rec.Body.Bytes(), &all); err != nil {
+			t.Fatalf("stats body %s: %v", rec.Body, err)
+		}
+		delete(all, "store")
+		b, _ := json.Marshal(all)
+		if err := json.Unmarshal(b, &got); err != nil {
 			t.Fatalf("stats body %s: %v", rec.Body, err)
 		}
 		for k, v := range map[string]int{"sessions": 2, "parked": 0, "devices": 2, "users": 1, "offlineMessages": 1, "uptimeSeconds": -1} {

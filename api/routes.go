@@ -173,6 +173,9 @@ func (a *API) healthz(c echo.Context) error {
 	if a.hub.Closing() {
 		return apiError(http.StatusServiceUnavailable, "unavailable", "draining: the server is shutting down")
 	}
+	if err := a.hub.StoreErr(); err != nil {
+		return apiError(http.StatusServiceUnavailable, "unavailable", err.Error()+": restart the server once the data directory is writable")
+	}
 	return a.json(c, http.StatusOK, wire.Health{Status: "ok"})
 }
 

@@ -117,6 +117,17 @@ type Hub struct {
 
 // NewHub returns a hub over cfg.Store (a new MemoryStore when nil).
 func NewHub(cfg Config) *Hub {
+	cfg = cfg.WithDefaults()
+	if cfg.Store == nil {
+		cfg.Store = NewMemoryStore(cfg.StoreConfig())
+	}
+	return &Hub{cfg: cfg, now: cfg.Now, log: cfg.Logger, obs: cfg.Observer, store: cfg.Store, stop: make(chan struct{})}
+}
+
+// WithDefaults returns c with its zero fields set to the defaults (but
+// Store, which NewHub makes).
+func (c Config) WithDefaults() Config {
+	cfg := c
 	if cfg.MaxMailbox <= 0 {
 		cfg.MaxMailbox = DefaultMaxMailbox
 	}
@@ -138,16 +149,14 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	if cfg.Store == nil {
-		cfg.Store = NewMemoryStore(cfg.StoreConfig())
-	}
-	return &Hub{cfg: cfg, now: cfg.Now, log: cfg.Logger, obs: cfg.Observer, store: cfg.Store, stop: make(chan struct{})}
+	return cfg
 }
 
-// StoreConfig is what a store needs of the hub's configuration (defaults
-// filled in by NewHub).
+// StoreConfig is what a store needs of the hub's configuration, with the
+// defaults filled in.
 func (c Config) StoreConfig() StoreConfig {
-	return StoreConfig{MaxMailbox: c.MaxMailbox, SessionTTL: c.SessionTTL, OfflineTTL: c.OfflineTTL, Now: c.Now, MaxStoredBytes: c.MaxStoredBytes}
+	c = c.WithDefaults()
+	return StoreConfig{MaxMailbox: c.MaxMailbox, SessionTTL: c.SessionTTL, OfflineTTL: c.OfflineTTL, Now: c.Now, MaxStoredBytes: c.MaxStoredBytes, Render: c.Render}
 }
 
 // Config returns the hub's effective configuration.
@@ -186,6 +195,8 @@ type Stats struct {
 	// it; IdempotencyIDs counts the idempotency ids among it.
 	StoredBytes    int64
 	IdempotencyIDs int
+	// Store names the store: "memory", "disk".
+	Store string
 }
 
 // Stats returns the current counts.
@@ -201,8 +212,12 @@ func (h *Hub) Stats() Stats {
 		Backlog:         st.Backlog,
 		StoredBytes:     st.StoredBytes,
 		IdempotencyIDs:  st.IdempotencyIDs,
+		Store:           st.Store,
 	}
 }
+
+// StoreErr is why the store stopped taking writes, or nil (Store.Err).
+func (h *Hub) StoreErr() error { return h.store.Err() }
 
 // Close stops the hub: every parked poll (blocking or parked with Park)
 // returns at once with its pending messages, usually none,

@@ -85,11 +85,14 @@ func (h *Hub) EndSessions(to Target) int {
 // Disconnect ends the session with id (reason "disconnect"), first
 // acknowledging messages up to ack when hasAck. Its parked poll is answered
 // ErrSessionClosed; its still unacknowledged messages wait in the offline
-// store of its device. Unknown sessions: ErrSessionNotFound. A bad cursor
+// store of its device. The end is durable before Disconnect returns. Unknown sessions: ErrSessionNotFound. A bad cursor
 // (ErrInvalidCursor) leaves the session as it was.
 func (h *Hub) Disconnect(id string, ack uint64, hasAck bool) error {
 	s, err := h.store.End(id, ack, hasAck, ErrSessionClosed, h.now())
 	if err != nil {
+		return err
+	}
+	if err := h.store.Flush(); err != nil {
 		return err
 	}
 	h.obs.SessionEnded("disconnect")

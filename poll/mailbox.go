@@ -36,6 +36,13 @@ type Mailbox struct {
 	retired   bool
 	closeErr  error    // returned to polls once retired
 	successor *Mailbox // receives appends once retired; nil: they fail
+
+	// A journaled mailbox (j set, by its store) records its appends and
+	// removals under id, and shows polls only the messages up to durable,
+	// which the journal raises (Release) once it has them on disk.
+	id      string
+	j       Journal
+	durable uint64
 }
 
 // gauges are hub-wide counts kept by the mailboxes.
@@ -181,11 +188,39 @@ func (m *Mailbox) AppendWake(e *Envelope, force bool) (Wakeup, error) {
 	m.gauges.backlog.Add(1)
 	m.gauges.stored.hold(e)
 	var u Wakeup
-	if w := m.waiter; w != nil && w.claim(nil) {
+	if m.j != nil {
+		m.j.Record(Op{Kind: OpAppend, ID: m.id, Seq: m.lastSeq, Env: e, Box: m}) // the poll is woken by Release
+	} else if w := m.waiter; w != nil && w.claim(nil) {
 		u.w = w
 	}
 	m.mu.Unlock()
 	return u, nil
+}
+
+// Release shows polls the messages up to seq, once a journal has them
+// durable, and returns the parked poll to answer (Run it outside any
+// lock). A mailbox without a journal shows every message at once.
+func (m *Mailbox) Release(seq uint64) Wakeup {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.retired || seq <= m.durable {
+		return Wakeup{}
+	}
+	m.durable = min(seq, m.lastSeq)
+	var u Wakeup
+	if w := m.waiter; w != nil && m.lenLocked() > 0 && w.claim(nil) {
+		u.w = w
+	}
+	return u
+}
+
+// visibleLocked is the newest seq a poll may see (and acknowledge).
+// Callers hold mu.
+func (m *Mailbox) visibleLocked() uint64 {
+	if m.j == nil {
+		return m.lastSeq
+	}
+	return m.durable
 }
 
 // Wait acknowledges every message with seq <= ack (when hasAck) and returns
@@ -231,7 +266,7 @@ func (m *Mailbox) beginLocked(ack uint64, hasAck bool) ([]Message, error) {
 		return nil, m.closeErr
 	}
 	if hasAck {
-		if ack > m.lastSeq {
+		if ack > m.visibleLocked() {
 			return nil, ErrInvalidCursor
 		}
 		m.ackLocked(ack)
@@ -315,7 +350,7 @@ func (m *Mailbox) Ack(ack uint64) error {
 	if m.retired {
 		return m.closeErr
 	}
-	if ack > m.lastSeq {
+	if ack > m.visibleLocked() {
 		return ErrInvalidCursor
 	}
 	m.ackLocked(ack)
@@ -329,7 +364,7 @@ func (m *Mailbox) Parked() bool {
 	return m.waiter != nil
 }
 
-// Len returns the number of unacknowledged messages.
+// Len returns the number of unacknowledged messages (released or not).
 func (m *Mailbox) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -349,6 +384,9 @@ func (m *Mailbox) retire(closeErr error, carry func(pending []*Envelope) *Mailbo
 	pending := make([]*Envelope, 0, m.lenLocked())
 	for _, msg := range m.buf[m.head:] {
 		pending = append(pending, msg.Envelope)
+		if m.j != nil {
+			m.j.Record(Op{Kind: OpRemove, ID: m.id, Seq: msg.Seq})
+		}
 	}
 	m.gauges.backlog.Add(-int64(len(pending)))
 	m.successor = carry(pending) // its new holders hold them first, so that none is counted out and in again
@@ -370,6 +408,9 @@ func (m *Mailbox) lenLocked() int { return len(m.buf) - m.head }
 func (m *Mailbox) ackLocked(ack uint64) {
 	from := m.head
 	for m.head < len(m.buf) && m.buf[m.head].Seq <= ack {
+		if m.j != nil {
+			m.j.Record(Op{Kind: OpRemove, ID: m.id, Seq: m.buf[m.head].Seq})
+		}
 		m.gauges.stored.drop(m.buf[m.head].Envelope)
 		m.buf[m.head] = Message{} // let the envelope be collected
 		m.head++
@@ -393,6 +434,13 @@ func (m *Mailbox) peekLocked() []Message {
 	n := m.lenLocked()
 	if n == 0 {
 		return nil
+	}
+	if m.j != nil { // only what the journal has released; seqs in buf are consecutive
+		if first := m.buf[m.head].Seq; m.durable < first {
+			return nil
+		} else {
+			n = min(n, int(m.durable-first+1))
+		}
 	}
 	n = min(n, MaxBatch)
 	size := 0

@@ -27,6 +27,9 @@ type StoreConfig struct {
 	// them are then not kept, the safe side). Zero means
 	// DefaultMaxStoredBytes, negative no bound.
 	MaxStoredBytes int64
+	// Render is the hub's renderer (Config.Render): a durable store
+	// renders the messages it reads back with it.
+	Render func(*Envelope) ([]byte, error)
 }
 
 // MemoryStore is the Store that keeps everything in the process: the
@@ -47,12 +50,25 @@ type MemoryStore struct {
 	dir     *session.Registry
 	boxes   sync.Map // session ID -> *Mailbox
 	offline *offlineLists
-	seen    *cache.Cache // idempotency key -> Result
+	seen    *cache.Cache // idempotency key -> idEntry, under idMu
 	gauges  gauges
 
 	mu       sync.RWMutex
 	seenDevs map[string]time.Time // deviceKey/userKey -> when its last session ended (under mu)
 	seenSize atomic.Int64         // what seenDevs is counted as in StoredBytes
+
+	// idMu makes an idempotency id's check and record one step, and
+	// orders the ids' changes with their journal records.
+	idMu sync.Mutex
+	// j, once Attach has set it, hears every durable change.
+	j Journal
+}
+
+// idEntry is what an idempotency key stands for, until when (by the
+// store's clock: the cache's own expiry is not used).
+type idEntry struct {
+	r       Result
+	expires time.Time
 }
 
 // nameCost is what one recently online name (seenDevs) is counted as: the
@@ -70,18 +86,41 @@ func NewMemoryStore(cfg StoreConfig) *MemoryStore {
 	s := &MemoryStore{
 		cfg:      cfg,
 		offline:  newOfflineLists(),
-		seen:     cache.New(cfg.OfflineTTL, 0), // swept by Cleanup
+		seen:     cache.New(cache.NoExpiration, 0), // swept by Cleanup, by the store's clock
 		seenDevs: make(map[string]time.Time),
 	}
 	s.dir = session.NewRegistry(cfg.SessionTTL, cfg.Now, nil, s.isParked)
 	return s
 }
 
-// newMailbox returns an empty mailbox counting in the store's gauges.
-func (s *MemoryStore) newMailbox() *Mailbox {
+// newMailbox returns an empty mailbox for the session with id, counting in
+// the store's gauges and recording to its journal.
+func (s *MemoryStore) newMailbox(id string) *Mailbox {
 	m := newMailbox(s.cfg.MaxMailbox)
 	m.gauges = &s.gauges
+	m.id, m.j = id, s.j
 	return m
+}
+
+// record tells the journal, if any, of op.
+func (s *MemoryStore) record(op Op) {
+	if s.j != nil {
+		s.j.Record(op)
+	}
+}
+
+// begin and end bracket the records of one operation that a journal must
+// keep whole or not at all (Journal.Begin).
+func (s *MemoryStore) begin() {
+	if s.j != nil {
+		s.j.Begin()
+	}
+}
+
+func (s *MemoryStore) end() {
+	if s.j != nil {
+		s.j.End()
+	}
 }
 
 // Box implements Store.
@@ -103,7 +142,10 @@ func (s *MemoryStore) Connect(sess *session.Session, maxSessions int, now time.T
 			return nil, ErrTooManySessions
 		}
 	}
-	box := s.newMailbox()
+	s.begin()
+	defer s.end()
+	s.record(Op{Kind: OpSession, ID: sess.ID, Session: sess}) // before anything is appended to its mailbox
+	box := s.newMailbox(sess.ID)
 	fill := func(carried []*Envelope) *Mailbox {
 		for _, e := range carried {
 			_ = box.Append(e, true)
@@ -126,6 +168,7 @@ func (s *MemoryStore) Connect(sess *session.Session, maxSessions int, now time.T
 	s.dir.Add(sess)
 	if old != nil {
 		s.boxes.Delete(old.ID)
+		s.record(Op{Kind: OpSessionEnd, ID: old.ID})
 	}
 	return old, nil
 }
@@ -147,6 +190,8 @@ func (s *MemoryStore) End(id string, ack uint64, hasAck bool, closeErr error, no
 	if !s.dir.Remove(sess) {
 		return nil, ErrSessionNotFound
 	}
+	s.begin()
+	defer s.end()
 	s.endLocked(sess, box, closeErr, now)
 	return sess, nil
 }
@@ -158,7 +203,9 @@ func (s *MemoryStore) Expire(now time.Time) []*session.Session {
 	defer s.mu.Unlock()
 	for _, sess := range expired {
 		if box := s.Box(sess.ID); box != nil {
+			s.begin()
 			s.endLocked(sess, box, ErrSessionNotFound, now)
+			s.end()
 		}
 	}
 	return expired
@@ -194,6 +241,7 @@ func (s *MemoryStore) endLocked(sess *session.Session, box *Mailbox, closeErr er
 		return nil
 	})
 	s.boxes.Delete(sess.ID)
+	s.record(Op{Kind: OpSessionEnd, ID: sess.ID})
 }
 
 // takeOffline removes the offline messages of sess's device and user and
@@ -221,11 +269,14 @@ func (s *MemoryStore) take(key string, now time.Time) []*Envelope {
 }
 
 // put stores e under key in the offline lists (see offlineLists.Put).
+// The hold comes first, so that a journal hears of the message before of
+// the list that holds it.
 func (s *MemoryStore) put(key string, e *Envelope, limit int) error {
+	s.gauges.stored.hold(e)
 	if err := s.offline.Put(key, e, limit); err != nil {
+		s.gauges.stored.drop(e)
 		return err
 	}
-	s.gauges.stored.hold(e)
 	return nil
 }
 
@@ -256,6 +307,7 @@ func (s *MemoryStore) recordName(key string, now time.Time) {
 		s.seenSize.Add(cost)
 	}
 	s.seenDevs[key] = now
+	s.record(Op{Kind: OpName, ID: key, Time: now})
 }
 
 // recentlyOnline reports whether the device or user of key was online
@@ -355,25 +407,48 @@ func (s *MemoryStore) Counts() (sessions, users int) {
 
 // Remember implements Store.
 func (s *MemoryStore) Remember(key string, r Result, ttl time.Duration) (Result, bool) {
-	if err := s.seen.Add(key, r, ttl); err != nil {
-		if prev, ok := s.seen.Get(key); ok {
-			return prev.(Result), true
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	now := s.cfg.Now()
+	if v, ok := s.seen.Get(key); ok {
+		if e := v.(idEntry); e.expires.After(now) {
+			return e.r, true
 		}
-		// The key expired between Add and Get: record it anew.
-		s.seen.Set(key, r, ttl)
 	}
+	s.setID(key, r, now.Add(ttl))
 	return Result{}, false
 }
 
-// Settle implements Store.
-func (s *MemoryStore) Settle(key string, r Result, ttl time.Duration) { s.seen.Set(key, r, ttl) }
+// setID records key until expires. Callers hold idMu.
+func (s *MemoryStore) setID(key string, r Result, expires time.Time) {
+	s.seen.Set(key, idEntry{r, expires}, cache.NoExpiration)
+	s.record(Op{Kind: OpID, ID: key, Result: r, Time: expires})
+}
 
-// Forget implements Store.
-func (s *MemoryStore) Forget(key string) { s.seen.Delete(key) }
+// Settle implements Store.
+func (s *MemoryStore) Settle(key string, r Result, ttl time.Duration) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	s.setID(key, r, s.cfg.Now().Add(ttl))
+}
+
+// Forget implements Store. (The journal hears of it from the cache's
+// eviction callback, set by Attach.)
+func (s *MemoryStore) Forget(key string) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	s.seen.Delete(key)
+}
 
 // Cleanup implements Store.
 func (s *MemoryStore) Cleanup(now time.Time) int {
-	s.seen.DeleteExpired()
+	s.idMu.Lock()
+	for k, it := range s.seen.Items() {
+		if !it.Object.(idEntry).expires.After(now) {
+			s.seen.Delete(k)
+		}
+	}
+	s.idMu.Unlock()
 	dropped := s.offline.DropExpired(now)
 	for _, e := range dropped {
 		s.gauges.stored.drop(e)
@@ -383,6 +458,7 @@ func (s *MemoryStore) Cleanup(now time.Time) int {
 		if now.Sub(t) >= s.cfg.OfflineTTL {
 			delete(s.seenDevs, k)
 			s.seenSize.Add(-nameCost(k))
+			s.record(Op{Kind: OpNameGone, ID: k})
 		}
 	}
 	s.mu.Unlock()
@@ -398,6 +474,7 @@ func (s *MemoryStore) Stats() StoreStats {
 		OfflineMessages: s.offline.Len(),
 		StoredBytes:     s.gauges.stored.bytes.Load() + int64(ids)*idCost + s.seenSize.Load(),
 		IdempotencyIDs:  ids,
+		Store:           "memory",
 	}
 }
 
@@ -409,10 +486,69 @@ func (s *MemoryStore) StoredBytes() int64 {
 // Flush implements Store: a memory store has nothing to wait for.
 func (s *MemoryStore) Flush() error { return nil }
 
+// Err implements Store: a memory store does not fail.
+func (s *MemoryStore) Err() error { return nil }
+
 // WakeAll implements Store.
 func (s *MemoryStore) WakeAll() {
 	s.boxes.Range(func(_, v any) bool {
 		v.(*Mailbox).WakeAsync()
 		return true
 	})
+}
+
+// Attach makes j hear every durable change from now on (see Journal):
+// call it once, after the Restore calls and before the store is used.
+// The restored mailboxes show their messages at once (they are durable).
+func (s *MemoryStore) Attach(j Journal) {
+	s.j = j
+	s.offline.j = j
+	s.gauges.stored.j = j
+	s.seen.OnEvicted(func(key string, _ any) { s.record(Op{Kind: OpIDGone, ID: key}) })
+	s.boxes.Range(func(_, v any) bool {
+		m := v.(*Mailbox)
+		m.mu.Lock()
+		m.j, m.durable = j, m.lastSeq
+		m.mu.Unlock()
+		return true
+	})
+}
+
+// RestoreSession puts back a session a journal kept, with its mailbox:
+// msgs are its unacknowledged messages, seq order, and lastSeq the newest
+// seq it ever gave (the next append gets lastSeq+1). The session's idle
+// timer starts now. Call it before Attach, as the other Restore methods.
+func (s *MemoryStore) RestoreSession(sess *session.Session, lastSeq uint64, msgs []Message) {
+	box := s.newMailbox(sess.ID)
+	box.lastSeq = lastSeq
+	for _, m := range msgs {
+		m.Redelivery = true // an earlier process may have sent it
+		box.buf = append(box.buf, m)
+		s.gauges.backlog.Add(1)
+		s.gauges.stored.hold(m.Envelope)
+	}
+	s.boxes.Store(sess.ID, box)
+	s.dir.Add(sess)
+}
+
+// RestoreOffline appends e to the offline list key (call in order).
+func (s *MemoryStore) RestoreOffline(key string, e *Envelope) {
+	_ = s.put(key, e, 0)
+}
+
+// RestoreID puts back an idempotency key recorded until expires.
+func (s *MemoryStore) RestoreID(key string, r Result, expires time.Time) {
+	if expires.After(s.cfg.Now()) {
+		s.seen.Set(key, idEntry{r, expires}, cache.NoExpiration)
+	}
+}
+
+// RestoreName puts back a device or user key last online at t.
+func (s *MemoryStore) RestoreName(key string, t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seenDevs[key]; !ok {
+		s.seenSize.Add(nameCost(key))
+	}
+	s.seenDevs[key] = t
 }

@@ -17,6 +17,15 @@ type offlineLists struct {
 	mu    sync.Mutex
 	byKey map[string][]*Envelope
 	n     int
+	j     Journal // nil: not journaled
+}
+
+// record tells the journal, if any, that e joined or left key's list.
+// Callers hold mu.
+func (s *offlineLists) record(kind OpKind, key string, e *Envelope) {
+	if s.j != nil {
+		s.j.Record(Op{Kind: kind, ID: key, Env: e})
+	}
 }
 
 func newOfflineLists() *offlineLists {
@@ -33,6 +42,7 @@ func (s *offlineLists) Put(key string, e *Envelope, limit int) error {
 	}
 	s.byKey[key] = append(s.byKey[key], e)
 	s.n++
+	s.record(OpOfflinePut, key, e)
 	return nil
 }
 
@@ -47,6 +57,9 @@ func (s *offlineLists) Take(key string) []*Envelope {
 	}
 	delete(s.byKey, key)
 	s.n -= len(list)
+	for _, e := range list {
+		s.record(OpOfflineRemove, key, e)
+	}
 	return list
 }
 
@@ -63,6 +76,7 @@ func (s *offlineLists) DropExpired(now time.Time) []*Envelope {
 				keep = append(keep, e)
 			} else {
 				dropped = append(dropped, e)
+				s.record(OpOfflineRemove, key, e)
 			}
 		}
 		clear(list[len(keep):])

@@ -156,6 +156,12 @@ func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 // they cause are served.
 const inlineWakeups = 8
 
+// RunWakeups answers the parked polls of wake (each Wakeup's Run, then
+// their thens) without holding up the caller for long: a few inline, more
+// on one goroutine per processor. A journal runs what Release returns
+// with it.
+func RunWakeups(wake []Wakeup) { runWakeups(wake) }
+
 func runWakeups(wake []Wakeup) {
 	if len(wake) <= inlineWakeups {
 		runAll(wake)

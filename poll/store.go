@@ -1,10 +1,16 @@
 package poll
 
 import (
+	"errors"
 	"time"
 
 	"github.com/longpoll/longpoll/session"
 )
+
+// ErrStorage: a durable store could not write (disk full, an I/O error):
+// what the request would have stored is not durable, and the store takes
+// no more writes until the server is restarted (Store.Err says why).
+var ErrStorage = errors.New("storage failed")
 
 // Store keeps the hub's state: the online sessions (with their device,
 // user, topics, permit and idle timer), each session's mailbox of
@@ -104,6 +110,9 @@ type Store interface {
 	Flush() error
 	// WakeAll answers every parked poll at once (shutdown).
 	WakeAll()
+	// Err is why the store stopped taking writes (wrapping ErrStorage),
+	// or nil while it is healthy.
+	Err() error
 }
 
 // StoreStats are a store's counts.
@@ -116,4 +125,6 @@ type StoreStats struct {
 	// IdempotencyIDs the ids among it.
 	StoredBytes    int64
 	IdempotencyIDs int
+	// Store names the implementation: "memory", "disk".
+	Store string
 }

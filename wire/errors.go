@@ -80,6 +80,7 @@ var errorTable = []errorRow{
 	{poll.ErrTooManySessions, http.StatusServiceUnavailable, "unavailable", "the server is at its session limit; retry later", false, 0},
 	{poll.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly", false, 0},
 	{poll.ErrStorageFull, http.StatusServiceUnavailable, "unavailable", "the server's message store is full (--max-stored-bytes); retry once clients have caught up", false, storageRetry},
+	{poll.ErrStorage, http.StatusServiceUnavailable, "unavailable", "the server could not write to its data directory; nothing was stored", false, 0},
 }
 
 // storageRetry is the Retry-After of ErrStorageFull: the store drains as

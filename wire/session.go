@@ -72,12 +72,15 @@ type Stats struct {
 	// IdempotencyIDs counts the idempotency ids remembered (an extension).
 	IdempotencyIDs int   `json:"idempotencyIds"`
 	UptimeSeconds  int64 `json:"uptimeSeconds"`
+	// Store names where the server keeps its state: "memory" or "disk"
+	// (an extension).
+	Store string `json:"store"`
 }
 
 // NewStats returns the /stats body for the hub's counts and the server's
 // uptime.
 func NewStats(s poll.Stats, uptime time.Duration) Stats {
-	return Stats{s.Sessions, s.Parked, s.Devices, s.Users, s.OfflineMessages, s.Backlog, s.StoredBytes, s.IdempotencyIDs, int64(uptime / time.Second)}
+	return Stats{s.Sessions, s.Parked, s.Devices, s.Users, s.OfflineMessages, s.Backlog, s.StoredBytes, s.IdempotencyIDs, int64(uptime / time.Second), s.Store}
 }
 
 // Health is the body of GET /healthz.

@@ -1,0 +1,237 @@
+package diskstore
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/session"
+)
+
+// load reads the directory back into the memory store (before the journal
+// is attached, so nothing read is written again). A new directory gets its
+// format version. Records nothing refers to any more (a message no list
+// holds, left by a crash between two changes of one push) are deleted;
+// a reference to a message that is not there is corruption.
+func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
+	var st LoadStats
+	v, closer, err := s.db.Get([]byte{kindVersion})
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if !s.empty() {
+			return st, errors.New("it holds records but no longpoll format version: not longpoll data")
+		}
+		return st, s.db.Set([]byte{kindVersion}, []byte(formatVersion), pebble.Sync)
+	case err != nil:
+		return st, err
+	}
+	version := string(v)
+	closer.Close()
+	if version != formatVersion {
+		return st, fmt.Errorf("its format is %q, this longpoll reads %q", version, formatVersion)
+	}
+
+	envs := make(map[string]*poll.Envelope)
+	used := make(map[string]bool)
+	err = s.scan(kindEnvelope, func(k, v []byte) error {
+		e, err := decodeEnvelope(v)
+		if err != nil {
+			return fmt.Errorf("message %s: %w", k[1:], err)
+		}
+		if cfg.Render != nil {
+			if e.Rendered, err = cfg.Render(e); err != nil {
+				return fmt.Errorf("message %s: %w: %v", k[1:], errCorrupt, err)
+			}
+		}
+		envs[e.ID] = e
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	envelope := func(id []byte) (*poll.Envelope, error) {
+		e, ok := envs[string(id)]
+		if !ok {
+			return nil, fmt.Errorf("%w: it refers to message %s, which is missing", errCorrupt, id)
+		}
+		used[e.ID] = true
+		return e, nil
+	}
+
+	sessions := make(map[string]*session.Session)
+	if err := s.scan(kindSession, func(k, v []byte) error {
+		sess, err := decodeSession(v)
+		if err != nil {
+			return fmt.Errorf("session %s: %w", k[1:], err)
+		}
+		sessions[sess.ID] = sess
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	lastSeq := make(map[string]uint64)
+	var garbage [][]byte
+	if err := s.scan(kindLastSeq, func(k, v []byte) error {
+		sid := string(k[1:])
+		if sessions[sid] == nil {
+			garbage = append(garbage, bytes.Clone(k))
+			return nil
+		}
+		n, err := readU64(v)
+		if err != nil {
+			return fmt.Errorf("session %s: %w", sid, err)
+		}
+		lastSeq[sid] = n
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	msgs := make(map[string][]poll.Message)
+	if err := s.scan(kindMessage, func(k, v []byte) error {
+		sid, seq, err := splitN(k)
+		if err != nil {
+			return err
+		}
+		if sessions[sid] == nil {
+			garbage = append(garbage, bytes.Clone(k))
+			return nil
+		}
+		e, err := envelope(v)
+		if err != nil {
+			return fmt.Errorf("session %s, seq %d: %w", sid, seq, err)
+		}
+		msgs[sid] = append(msgs[sid], poll.Message{Seq: seq, Envelope: e}) // keys sort by seq
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	byDevice := make(map[string]*session.Session)
+	for _, sess := range sessions {
+		if other := byDevice[sess.DeviceID]; other != nil {
+			return st, fmt.Errorf("%w: sessions %s and %s are both online for device %q", errCorrupt, other.ID, sess.ID, sess.DeviceID)
+		}
+		byDevice[sess.DeviceID] = sess
+		list := msgs[sess.ID]
+		last := lastSeq[sess.ID]
+		if n := len(list); n > 0 {
+			if list[n-1].Seq > last || list[n-1].Seq-list[0].Seq != uint64(n-1) {
+				return st, fmt.Errorf("%w: the mailbox of session %s has seqs %d…%d (%d messages), newest given %d", errCorrupt, sess.ID, list[0].Seq, list[n-1].Seq, n, last)
+			}
+		}
+		s.RestoreSession(sess, last, list)
+		st.Sessions++
+		st.Messages += len(list)
+	}
+
+	type entry struct {
+		order uint64
+		e     *poll.Envelope
+	}
+	lists := make(map[string][]entry)
+	if err := s.scan(kindOffline, func(k, v []byte) error {
+		list, order, err := splitN(k)
+		if err != nil {
+			return err
+		}
+		e, err := envelope(v)
+		if err != nil {
+			return fmt.Errorf("offline list %s: %w", list, err)
+		}
+		lists[list] = append(lists[list], entry{order, e}) // keys sort by order
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	for list, entries := range lists {
+		slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.order, b.order) })
+		for _, en := range entries {
+			s.RestoreOffline(list, en.e)
+		}
+		st.OfflineMessages += len(entries)
+	}
+
+	now := cfg.Now()
+	if err := s.scan(kindID, func(k, v []byte) error {
+		expires, res, err := decodeID(v)
+		if err != nil {
+			return fmt.Errorf("idempotency id %q: %w", k[1:], err)
+		}
+		if !expires.After(now) {
+			garbage = append(garbage, bytes.Clone(k))
+			return nil
+		}
+		s.RestoreID(string(k[1:]), res, expires)
+		st.IDs++
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	if err := s.scan(kindName, func(k, v []byte) error {
+		n, err := readU64(v)
+		if err != nil {
+			return fmt.Errorf("name %q: %w", k[1:], err)
+		}
+		s.RestoreName(string(k[1:]), time.Unix(0, int64(n)))
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	for id := range envs {
+		if !used[id] {
+			garbage = append(garbage, key(kindEnvelope, id))
+		}
+	}
+	if len(garbage) > 0 {
+		b := s.db.NewBatch()
+		for _, k := range garbage {
+			if err := b.Delete(k, nil); err != nil {
+				b.Close()
+				return st, err
+			}
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			b.Close()
+			return st, err
+		}
+		b.Close()
+		s.log.Info("storage: records nothing referred to any more deleted", "records", len(garbage))
+	}
+	return st, nil
+}
+
+// empty reports whether the engine holds no record at all.
+func (s *Store) empty() bool {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false
+	}
+	defer it.Close()
+	return !it.First()
+}
+
+// scan calls fn with every record of kind, in key order. fn's arguments
+// are valid only during the call.
+func (s *Store) scan(kind byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kind}, UpperBound: []byte{kind + 1}})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}

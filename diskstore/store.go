@@ -1,0 +1,274 @@
+// Package diskstore is the durable poll.Store: everything the memory store
+// holds (sessions, mailboxes with their seqs, offline lists, idempotency
+// ids, recently online names) is also written to a data directory, with
+// pebble (github.com/cockroachdb/pebble) as the storage engine, and read
+// back when the server starts again, after a graceful stop or a kill -9.
+//
+// The working set stays in memory (a poll.MemoryStore): reads and waits
+// cost what they cost without a disk. Every change reaches a journal (the
+// poll.Journal the memory store records to), which one goroutine writes to
+// pebble in batches (group commit). A 202 waits for its batch (Flush); a
+// message is shown to polls only once its batch is written, so a client
+// never sees a message a crash could take back, and seqs never repeat.
+package diskstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/longpoll/longpoll/poll"
+)
+
+// Options configure a Store beyond the memory store's configuration.
+type Options struct {
+	// SyncInterval 0 (--fsync always) syncs every batch before its
+	// requests are answered. A positive interval writes each batch at once
+	// without syncing it, and syncs every interval: a kill -9 loses
+	// nothing (the writes are in the operating system), a power loss or
+	// kernel crash up to the last interval.
+	SyncInterval time.Duration
+	// Logger receives the store's and pebble's log lines; nil discards.
+	Logger *slog.Logger
+	// OnCommit, if set, hears each batch written: how long the write and
+	// sync took and how many changes it held (metrics).
+	OnCommit func(took time.Duration, changes int)
+	// FS is the file system pebble uses; nil the operating system's (tests
+	// inject write errors through it).
+	FS vfs.FS
+}
+
+// Store is a poll.Store kept in a data directory. The poll.Store methods
+// are the memory store's (see poll.MemoryStore), but Flush, Err and Stats.
+type Store struct {
+	*poll.MemoryStore
+	dir  string
+	db   *pebble.DB
+	j    *journal
+	lock *os.File
+	log  *slog.Logger
+
+	stopSync  chan struct{}
+	loaded    LoadStats
+	backupSrv *http.Server // nil: no backup socket
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// LoadStats say what Open read back.
+type LoadStats struct {
+	Sessions, Messages, OfflineMessages, IDs int
+	Took                                     time.Duration
+}
+
+// lockName is the file in the data directory that a running server holds
+// locked (flock), besides pebble's own LOCK.
+const lockName = "longpoll.lock"
+
+// Open opens (or creates) the data directory dir and reads back what it
+// holds. It fails, naming the directory and what to do, when dir is in use
+// by another process, cannot be read or written, holds something that is
+// not longpoll data, or holds data it cannot read: never a fresh start
+// over old data.
+func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	start := time.Now()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	dir = abs
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s cannot be created: %w (create it, writable by this user, or pick another --data-dir)", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkContents(dir); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	removeCheckpoints(dir)
+	popts := &pebble.Options{Logger: pebbleLogger{opt.Logger}, FormatMajorVersion: pebble.FormatNewest, FS: opt.FS}
+	db, err := openPebble(dir, popts)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s := &Store{MemoryStore: poll.NewMemoryStore(cfg), dir: dir, db: db, lock: lock, log: opt.Logger}
+	loaded, err := s.load(cfg)
+	if err != nil {
+		db.Close()
+		lock.Close()
+		return nil, fmt.Errorf("data directory %s cannot be read: %w; restore it from a backup (longpoll backup), or move it away to start empty", dir, err)
+	}
+	loaded.Took = time.Since(start)
+	s.loaded = loaded
+	s.j = newJournal(db, opt.SyncInterval, opt.OnCommit)
+	s.MemoryStore.Attach(s.j)
+	go s.j.run()
+	if opt.SyncInterval > 0 {
+		s.stopSync = make(chan struct{})
+		go s.j.syncer(s.stopSync)
+	}
+	s.serveBackups()
+	return s, nil
+}
+
+// openPebble opens the engine, in words an operator can act on when it
+// fails. (The directory lock was taken before, so a held LOCK here is
+// another program's.)
+func openPebble(dir string, opts *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatal)
+			if !ok {
+				panic(r)
+			}
+			db, err = nil, fmt.Errorf("data directory %s cannot be opened: %v; restore it from a backup, or move it away to start empty", dir, f)
+		}
+	}()
+	db, err = pebble.Open(dir, opts)
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("data directory %s is not readable and writable by this user: %w", dir, err)
+	default:
+		return nil, fmt.Errorf("data directory %s cannot be opened: %w; if it is damaged, restore it from a backup (longpoll backup) or move it away to start empty", dir, err)
+	}
+}
+
+// lockDir takes the directory's lock file, or says who holds it.
+func lockDir(dir string) (*os.File, error) {
+	name := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("data directory %s is not writable by this user: %w (fix its owner or mode, or pick another --data-dir)", dir, err)
+		}
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data directory %s is in use by another longpoll (it holds %s); stop that server, or pick another --data-dir", dir, name)
+		}
+		return nil, fmt.Errorf("data directory %s cannot be locked: %w", dir, err)
+	}
+	return f, nil
+}
+
+// checkContents refuses a directory that holds files but no pebble store:
+// someone else's data, or longpoll data damaged beyond pebble's own files.
+func checkContents(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("data directory %s is not readable: %w", dir, err)
+	}
+	var others []string
+	engine := false
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case name == lockName || name == socketName:
+		case strings.HasPrefix(name, "MANIFEST-"):
+			engine = true
+		default:
+			others = append(others, name)
+		}
+	}
+	if !engine && len(others) > 0 {
+		return fmt.Errorf("data directory %s is not empty and holds no longpoll data (%s …); pick an empty or new --data-dir, or restore a backup into it", dir, others[0])
+	}
+	return nil
+}
+
+// Flush implements poll.Store: it returns once every change made before
+// it was called is on disk (written and synced; with a sync interval,
+// written), or the store has failed (an error wrapping poll.ErrStorage).
+func (s *Store) Flush() error { return s.j.Flush() }
+
+// Err implements poll.Store.
+func (s *Store) Err() error { return s.j.Err() }
+
+// Stats implements poll.Store.
+func (s *Store) Stats() poll.StoreStats {
+	st := s.MemoryStore.Stats()
+	st.Store = "disk"
+	return st
+}
+
+// Dir is the data directory (absolute).
+func (s *Store) Dir() string { return s.dir }
+
+// Loaded says what Open read back and how long it took.
+func (s *Store) Loaded() LoadStats { return s.loaded }
+
+// DiskBytes is the data directory's size as the engine counts it.
+func (s *Store) DiskBytes() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+
+// Close writes what is left, stops writing and closes the directory. Call
+// it after the hub has stopped; later calls do nothing. A failed store is
+// closed without another write (what it holds on disk is what a restart
+// reads).
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.backupSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = s.backupSrv.Shutdown(ctx) // a backup under way finishes first
+			cancel()
+		}
+		s.j.close()
+		if s.stopSync != nil {
+			close(s.stopSync)
+		}
+		if s.j.Err() == nil {
+			s.closeErr = s.db.Close()
+		}
+		s.lock.Close()
+	})
+	return s.closeErr
+}
+
+// fatal is what pebbleLogger.Fatalf panics with: pebble calls Fatalf
+// where it cannot go on (a commit whose write or sync failed). The journal
+// recovers it into the failed write's error; elsewhere it ends the
+// process, as pebble's default logger would, after logging it.
+type fatal struct{ msg string }
+
+func (f fatal) Error() string { return f.msg }
+
+// pebbleLogger routes pebble's log lines to slog: info at debug level
+// (pebble is chatty), errors as errors.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error("storage failed: "+msg, "action", "fix the data directory's disk, then restart longpoll")
+	panic(fatal{msg})
+}
