@@ -3,6 +3,7 @@ package diskstore
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -33,10 +34,11 @@ type journal struct {
 	done      sync.Cond
 	ops       []poll.Op
 	spare     []poll.Op
-	open      int    // operations between Begin and End
-	recorded  uint64 // ops recorded so far
-	committed uint64 // ops written (and synced, without an interval)
-	err       error  // the write that failed, wrapping poll.ErrStorage
+	open      int                   // operations between Begin and End
+	recorded  uint64                // ops recorded so far
+	committed uint64                // ops written (and synced, without an interval)
+	err       error                 // the write that failed, wrapping poll.ErrStorage
+	failed    atomic.Pointer[error] // &err once set: Err without the lock
 	closing   bool
 	stopped   chan struct{} // closed when the committer has returned
 
@@ -94,11 +96,22 @@ func (j *journal) Flush() error {
 	return j.err
 }
 
-// Err is the failed write's error, or nil.
+// Err is the failed write's error, or nil. It is cheap: every write asks.
 func (j *journal) Err() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.err
+	if e := j.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// fail records err as the store's failure. Callers hold mu.
+func (j *journal) fail(err error) {
+	if j.err == nil {
+		j.err = fmt.Errorf("%w: %v", poll.ErrStorage, err)
+		j.failed.Store(&j.err)
+	}
+	j.ops = nil
+	j.done.Broadcast()
 }
 
 // run is the committer: it writes batches until close, then the last.
@@ -127,12 +140,11 @@ func (j *journal) run() {
 		}
 		j.mu.Lock()
 		if err != nil {
-			j.err = fmt.Errorf("%w: %v", poll.ErrStorage, err)
-			j.ops = nil
+			j.fail(err)
 		} else {
 			j.committed = upTo
+			j.done.Broadcast()
 		}
-		j.done.Broadcast()
 		j.mu.Unlock()
 		clear(batch) // let the envelopes and mailboxes go
 		j.mu.Lock()
@@ -247,10 +259,7 @@ func (j *journal) syncer(stop <-chan struct{}) {
 		case <-t.C:
 			if err := j.syncNow(); err != nil {
 				j.mu.Lock()
-				if j.err == nil {
-					j.err = fmt.Errorf("%w: %v", poll.ErrStorage, err)
-				}
-				j.done.Broadcast()
+				j.fail(err)
 				j.mu.Unlock()
 				return
 			}

@@ -221,6 +221,15 @@ func (s *Store) Dir() string { return s.dir }
 // Loaded says what Open read back and how long it took.
 func (s *Store) Loaded() LoadStats { return s.loaded }
 
+// WriteErrors counts the writes that failed: 0, or 1 once the store has
+// failed (it writes nothing after).
+func (s *Store) WriteErrors() int {
+	if s.j.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
 // DiskBytes is the data directory's size as the engine counts it.
 func (s *Store) DiskBytes() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 
@@ -239,12 +248,29 @@ func (s *Store) Close() error {
 		if s.stopSync != nil {
 			close(s.stopSync)
 		}
-		if s.j.Err() == nil {
-			s.closeErr = s.db.Close()
+		s.closeErr = closePebble(s.db)
+		if s.j.Err() != nil {
+			s.closeErr = nil // the failure was reported when it happened
 		}
 		s.lock.Close()
 	})
 	return s.closeErr
+}
+
+// closePebble closes the engine; after a failed write it may complain
+// (Fatalf), which is returned.
+func closePebble(db *pebble.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatal)
+			if !ok {
+				err = fmt.Errorf("closing: %v", r)
+				return
+			}
+			err = f
+		}
+	}()
+	return db.Close()
 }
 
 // fatal is what pebbleLogger.Fatalf panics with: pebble calls Fatalf

@@ -36,6 +36,7 @@ type Metrics struct {
 	holdSeconds    prometheus.Histogram
 	latencySeconds prometheus.Histogram
 	redelivered    prometheus.Counter
+	commitSeconds  prometheus.Histogram // nil without a durable store
 }
 
 // Sources of the gauges, read at scrape time.
@@ -43,6 +44,17 @@ type Sources struct {
 	Stats func() poll.Stats
 	// Edge, when set, reports the HTTP edge's taken-over connections.
 	Edge func() EdgeStats
+	// Storage, when set (a durable store), reports the data directory.
+	Storage func() StorageStats
+}
+
+// StorageStats are a durable store's counts.
+type StorageStats struct {
+	// DiskBytes is the data directory's size as the engine counts it.
+	DiskBytes uint64
+	// WriteErrors counts failed writes (the store stops writing at the
+	// first: a restart is needed).
+	WriteErrors int
 }
 
 // EdgeStats are the HTTP edge's counts of its taken-over connections.
@@ -105,6 +117,16 @@ func New(src Sources) *Metrics {
 			Help: "Clients dropped for not taking their answer within --write-timeout, or at once when its unsent rest did not fit the bound (their messages wait for the next poll)."},
 			func() float64 { return float64(src.Edge().Dropped) }))
 	}
+	if src.Storage != nil {
+		m.commitSeconds = f.histogram("longpoll_storage_commit_seconds", "How long one batch of changes took to write and sync to the data directory (group commit: the requests it holds wait for it).",
+			[]float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1})
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longpoll_storage_disk_bytes",
+			Help: "Bytes the data directory takes, as the storage engine counts them."},
+			func() float64 { return float64(src.Storage().DiskBytes) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longpoll_storage_write_errors_total",
+			Help: "Writes to the data directory that failed (the store then takes no more writes: /healthz fails, writes get 503, until a restart)."},
+			func() float64 { return float64(src.Storage().WriteErrors) }))
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -127,6 +149,14 @@ func (p promauto) histogram(name, help string, buckets []float64) prometheus.His
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 	p.reg.MustRegister(h)
 	return h
+}
+
+// StorageCommitted observes one batch written to the data directory
+// (diskstore.Options.OnCommit). Without Sources.Storage it does nothing.
+func (m *Metrics) StorageCommitted(took time.Duration, _ int) {
+	if m.commitSeconds != nil {
+		m.commitSeconds.Observe(took.Seconds())
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -18,6 +18,9 @@ func (h *Hub) Connect(req session.Request) (*session.Session, error) {
 	if h.stopped() {
 		return nil, ErrClosed
 	}
+	if err := h.store.Err(); err != nil { // a failed store changes nothing more
+		return nil, err
+	}
 	now := h.now()
 	s := req.NewSession(now)
 	old, err := h.store.Connect(s, h.cfg.MaxSessions, now)
@@ -88,6 +91,9 @@ func (h *Hub) EndSessions(to Target) int {
 // store of its device. The end is durable before Disconnect returns. Unknown sessions: ErrSessionNotFound. A bad cursor
 // (ErrInvalidCursor) leaves the session as it was.
 func (h *Hub) Disconnect(id string, ack uint64, hasAck bool) error {
+	if err := h.store.Err(); err != nil {
+		return err
+	}
 	s, err := h.store.End(id, ack, hasAck, ErrSessionClosed, h.now())
 	if err != nil {
 		return err

@@ -58,6 +58,10 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 	if h.stopped() {
 		return Result{}, ErrClosed
 	}
+	if err := h.store.Err(); err != nil { // a failed store changes nothing more
+		h.obs.Pushed(p.To.Kind(), Result{}, err)
+		return Result{}, err
+	}
 	ttl := p.TTL
 	if ttl <= 0 {
 		ttl = h.cfg.OfflineTTL

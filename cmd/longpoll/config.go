@@ -64,6 +64,10 @@ type config struct {
 	ReadHeaderTimeout time.Duration
 	WriteTimeout      time.Duration // a client that does not read its answer is dropped after it
 	MaxStoredBytes    int64         // messages and idempotency ids together; 0: no bound
+
+	// Persistence (README "Persistence").
+	DataDir       string        // "": everything in memory
+	FsyncInterval time.Duration // 0: --fsync always
 }
 
 // listFlag is a flag that may be repeated; its variable form is
@@ -180,6 +184,29 @@ func (b byteSize) Set(v string) error {
 	return nil
 }
 
+// fsyncFlag is --fsync: "always" (0) or an interval such as 100ms.
+type fsyncFlag struct{ d *time.Duration }
+
+func (f fsyncFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return "always"
+	}
+	return f.d.String()
+}
+
+func (f fsyncFlag) Set(v string) error {
+	if v = strings.TrimSpace(v); v == "always" {
+		*f.d = 0
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%q is neither always nor a positive interval such as 100ms", v)
+	}
+	*f.d = d
+	return nil
+}
+
 // envName is the environment variable of a flag: poll-timeout ->
 // LONGPOLL_POLL_TIMEOUT.
 func envName(flagName string) string {
@@ -221,6 +248,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", defaultWriteTimeout, "time a client has to take an answer; one that does not read is dropped (its messages wait)")
 	c.MaxStoredBytes = poll.DefaultMaxStoredBytes
 	fs.Var(byteSize{&c.MaxStoredBytes}, "max-stored-bytes", "most bytes of messages (mailboxes, offline store) and idempotency ids kept, e.g. 512MiB; beyond: pushes get 503 (0 = no bound)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "keep sessions and messages in this directory, so that they survive a restart or a crash (created if missing); unset: in memory only")
+	fs.Var(fsyncFlag{&c.FsyncInterval}, "fsync", "with --data-dir: always (a 202 means synced to disk) or an interval such as 100ms (a 202 means written; a power loss can lose the last interval)")
 	fs.Usage = func() {
 		fmt.Fprint(out, `Usage: longpoll [flags]
        longpoll COMMAND [flags]
@@ -234,6 +263,7 @@ Commands (clients of a running server; longpoll COMMAND --help for their flags):
   push       publish a message, or a batch with --batch
   presence   list the online sessions of a user or a device
   stats      print the server's counters
+  backup     copy a --data-dir (while its server runs) to a tar file
   help       list the commands
   --version  print the version and exit
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/longpoll/longpoll/api"
 	"github.com/longpoll/longpoll/auth"
+	"github.com/longpoll/longpoll/diskstore"
 	"github.com/longpoll/longpoll/docs"
 	"github.com/longpoll/longpoll/internal/cli"
 	"github.com/longpoll/longpoll/internal/h1"
@@ -104,14 +105,21 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloader, verifier *auth.Verifier) error {
 	var hub *poll.Hub
 	var srv *api.Server
-	m := metrics.New(metrics.Sources{
+	var disk *diskstore.Store
+	src := metrics.Sources{
 		Stats: func() poll.Stats { return hub.Stats() },
 		Edge: func() metrics.EdgeStats {
 			st := srv.Conns()
 			return metrics.EdgeStats{Unsent: st.Unsent, Dropped: st.Dropped}
 		},
-	})
-	hub = poll.NewHub(poll.Config{
+	}
+	if cfg.DataDir != "" {
+		src.Storage = func() metrics.StorageStats {
+			return metrics.StorageStats{DiskBytes: disk.DiskBytes(), WriteErrors: disk.WriteErrors()}
+		}
+	}
+	m := metrics.New(src)
+	hcfg := poll.Config{
 		MaxMailbox:     cfg.MaxMailbox,
 		OfflineTTL:     cfg.OfflineTTL,
 		SessionTTL:     cfg.SessionTTL,
@@ -120,7 +128,25 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		Logger:         log,
 		Observer:       m,
 		Render:         wire.Render,
-	})
+	}
+	if cfg.DataDir != "" {
+		var err error
+		disk, err = diskstore.Open(cfg.DataDir, hcfg.StoreConfig(), diskstore.Options{
+			SyncInterval: cfg.FsyncInterval, Logger: log, OnCommit: m.StorageCommitted})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := disk.Close(); err != nil {
+				log.Error("closing the data directory", "err", err)
+			}
+		}()
+		l := disk.Loaded()
+		log.Info("data directory opened", "dir", disk.Dir(), "fsync", fsyncFlag{&cfg.FsyncInterval}.String(), "sessions", l.Sessions,
+			"messages", l.Messages, "offlineMessages", l.OfflineMessages, "idempotencyIds", l.IDs, "took", l.Took.Round(time.Millisecond))
+		hcfg.Store = disk
+	}
+	hub = poll.NewHub(hcfg)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

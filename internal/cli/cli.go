@@ -1,6 +1,6 @@
 // Package cli is the command line of the longpoll binary besides serving:
 // `longpoll sub`, `push`, `presence`, `stats`, `help` and `--version`, built
-// on the client package.
+// on the client package, and `longpoll backup`, built on diskstore.
 //
 // Every command prints JSON on standard output (one message a line for
 // sub) and its complaints on standard error, and exits with a code a
@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/client"
+	"github.com/longpoll/longpoll/diskstore"
 )
 
 // Exit codes of Main.
@@ -54,7 +55,7 @@ const DefaultURL = "http://127.0.0.1:8080"
 // this package's commands (else the binary serves).
 func Handles(arg string) bool {
 	switch arg {
-	case "sub", "push", "presence", "stats", "help", "--version", "-version":
+	case "sub", "push", "presence", "stats", "backup", "help", "--version", "-version":
 		return true
 	}
 	return false
@@ -83,7 +84,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ExitOK
 	case "help":
 		// help: the usage on standard output; help CMD: CMD's flags.
-		if len(args) > 1 && slices.Contains([]string{"sub", "push", "presence", "stats"}, args[1]) {
+		if len(args) > 1 && slices.Contains([]string{"sub", "push", "presence", "stats", "backup"}, args[1]) {
 			return Run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr, getenv)
 		}
 		fmt.Fprint(stdout, usage)
@@ -96,6 +97,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.presence(ctx, args[1:])
 	case "stats":
 		return e.stats(ctx, args[1:])
+	case "backup":
+		return e.backup(ctx, args[1:])
 	}
 	fmt.Fprintf(stderr, "longpoll: unknown command %q\n%s", args[0], usage)
 	return ExitUsage
@@ -111,6 +114,10 @@ const usage = `Usage:
                                         the flags fill in keys an item leaves out
   longpoll presence --user U | --device D
   longpoll stats
+  longpoll backup --data-dir DIR --out FILE
+                                        a consistent copy of a data directory (its
+                                        server may run), as a tar: restore with
+                                        tar -xf FILE -C EMPTY_DIR
   longpoll help [COMMAND]
   longpoll --version
 
@@ -485,6 +492,41 @@ func (e *env) stats(ctx context.Context, args []string) int {
 		}
 		return err
 	})
+}
+
+// backup copies a data directory to a tar file: from its running server
+// (the backup socket), or from the directory when no server holds it. It
+// prints {"out": FILE, "bytes": N}.
+func (e *env) backup(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("longpoll backup", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	dir := fs.String("data-dir", e.getenv("LONGPOLL_DATA_DIR"), "the server's data directory (LONGPOLL_DATA_DIR)")
+	out := fs.String("out", "", "the tar file to write (replaced whole once the copy is complete)")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: longpoll backup --data-dir DIR --out FILE\n\nA consistent copy of DIR as a tar, taken while its server runs (or not).\nRestore: mkdir NEW_DIR && tar -xf FILE -C NEW_DIR, then longpoll --data-dir NEW_DIR.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if code, ok := e.parse(fs, args); !ok {
+		return code
+	}
+	switch {
+	case fs.NArg() > 0:
+		return e.usageError(fs, "unexpected argument %q", fs.Arg(0))
+	case *dir == "":
+		return e.usageError(fs, "--data-dir is required")
+	case *out == "":
+		return e.usageError(fs, "--out is required")
+	}
+	n, err := diskstore.Backup(ctx, *dir, *out)
+	if err != nil {
+		return e.fail(err)
+	}
+	b, _ := json.Marshal(struct {
+		Out   string `json:"out"`
+		Bytes int64  `json:"bytes"`
+	}{*out, n})
+	fmt.Fprintf(e.stdout, "%s\n", b)
+	return ExitOK
 }
 
 // commit is the VCS revision when the build did not record one (a

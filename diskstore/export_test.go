@@ -1,0 +1,21 @@
+package diskstore
+
+import "github.com/cockroachdb/pebble/v2"
+
+// CorruptForTest overwrites the value of every record of kind with bytes
+// no decoder takes.
+func CorruptForTest(s *Store, kind byte) error {
+	var keys [][]byte
+	if err := s.scan(kind, func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := s.db.Set(k, []byte{0xff, 0xff, 0xff}, pebble.Sync); err != nil {
+			return err
+		}
+	}
+	return nil
+}
