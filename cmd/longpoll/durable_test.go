@@ -339,7 +339,6 @@ func (c *collector) check(t *testing.T, sids []string) {
 		c.restarts.Load(), accepted, refused, unknown, unknownArrived, len(sids))
 }
 
-
 // startFails runs the binary with args and wants it to exit 1 within a
 // bound, saying each of want on its output.
 func startFails(t *testing.T, cmd *exec.Cmd, want ...string) {
