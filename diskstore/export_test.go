@@ -19,3 +19,6 @@ func CorruptForTest(s *Store, kind byte) error {
 	}
 	return nil
 }
+
+// CheckSpaceNow looks at the free space now rather than at the next tick.
+func CheckSpaceNow(s *Store) { s.checkSpace(s.space) }

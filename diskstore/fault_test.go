@@ -171,3 +171,37 @@ func TestWriteErrorFailsTheStore(t *testing.T) {
 		t.Fatalf("after a restart: %v, want only the message written before the failure", got)
 	}
 }
+
+// Below the free-space reserve the store refuses writes (Err), before the
+// engine would stall on a full disk, and takes them again once space is
+// freed, without a restart.
+func TestLowDiskSpaceRefusesWritesUntilFreed(t *testing.T) {
+	var free atomic.Uint64
+	free.Store(10 << 30)
+	st := open(t, t.TempDir(), cfg(), diskstore.Options{MinFreeBytes: 100 << 20, FreeBytes: func() (uint64, error) { return free.Load(), nil }})
+	hub := poll.NewHub(poll.Config{Store: st})
+	defer hub.Close()
+	s, err := hub.Connect(session.Request{DeviceID: "lamp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free.Store(50 << 20)
+	diskstore.CheckSpaceNow(st)
+	if _, err := hub.Publish(poll.Push{To: poll.Target{SessionID: s.ID}, Data: json.RawMessage(`1`)}); !errors.Is(err, poll.ErrStorage) || !strings.Contains(err.Error(), "50 MiB free") {
+		t.Fatalf("a push with 50 MiB free: %v", err)
+	}
+	if _, err := hub.Connect(session.Request{DeviceID: "radio"}); !errors.Is(err, poll.ErrStorage) {
+		t.Fatalf("a connect with 50 MiB free: %v", err)
+	}
+	if got := pending(t, st, s.ID); len(got) != 0 {
+		t.Fatalf("a refused push left %v", got)
+	}
+	free.Store(1 << 30)
+	diskstore.CheckSpaceNow(st)
+	if _, err := hub.Publish(poll.Push{To: poll.Target{SessionID: s.ID}, Data: json.RawMessage(`2`)}); err != nil {
+		t.Fatalf("a push once space is freed: %v", err)
+	}
+	if got := pending(t, st, s.ID); len(got) != 1 || got[0] != "2" {
+		t.Fatalf("after space was freed: %v", got)
+	}
+}

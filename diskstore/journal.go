@@ -42,13 +42,19 @@ type journal struct {
 	closing   bool
 	stopped   chan struct{} // closed when the committer has returned
 
-	released map[*poll.Mailbox]uint64 // the committer's, reused
+	appended map[*poll.Mailbox]uint64 // the committer's, reused
 	lastSeq  map[string]uint64        // the committer's, reused
+
+	// With an interval: what written batches appended, shown to polls
+	// once synced (syncer). syncMu guards unsynced and dirty.
+	syncMu   sync.Mutex
+	unsynced map[*poll.Mailbox]uint64
+	dirty    bool // a batch was written since the last sync
 }
 
 func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration, int)) *journal {
 	j := &journal{db: db, interval: interval, onCommit: onCommit, stopped: make(chan struct{}),
-		released: make(map[*poll.Mailbox]uint64), lastSeq: make(map[string]uint64)}
+		appended: make(map[*poll.Mailbox]uint64), lastSeq: make(map[string]uint64), unsynced: make(map[*poll.Mailbox]uint64)}
 	j.work.L = &j.mu
 	j.done.L = &j.mu
 	return j
@@ -107,7 +113,7 @@ func (j *journal) Err() error {
 // fail records err as the store's failure. Callers hold mu.
 func (j *journal) fail(err error) {
 	if j.err == nil {
-		j.err = fmt.Errorf("%w: %v", poll.ErrStorage, err)
+		j.err = fmt.Errorf("%w: %v; restart longpoll once the data directory's disk is fixed (what was written before is kept)", poll.ErrStorage, err)
 		j.failed.Store(&j.err)
 	}
 	j.ops = nil
@@ -136,7 +142,7 @@ func (j *journal) run() {
 			j.onCommit(time.Since(start), len(batch))
 		}
 		if err == nil {
-			j.release(batch) // before Flush returns: a poll right after a 202 sees the message
+			j.released(batch) // before Flush returns: a poll right after a 202 sees the message
 		}
 		j.mu.Lock()
 		if err != nil {
@@ -227,28 +233,46 @@ func (j *journal) write(ops []poll.Op) (err error) {
 	return b.Commit(opts)
 }
 
-// release shows polls the messages the batch appended.
-func (j *journal) release(ops []poll.Op) {
-	clear(j.released)
+// released takes note of the messages a written batch appended: they are
+// shown to polls at once when every batch is synced, else once the next
+// sync is done (syncer), so that a client never sees a message a crash
+// could take back.
+func (j *journal) released(ops []poll.Op) {
+	appended := j.appended
+	if j.interval > 0 {
+		j.syncMu.Lock()
+		defer j.syncMu.Unlock()
+		j.dirty = true
+		appended = j.unsynced
+	}
 	for i := range ops {
 		if op := &ops[i]; op.Kind == poll.OpAppend {
-			j.released[op.Box] = max(j.released[op.Box], op.Seq)
+			appended[op.Box] = max(appended[op.Box], op.Seq)
 		}
 	}
+	if j.interval == 0 {
+		release(appended)
+	}
+}
+
+// release shows polls the messages up to each mailbox's seq, and empties
+// the map.
+func release(upTo map[*poll.Mailbox]uint64) {
 	var wake []poll.Wakeup
-	for box, seq := range j.released {
+	for box, seq := range upTo {
 		if u := box.Release(seq); u != (poll.Wakeup{}) {
 			wake = append(wake, u)
 		}
 	}
-	clear(j.released)
+	clear(upTo)
 	if len(wake) > 0 {
 		go poll.RunWakeups(wake) // the committer goes on with the next batch
 	}
 }
 
 // syncer syncs the WAL every interval (an interval journal's batches are
-// written unsynced) until stop closes.
+// written unsynced) until stop closes, and then shows polls what the
+// batches written before the sync appended.
 func (j *journal) syncer(stop <-chan struct{}) {
 	t := time.NewTicker(j.interval)
 	defer t.Stop()
@@ -257,7 +281,7 @@ func (j *journal) syncer(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			if err := j.syncNow(); err != nil {
+			if err := j.syncAndRelease(); err != nil {
 				j.mu.Lock()
 				j.fail(err)
 				j.mu.Unlock()
@@ -265,6 +289,24 @@ func (j *journal) syncer(stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// syncAndRelease syncs what was written so far and releases what it held.
+func (j *journal) syncAndRelease() error {
+	j.syncMu.Lock()
+	if !j.dirty {
+		j.syncMu.Unlock()
+		return nil
+	}
+	j.dirty = false
+	upTo := j.unsynced
+	j.unsynced = make(map[*poll.Mailbox]uint64, len(upTo))
+	j.syncMu.Unlock()
+	if err := j.syncNow(); err != nil {
+		return err
+	}
+	release(upTo)
+	return nil
 }
 
 func (j *journal) syncNow() (err error) {

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,7 +49,22 @@ type Options struct {
 	// FS is the file system pebble uses; nil the operating system's (tests
 	// inject write errors through it).
 	FS vfs.FS
+	// MinFreeBytes is the free space the data directory's file system must
+	// keep: below it the store refuses writes (Err) until space is freed,
+	// so that the engine never runs into a full disk, where it would stall
+	// rather than fail. 0 means DefaultMinFreeBytes; negative, no check.
+	MinFreeBytes int64
+	// FreeBytes reports the free space; nil asks the file system (statfs).
+	FreeBytes func() (uint64, error)
 }
+
+// DefaultMinFreeBytes is Options.MinFreeBytes's default: room for the
+// engine's log, memtable flushes and compactions of a store at the default
+// --max-stored-bytes.
+const DefaultMinFreeBytes = 256 << 20
+
+// spaceCheckInterval is how often the free space is looked at.
+const spaceCheckInterval = time.Second
 
 // Store is a poll.Store kept in a data directory. The poll.Store methods
 // are the memory store's (see poll.MemoryStore), but Flush, Err and Stats.
@@ -66,6 +82,10 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	lowSpace  atomic.Pointer[error] // set while the disk is below MinFreeBytes
+	stopSpace chan struct{}
+	space     Options // MinFreeBytes and FreeBytes, when checked
 }
 
 // LoadStats say what Open read back.
@@ -105,7 +125,7 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 		return nil, err
 	}
 	removeCheckpoints(dir)
-	popts := &pebble.Options{Logger: pebbleLogger{opt.Logger}, FormatMajorVersion: pebble.FormatNewest, FS: opt.FS}
+	popts := &pebble.Options{Logger: pebbleLogger{opt.Logger, &errorLimiter{}}, FormatMajorVersion: pebble.FormatNewest, FS: opt.FS}
 	db, err := openPebble(dir, popts)
 	if err != nil {
 		lock.Close()
@@ -128,7 +148,61 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 		go s.j.syncer(s.stopSync)
 	}
 	s.serveBackups()
+	if opt.MinFreeBytes == 0 {
+		opt.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if opt.MinFreeBytes > 0 {
+		if opt.FreeBytes == nil {
+			opt.FreeBytes = func() (uint64, error) { return freeBytes(dir) }
+		}
+		s.stopSpace, s.space = make(chan struct{}), opt
+		s.checkSpace(opt)
+		go s.watchSpace(opt)
+	}
 	return s, nil
+}
+
+// watchSpace checks the free space every spaceCheckInterval until Close.
+func (s *Store) watchSpace(opt Options) {
+	t := time.NewTicker(spaceCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSpace:
+			return
+		case <-t.C:
+			s.checkSpace(opt)
+		}
+	}
+}
+
+// checkSpace sets or clears lowSpace, logging each change.
+func (s *Store) checkSpace(opt Options) {
+	free, err := opt.FreeBytes()
+	if err != nil {
+		return // cannot tell: the writes will tell
+	}
+	low := free < uint64(opt.MinFreeBytes)
+	was := s.lowSpace.Load() != nil
+	switch {
+	case low && !was:
+		e := fmt.Errorf("%w: the data directory %s has %d MiB free, below the %d MiB it keeps in reserve: writes are refused until space is freed",
+			poll.ErrStorage, s.dir, free>>20, opt.MinFreeBytes>>20)
+		s.lowSpace.Store(&e)
+		s.log.Error("storage: disk almost full; connects, pushes and sends get 503 until space is freed", "dir", s.dir, "freeMiB", free>>20, "reserveMiB", opt.MinFreeBytes>>20)
+	case !low && was:
+		s.lowSpace.Store(nil)
+		s.log.Info("storage: disk space freed; writes taken again", "dir", s.dir, "freeMiB", free>>20)
+	}
+}
+
+// freeBytes is the space available to this user on dir's file system.
+func freeBytes(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // openPebble opens the engine, in words an operator can act on when it
@@ -205,8 +279,28 @@ func checkContents(dir string) error {
 // written), or the store has failed (an error wrapping poll.ErrStorage).
 func (s *Store) Flush() error { return s.j.Flush() }
 
-// Err implements poll.Store.
-func (s *Store) Err() error { return s.j.Err() }
+// Sync syncs what was written so far and shows polls the messages it
+// held, now rather than at the next interval; with every batch synced
+// (no SyncInterval) there is nothing to do.
+func (s *Store) Sync() error {
+	if s.stopSync == nil {
+		return s.j.Err()
+	}
+	return s.j.syncAndRelease()
+}
+
+// Err implements poll.Store: the failed write's error (until a restart),
+// or, while the disk is below Options.MinFreeBytes, an error saying so
+// (until space is freed); both wrap poll.ErrStorage.
+func (s *Store) Err() error {
+	if err := s.j.Err(); err != nil {
+		return err
+	}
+	if e := s.lowSpace.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
 
 // Stats implements poll.Store.
 func (s *Store) Stats() poll.StoreStats {
@@ -239,6 +333,9 @@ func (s *Store) DiskBytes() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 // reads).
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.stopSpace != nil {
+			close(s.stopSpace)
+		}
 		if s.backupSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = s.backupSrv.Shutdown(ctx) // a backup under way finishes first
@@ -247,6 +344,9 @@ func (s *Store) Close() error {
 		s.j.close()
 		if s.stopSync != nil {
 			close(s.stopSync)
+			if s.j.Err() == nil {
+				_ = s.j.syncAndRelease() // what the last interval wrote
+			}
 		}
 		s.closeErr = closePebble(s.db)
 		if s.j.Err() != nil {
@@ -282,15 +382,36 @@ type fatal struct{ msg string }
 func (f fatal) Error() string { return f.msg }
 
 // pebbleLogger routes pebble's log lines to slog: info at debug level
-// (pebble is chatty), errors as errors.
-type pebbleLogger struct{ log *slog.Logger }
+// (pebble is chatty), errors as errors, at most one a second (a failing
+// flush is retried hundreds of times a second), with the count of those
+// left out.
+type pebbleLogger struct {
+	log     *slog.Logger
+	limiter *errorLimiter
+}
+
+type errorLimiter struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug("pebble: " + fmt.Sprintf(format, args...))
 }
 
 func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+	l.limiter.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.limiter.last) < time.Second {
+		l.limiter.dropped++
+		l.limiter.mu.Unlock()
+		return
+	}
+	dropped := l.limiter.dropped
+	l.limiter.last, l.limiter.dropped = now, 0
+	l.limiter.mu.Unlock()
+	l.log.Error("pebble: "+fmt.Sprintf(format, args...), "errorsLeftOut", dropped)
 }
 
 func (l pebbleLogger) Fatalf(format string, args ...any) {

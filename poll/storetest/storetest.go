@@ -30,6 +30,10 @@ type Impl struct {
 	// and opens what it kept with cfg; nil: the store does not outlive its
 	// process, and restarts are not tested.
 	Reopen func(t *testing.T, st poll.Store, cfg poll.StoreConfig) poll.Store
+	// Settle, if set, makes what Flush has written visible to polls at
+	// once, for a store that shows it only later (a disk store syncing on
+	// an interval); it is called after Flush before every read.
+	Settle func(t *testing.T, st poll.Store)
 }
 
 // restartable is a store under test that a behaviour may restart at the
@@ -38,6 +42,18 @@ type restartable struct {
 	poll.Store
 	impl Impl
 	cfg  poll.StoreConfig
+}
+
+// flush is what the hub does before it answers a write (Flush), and
+// Settle.
+func (r *restartable) flush(t *testing.T) {
+	t.Helper()
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if r.impl.Settle != nil {
+		r.impl.Settle(t, r.Store)
+	}
 }
 
 func (r *restartable) restart(t *testing.T) {
@@ -87,11 +103,9 @@ func Run(t *testing.T, impl Impl) {
 	msg := func(clk *storeClock, data string) *poll.Envelope {
 		return poll.NewEnvelope("t", "", json.RawMessage(data), clk.Now(), time.Hour)
 	}
-	read := func(t *testing.T, st poll.Store, id string, ack uint64, hasAck bool) ([]string, error) {
+	read := func(t *testing.T, st *restartable, id string, ack uint64, hasAck bool) ([]string, error) {
 		t.Helper()
-		if err := st.Flush(); err != nil { // a durable store shows what it has written
-			t.Fatal(err)
-		}
+		st.flush(t)
 		box := st.Box(id)
 		if box == nil {
 			return nil, poll.ErrSessionNotFound
@@ -225,9 +239,7 @@ func Run(t *testing.T, impl Impl) {
 		st.Box(s.ID).AppendWake(msg(clk, "1"), false)
 		st.Box(s.ID).AppendWake(msg(clk, "2"), false)
 		st.Box(s.ID).AppendWake(poll.NewEnvelope(session.TopicHeartbeat, "", json.RawMessage(`{}`), clk.Now(), time.Hour), false)
-		if err := st.Flush(); err != nil { // as the hub does before its 202: a client can acknowledge only what it could see
-			t.Fatal(err)
-		}
+		st.flush(t) // as the hub does before its 202: a client can acknowledge only what it could see
 		if _, err := st.End(s.ID, 9, true, poll.ErrSessionClosed, clk.Now()); !errors.Is(err, poll.ErrInvalidCursor) {
 			t.Fatalf("end with a bad cursor: %v", err)
 		}
@@ -329,9 +341,7 @@ func Run(t *testing.T, impl Impl) {
 			t.Fatal("a new key seen")
 		}
 		st.Settle("k", poll.Result{ID: "m_1", Delivered: 2}, time.Minute)
-		if err := st.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		st.flush(t)
 		st.restart(t)
 		if prev, seen := st.Remember("k", poll.Result{ID: "m_2"}, time.Minute); !seen || prev.ID != "m_1" || prev.Delivered != 2 {
 			t.Fatalf("a repeated key: %+v %v", prev, seen)
