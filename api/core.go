@@ -71,11 +71,14 @@ func (a *API) pushAdmit(p publisher) error {
 }
 
 // publish parses body as one push or a batch from origin, checks it whole
-// with check (nil: no check) and applies it with deliver, in order. It
-// returns the 202 body: the wire.Result of a single push, or for a batch
-// the wire.BatchResults, one result or error per item. Only a single
-// push's failure, or a batch refused whole, is an error.
-func (a *API) publish(body []byte, origin wire.Origin, check func([]poll.Push) error, deliver func(poll.Push) (poll.Result, error)) (any, error) {
+// with check (nil: no check) and applies it: a single push with deliver, a
+// batch with deliverAll (in order, made durable once for the whole batch).
+// It returns the 202 body: the wire.Result of a single push, or for a
+// batch the wire.BatchResults, one result or error per item. Only a single
+// push's failure, or a batch refused whole (or that the store failed to
+// keep), is an error.
+func (a *API) publish(body []byte, origin wire.Origin, check func([]poll.Push) error, deliver func(poll.Push) (poll.Result, error),
+	deliverAll func([]poll.Push) ([]poll.Result, []error, error)) (any, error) {
 	pushes, batch, err := wire.ParsePushes(body, origin)
 	if err != nil {
 		return nil, err
@@ -95,14 +98,17 @@ func (a *API) publish(body []byte, origin wire.Origin, check func([]poll.Push) e
 		}
 		return wire.Result(res), nil
 	}
+	results, errs, err := deliverAll(pushes) // one flush for the batch
+	if err != nil {
+		return nil, err // the store failed: nothing of the batch is known to be stored
+	}
 	out := make(wire.BatchResults, len(pushes))
-	for i, p := range pushes {
-		res, err := deliver(p)
-		if err != nil {
-			out[i].Err = toError(err)
+	for i := range pushes {
+		if errs[i] != nil {
+			out[i].Err = toError(errs[i])
 			continue
 		}
-		out[i].Result = wire.Result(res)
+		out[i].Result = wire.Result(results[i])
 	}
 	return out, nil
 }

@@ -164,7 +164,7 @@ func (a *API) rawPush(r *h1.Request, rt rawRoute) h1.Outcome {
 		return h1.Served // the client left or stalled mid-body: conn is closed
 	}
 	status, lines := http.StatusAccepted, a.raw.push
-	v, err := a.publish(body, wire.Publisher, nil, a.hub.Publish)
+	v, err := a.publish(body, wire.Publisher, nil, a.hub.Publish, a.hub.PublishAll)
 	if err != nil {
 		status, lines, body = a.rawError(err, http.MethodPost, "/push", conn.IP(), a.raw.push)
 	} else {

@@ -105,7 +105,7 @@ func (a *API) push(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := a.publish(body, wire.Publisher, nil, a.hub.Publish)
+	v, err := a.publish(body, wire.Publisher, nil, a.hub.Publish, a.hub.PublishAll)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,8 @@ func (a *API) send(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := a.publish(body, wire.Client, a.sendCheck(s), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) })
+	v, err := a.publish(body, wire.Client, a.sendCheck(s), func(p poll.Push) (poll.Result, error) { return a.hub.Send(id, p) },
+		func(ps []poll.Push) ([]poll.Result, []error, error) { return a.hub.SendAll(id, ps) })
 	if err != nil {
 		return err
 	}

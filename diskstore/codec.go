@@ -18,21 +18,26 @@ import (
 //
 //	v                       format version (formatVersion)
 //	s <sid>                 session record (encodeSession)
-//	q <sid>                 the newest seq the session's mailbox gave (8 bytes)
-//	m <sid> <seq>           a message in the session's mailbox: its message id
-//	e <msgID>               a message, once however many hold it (encodeEnvelope)
-//	o <listKey> <order>     a message in an offline list ("device:…", "user:…"): its id
+//	m <sid> <seq>           a message in the session's mailbox (encodeEnvelope)
+//	q <sid>                 the seq up to which the mailbox was acknowledged when it
+//	                        last became empty (8 bytes): the newest seq it gave is
+//	                        its newest message's, or this when it holds none
+//	o <listKey> <order>     a message in an offline list ("device:…", "user:…")
 //	i <idempotency key>     expiry and result of an idempotency key (encodeID)
 //	n <nameKey>             when a device or user was last online (8 bytes, Unix ns)
+//
+// A message is written whole under each key that holds it (a fan-out's
+// once per mailbox): one write to append, one delete to acknowledge, and
+// no count of holders to keep. Reading back, the copies of one message id
+// become one envelope again.
 const (
-	kindVersion  = 'v'
-	kindSession  = 's'
-	kindLastSeq  = 'q'
-	kindMessage  = 'm'
-	kindEnvelope = 'e'
-	kindOffline  = 'o'
-	kindID       = 'i'
-	kindName     = 'n'
+	kindVersion = 'v'
+	kindSession = 's'
+	kindLastSeq = 'q'
+	kindMessage = 'm'
+	kindOffline = 'o'
+	kindID      = 'i'
+	kindName    = 'n'
 )
 
 // formatVersion is the value of the v key: what this code writes and reads.

@@ -115,7 +115,7 @@ func TestOpenCorruptRecord(t *testing.T) {
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := diskstore.CorruptForTest(st, 'e'); err != nil {
+	if err := diskstore.CorruptForTest(st, 'm'); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

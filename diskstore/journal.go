@@ -12,52 +12,72 @@ import (
 )
 
 // journal is the poll.Journal of a Store: it queues the memory store's
-// changes as they happen and one committer goroutine writes them to pebble
-// in batches (group commit): whatever was recorded while a batch was being
-// written and synced goes into the next, so concurrent requests share one
-// sync. After each batch it releases the appended messages to polls
-// (poll.Mailbox.Release) and wakes the Flush callers whose changes it
-// held.
+// changes as they happen, and two goroutines make them durable in a
+// pipeline. The writer takes everything queued (whole operations: never
+// part of a Begin/End bracket) and writes it to pebble as one batch,
+// unsynced, then takes the next. The syncer syncs the engine's log, which
+// makes every batch written before it durable at once: right away when
+// every write is to be synced (group commit: concurrent requests share
+// one sync while the writer goes on), or every interval. After a sync the
+// messages the synced batches appended are shown to polls
+// (poll.Mailbox.Release), and the Flush callers whose changes were synced
+// (with an interval: written) are woken.
 //
-// Concurrency: mu guards every field below it; Record, Begin and End are
+// Concurrency: mu guards the fields below it; Record, Begin and End are
 // called under the memory store's locks and only append to ops. work
-// wakes the committer (ops pending, no operation open, or closing); done
-// wakes Flush callers. Once a write has failed (err), nothing more is
-// written or recorded: the store is failed until a restart.
+// wakes the writer (ops pending, no operation open, or closing); done
+// wakes Flush callers; syncNeeded (cap 1) the syncer. Once a write or a
+// sync has failed (err), nothing more is written or recorded: the store
+// is failed until a restart.
 type journal struct {
 	db       *pebble.DB
-	interval time.Duration // 0: every batch synced; else synced every interval (syncer)
+	interval time.Duration // 0: every batch synced at once; else every interval
 	onCommit func(took time.Duration, ops int)
 
-	mu        sync.Mutex
-	work      sync.Cond
-	done      sync.Cond
-	ops       []poll.Op
-	spare     []poll.Op
-	open      int                   // operations between Begin and End
-	recorded  uint64                // ops recorded so far
-	committed uint64                // ops written (and synced, without an interval)
-	err       error                 // the write that failed, wrapping poll.ErrStorage
-	failed    atomic.Pointer[error] // &err once set: Err without the lock
-	closing   bool
-	stopped   chan struct{} // closed when the committer has returned
+	mu       sync.Mutex
+	work     sync.Cond
+	done     sync.Cond
+	ops      []poll.Op
+	spare    []poll.Op
+	open     int                   // operations between Begin and End
+	recorded uint64                // ops recorded so far
+	waiting  int                   // Flush callers waiting
+	written  uint64                // ops written (unsynced)
+	synced   uint64                // ops synced
+	err      error                 // the write that failed, wrapping poll.ErrStorage
+	failed   atomic.Pointer[error] // &err once set: Err without the lock
+	closing  bool
+	stopped  chan struct{} // closed when the writer has returned
 
-	appended map[*poll.Mailbox]uint64 // the committer's, reused
-	lastSeq  map[string]uint64        // the committer's, reused
+	stopSync    chan struct{} // closed by close: the syncer returns
+	syncStopped chan struct{} // closed when it has
+	syncing     sync.Mutex    // one sync at a time (the syncer's, Sync's, close's)
 
-	// With an interval: what written batches appended, shown to polls
-	// once synced (syncer). syncMu guards unsynced and dirty.
-	syncMu   sync.Mutex
-	unsynced map[*poll.Mailbox]uint64
-	dirty    bool // a batch was written since the last sync
+	encoded map[*poll.Envelope][]byte // the writer's, reused: each message encoded once a batch
+
+	// What written batches appended, to show polls once synced, and how
+	// far the writes went. syncMu guards them.
+	syncMu       sync.Mutex
+	unsynced     map[*poll.Mailbox]uint64
+	unsyncedUpTo uint64    // ops written when unsynced was last added to
+	dirty        bool      // a batch was written since the last sync
+	syncStart    time.Time // when the oldest unsynced batch began to be written
+	syncNeeded   chan struct{}
 }
 
 func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration, int)) *journal {
 	j := &journal{db: db, interval: interval, onCommit: onCommit, stopped: make(chan struct{}),
-		appended: make(map[*poll.Mailbox]uint64), lastSeq: make(map[string]uint64), unsynced: make(map[*poll.Mailbox]uint64)}
+		stopSync: make(chan struct{}), syncStopped: make(chan struct{}),
+		encoded: make(map[*poll.Envelope][]byte), unsynced: make(map[*poll.Mailbox]uint64), syncNeeded: make(chan struct{}, 1)}
 	j.work.L = &j.mu
 	j.done.L = &j.mu
 	return j
+}
+
+// start starts the writer and the syncer.
+func (j *journal) start() {
+	go j.run()
+	go j.syncer()
 }
 
 // Record implements poll.Journal.
@@ -90,14 +110,22 @@ func (j *journal) End() {
 	j.mu.Unlock()
 }
 
-// Flush waits until every change recorded before it was called is written
-// (and synced, without an interval), or a write has failed.
+// Flush waits until every change recorded before it was called is synced
+// (with an interval: written), or a write has failed.
 func (j *journal) Flush() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	target := j.recorded
-	for j.committed < target && j.err == nil {
+	for j.err == nil && (j.interval == 0 && j.synced < target || j.interval > 0 && j.written < target) {
+		j.waiting++
+		if j.interval == 0 && j.written >= target {
+			select { // written already, in a batch that did not ask for a sync
+			case j.syncNeeded <- struct{}{}:
+			default:
+			}
+		}
 		j.done.Wait()
+		j.waiting--
 	}
 	return j.err
 }
@@ -120,7 +148,7 @@ func (j *journal) fail(err error) {
 	j.done.Broadcast()
 }
 
-// run is the committer: it writes batches until close, then the last.
+// run is the writer: it writes batches until close, then the last.
 func (j *journal) run() {
 	defer close(j.stopped)
 	for {
@@ -128,7 +156,7 @@ func (j *journal) run() {
 		for (len(j.ops) == 0 || j.open > 0) && !(j.closing && j.open == 0) {
 			j.work.Wait()
 		}
-		if len(j.ops) == 0 { // closing, nothing left
+		if len(j.ops) == 0 || j.err != nil { // closing with nothing left, or failed
 			j.mu.Unlock()
 			return
 		}
@@ -138,19 +166,20 @@ func (j *journal) run() {
 
 		start := time.Now()
 		err := j.write(batch)
-		if j.onCommit != nil && err == nil {
-			j.onCommit(time.Since(start), len(batch))
-		}
 		if err == nil {
-			j.released(batch) // before Flush returns: a poll right after a 202 sees the message
+			j.mu.Lock()
+			waiting := j.waiting > 0
+			j.mu.Unlock()
+			j.wrote(batch, upTo, start, waiting) // before Flush returns: a Sync after it takes this batch
 		}
 		j.mu.Lock()
 		if err != nil {
 			j.fail(err)
-		} else {
-			j.committed = upTo
-			j.done.Broadcast()
+			j.mu.Unlock()
+			return
 		}
+		j.written = upTo
+		j.done.Broadcast() // with an interval, a 202 waits for the write only
 		j.mu.Unlock()
 		clear(batch) // let the envelopes and mailboxes go
 		j.mu.Lock()
@@ -159,13 +188,18 @@ func (j *journal) run() {
 	}
 }
 
-// close writes what is left and stops the committer.
+// close writes what is left, syncs it and stops the writer.
 func (j *journal) close() {
 	j.mu.Lock()
 	j.closing = true
 	j.work.Signal()
 	j.mu.Unlock()
 	<-j.stopped
+	close(j.stopSync)
+	<-j.syncStopped
+	if j.Err() == nil {
+		_ = j.syncAndRelease()
+	}
 }
 
 // write writes one batch of changes. A failure inside pebble's commit
@@ -183,29 +217,38 @@ func (j *journal) write(ops []poll.Op) (err error) {
 	}()
 	b := j.db.NewBatch()
 	defer b.Close()
-	clear(j.lastSeq)
+	clear(j.encoded)
+	enc := func(e *poll.Envelope) []byte { // a fan-out's message is encoded once
+		v, ok := j.encoded[e]
+		if !ok {
+			v = encodeEnvelope(e)
+			j.encoded[e] = v
+		}
+		return v
+	}
 	for i := range ops {
 		op := &ops[i]
 		switch op.Kind {
 		case poll.OpSession:
 			err = b.Set(key(kindSession, op.ID), encodeSession(op.Session), nil)
 		case poll.OpSessionEnd:
-			delete(j.lastSeq, op.ID)
 			err = b.Delete(key(kindSession, op.ID), nil)
 			if err == nil {
 				err = b.Delete(key(kindLastSeq, op.ID), nil)
 			}
 		case poll.OpAppend:
-			j.lastSeq[op.ID] = max(j.lastSeq[op.ID], op.Seq)
-			err = b.Set(keyN(kindMessage, op.ID, op.Seq), []byte(op.Env.ID), nil)
+			err = b.Set(keyN(kindMessage, op.ID, op.Seq), enc(op.Env), nil)
 		case poll.OpRemove:
-			err = b.Delete(keyN(kindMessage, op.ID, op.Seq), nil)
-		case poll.OpEnvelope:
-			err = b.Set(key(kindEnvelope, op.Env.ID), encodeEnvelope(op.Env), nil)
-		case poll.OpEnvelopeGone:
-			err = b.Delete(key(kindEnvelope, op.Env.ID), nil)
+			// A mailbox's key is written once (seqs never repeat) and
+			// deleted once: a single delete, which the engine drops with
+			// the write it deletes as soon as they meet (most often in the
+			// memtable), instead of carrying a tombstone down the levels.
+			err = b.SingleDelete(keyN(kindMessage, op.ID, op.Seq), nil)
+			if err == nil && op.Last { // the mailbox is empty: its newest seq has no message to tell it
+				err = b.Set(key(kindLastSeq, op.ID), u64(op.Seq), nil)
+			}
 		case poll.OpOfflinePut:
-			err = b.Set(keyN(kindOffline, op.ID, op.Env.Order()), []byte(op.Env.ID), nil)
+			err = b.Set(keyN(kindOffline, op.ID, op.Env.Order()), enc(op.Env), nil)
 		case poll.OpOfflineRemove:
 			err = b.Delete(keyN(kindOffline, op.ID, op.Env.Order()), nil)
 		case poll.OpID:
@@ -221,37 +264,38 @@ func (j *journal) write(ops []poll.Op) (err error) {
 			return err
 		}
 	}
-	for sid, seq := range j.lastSeq {
-		if err := b.Set(key(kindLastSeq, sid), u64(seq), nil); err != nil {
-			return err
-		}
-	}
-	opts := pebble.Sync
-	if j.interval > 0 {
-		opts = pebble.NoSync
-	}
-	return b.Commit(opts)
+	return b.Commit(pebble.NoSync) // the syncer syncs
 }
 
-// released takes note of the messages a written batch appended: they are
-// shown to polls at once when every batch is synced, else once the next
-// sync is done (syncer), so that a client never sees a message a crash
-// could take back.
-func (j *journal) released(ops []poll.Op) {
-	appended := j.appended
-	if j.interval > 0 {
-		j.syncMu.Lock()
-		defer j.syncMu.Unlock()
-		j.dirty = true
-		appended = j.unsynced
-	}
+// wrote takes note of a written batch: what it appended is shown to polls
+// once synced, so that a client never sees a message a crash could take
+// back. Without an interval it asks the syncer for a sync at once when
+// the batch appended messages or someone waits in Flush; a batch of
+// acknowledgments alone waits for the next sync (lost in a crash, they
+// are made again by the client's cursor).
+func (j *journal) wrote(ops []poll.Op, upTo uint64, start time.Time, waiting bool) {
+	urgent := waiting
+	j.syncMu.Lock()
 	for i := range ops {
-		if op := &ops[i]; op.Kind == poll.OpAppend {
-			appended[op.Box] = max(appended[op.Box], op.Seq)
+		switch op := &ops[i]; op.Kind {
+		case poll.OpAppend:
+			j.unsynced[op.Box] = max(j.unsynced[op.Box], op.Seq)
+			urgent = true
+		case poll.OpRemove, poll.OpOfflineRemove, poll.OpIDGone, poll.OpNameGone:
+		default:
+			urgent = true
 		}
 	}
-	if j.interval == 0 {
-		release(appended)
+	if !j.dirty {
+		j.syncStart = start
+	}
+	j.dirty, j.unsyncedUpTo = true, upTo
+	j.syncMu.Unlock()
+	if j.interval == 0 && urgent {
+		select {
+		case j.syncNeeded <- struct{}{}:
+		default: // a sync is asked for already: it takes this batch too
+		}
 	}
 }
 
@@ -270,42 +314,56 @@ func release(upTo map[*poll.Mailbox]uint64) {
 	}
 }
 
-// syncer syncs the WAL every interval (an interval journal's batches are
-// written unsynced) until stop closes, and then shows polls what the
-// batches written before the sync appended.
-func (j *journal) syncer(stop <-chan struct{}) {
-	t := time.NewTicker(j.interval)
-	defer t.Stop()
+// syncer syncs until close: whenever asked (no interval), or every
+// interval.
+func (j *journal) syncer() {
+	defer close(j.syncStopped)
+	var tick <-chan time.Time
+	if j.interval > 0 {
+		t := time.NewTicker(j.interval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
-		case <-stop:
+		case <-j.stopSync:
 			return
-		case <-t.C:
-			if err := j.syncAndRelease(); err != nil {
-				j.mu.Lock()
-				j.fail(err)
-				j.mu.Unlock()
-				return
-			}
+		case <-j.syncNeeded:
+		case <-tick:
+		}
+		if err := j.syncAndRelease(); err != nil {
+			return
 		}
 	}
 }
 
-// syncAndRelease syncs what was written so far and releases what it held.
+// syncAndRelease syncs what was written so far, then shows polls what it
+// appended and wakes the Flush callers it made durable.
 func (j *journal) syncAndRelease() error {
+	j.syncing.Lock()
+	defer j.syncing.Unlock()
 	j.syncMu.Lock()
 	if !j.dirty {
 		j.syncMu.Unlock()
-		return nil
+		return j.Err()
 	}
-	j.dirty = false
-	upTo := j.unsynced
-	j.unsynced = make(map[*poll.Mailbox]uint64, len(upTo))
+	upTo, mark, start := j.unsynced, j.unsyncedUpTo, j.syncStart
+	j.unsynced, j.dirty = make(map[*poll.Mailbox]uint64, len(upTo)), false
 	j.syncMu.Unlock()
 	if err := j.syncNow(); err != nil {
+		j.mu.Lock()
+		j.fail(err)
+		j.mu.Unlock()
 		return err
 	}
-	release(upTo)
+	if j.onCommit != nil {
+		j.onCommit(time.Since(start), 0)
+	}
+	release(upTo) // before Flush returns: a poll right after a 202 sees the message
+	j.mu.Lock()
+	j.synced = max(j.synced, mark)
+	j.done.Broadcast()
+	j.mu.Unlock()
 	return nil
 }
 

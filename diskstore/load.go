@@ -37,30 +37,23 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		return st, fmt.Errorf("its format is %q, this longpoll reads %q", version, formatVersion)
 	}
 
+	// A message several mailboxes or lists hold is kept once per holder;
+	// read back, it is one envelope again (shared, counted once).
 	envs := make(map[string]*poll.Envelope)
-	used := make(map[string]bool)
-	err = s.scan(kindEnvelope, func(k, v []byte) error {
+	envelope := func(v []byte) (*poll.Envelope, error) {
 		e, err := decodeEnvelope(v)
 		if err != nil {
-			return fmt.Errorf("message %s: %w", k[1:], err)
+			return nil, err
+		}
+		if seen, ok := envs[e.ID]; ok {
+			return seen, nil
 		}
 		if cfg.Render != nil {
 			if e.Rendered, err = cfg.Render(e); err != nil {
-				return fmt.Errorf("message %s: %w: %v", k[1:], errCorrupt, err)
+				return nil, fmt.Errorf("message %s: %w: %v", e.ID, errCorrupt, err)
 			}
 		}
 		envs[e.ID] = e
-		return nil
-	})
-	if err != nil {
-		return st, err
-	}
-	envelope := func(id []byte) (*poll.Envelope, error) {
-		e, ok := envs[string(id)]
-		if !ok {
-			return nil, fmt.Errorf("%w: it refers to message %s, which is missing", errCorrupt, id)
-		}
-		used[e.ID] = true
 		return e, nil
 	}
 
@@ -120,9 +113,10 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		list := msgs[sess.ID]
 		last := lastSeq[sess.ID]
 		if n := len(list); n > 0 {
-			if list[n-1].Seq > last || list[n-1].Seq-list[0].Seq != uint64(n-1) {
-				return st, fmt.Errorf("%w: the mailbox of session %s has seqs %d…%d (%d messages), newest given %d", errCorrupt, sess.ID, list[0].Seq, list[n-1].Seq, n, last)
+			if list[n-1].Seq-list[0].Seq != uint64(n-1) || list[0].Seq <= last {
+				return st, fmt.Errorf("%w: the mailbox of session %s has seqs %d…%d (%d messages), acknowledged up to %d", errCorrupt, sess.ID, list[0].Seq, list[n-1].Seq, n, last)
 			}
+			last = list[n-1].Seq // the newest message is the newest seq given
 		}
 		s.RestoreSession(sess, last, list)
 		st.Sessions++
@@ -181,11 +175,6 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		return nil
 	}); err != nil {
 		return st, err
-	}
-	for id := range envs {
-		if !used[id] {
-			garbage = append(garbage, key(kindEnvelope, id))
-		}
 	}
 	if len(garbage) > 0 {
 		b := s.db.NewBatch()

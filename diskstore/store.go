@@ -76,7 +76,6 @@ type Store struct {
 	lock *os.File
 	log  *slog.Logger
 
-	stopSync  chan struct{}
 	loaded    LoadStats
 	backupSrv *http.Server // nil: no backup socket
 
@@ -142,11 +141,7 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 	s.loaded = loaded
 	s.j = newJournal(db, opt.SyncInterval, opt.OnCommit)
 	s.MemoryStore.Attach(s.j)
-	go s.j.run()
-	if opt.SyncInterval > 0 {
-		s.stopSync = make(chan struct{})
-		go s.j.syncer(s.stopSync)
-	}
+	s.j.start()
 	s.serveBackups()
 	if opt.MinFreeBytes == 0 {
 		opt.MinFreeBytes = DefaultMinFreeBytes
@@ -282,12 +277,7 @@ func (s *Store) Flush() error { return s.j.Flush() }
 // Sync syncs what was written so far and shows polls the messages it
 // held, now rather than at the next interval; with every batch synced
 // (no SyncInterval) there is nothing to do.
-func (s *Store) Sync() error {
-	if s.stopSync == nil {
-		return s.j.Err()
-	}
-	return s.j.syncAndRelease()
-}
+func (s *Store) Sync() error { return s.j.syncAndRelease() }
 
 // Err implements poll.Store: the failed write's error (until a restart),
 // or, while the disk is below Options.MinFreeBytes, an error saying so
@@ -341,13 +331,7 @@ func (s *Store) Close() error {
 			_ = s.backupSrv.Shutdown(ctx) // a backup under way finishes first
 			cancel()
 		}
-		s.j.close()
-		if s.stopSync != nil {
-			close(s.stopSync)
-			if s.j.Err() == nil {
-				_ = s.j.syncAndRelease() // what the last interval wrote
-			}
-		}
+		s.j.close() // writes and syncs what is left
 		s.closeErr = closePebble(s.db)
 		if s.j.Err() != nil {
 			s.closeErr = nil // the failure was reported when it happened

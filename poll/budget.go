@@ -2,7 +2,6 @@ package poll
 
 import (
 	"errors"
-	"sync"
 	"sync/atomic"
 )
 
@@ -25,45 +24,24 @@ const idCost = 384
 // stored counts the bytes of the messages the hub holds: each message once
 // (Envelope.Size) however many mailboxes and offline lists hold it, plus
 // holderCost per holder. Its methods are safe for concurrent use (atomic).
-//
-// With a journal (j), a message's first hold and last drop are recorded
-// (OpEnvelope, OpEnvelopeGone), under mu so that they reach the journal in
-// the order they happen.
 type stored struct {
 	bytes atomic.Int64
-
-	j  Journal
-	mu sync.Mutex // with j: orders the holder counts' changes and their records
 }
 
 // hold records that one more mailbox or offline list holds e.
 func (s *stored) hold(e *Envelope) {
-	if s.j != nil {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-	}
 	n := int64(holderCost)
 	if e.holders.Add(1) == 1 {
 		n += int64(e.Size())
-		if s.j != nil {
-			s.j.Record(Op{Kind: OpEnvelope, Env: e})
-		}
 	}
 	s.bytes.Add(n)
 }
 
 // drop records that a mailbox or offline list no longer holds e.
 func (s *stored) drop(e *Envelope) {
-	if s.j != nil {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-	}
 	n := int64(holderCost)
 	if e.holders.Add(-1) == 0 {
 		n += int64(e.Size())
-		if s.j != nil {
-			s.j.Record(Op{Kind: OpEnvelopeGone, Env: e})
-		}
 	}
 	s.bytes.Add(-n)
 }

@@ -13,7 +13,7 @@ import (
 // methods).
 //
 // Record is called with the lock held that orders the change in memory
-// (the store's, a mailbox's, the offline lists', the envelope counts'),
+// (the store's, a mailbox's, the offline lists', the ids'),
 // so two records about the same key arrive in the order the changes
 // happened. Record must be quick and must not call back into the store.
 //
@@ -43,13 +43,11 @@ const (
 	OpSessionEnd
 	// OpAppend: Env was appended to the mailbox of the session with ID at
 	// Seq (Box is the mailbox, for Release). OpRemove: the message at Seq
-	// left that mailbox (acknowledged, moved or dropped).
+	// left that mailbox (acknowledged, moved or dropped); with Last, it
+	// was the newest, and the mailbox is empty (a journal that keeps the
+	// newest seq only through the messages must keep it now).
 	OpAppend
 	OpRemove
-	// OpEnvelope: Env got its first holder (store the message once).
-	// OpEnvelopeGone: Env lost its last one.
-	OpEnvelope
-	OpEnvelopeGone
 	// OpOfflinePut: Env joined the offline list ID (a device's or user's
 	// key). OpOfflineRemove: it left it (taken at a connect, or expired).
 	OpOfflinePut
@@ -69,7 +67,8 @@ type Op struct {
 	Kind    OpKind
 	ID      string           // session id, offline key, idempotency key or name key
 	Seq     uint64           // OpAppend, OpRemove
-	Env     *Envelope        // OpAppend, OpEnvelope, OpEnvelopeGone, OpOfflinePut, OpOfflineRemove
+	Last    bool             // OpRemove
+	Env     *Envelope        // OpAppend, OpOfflinePut, OpOfflineRemove
 	Box     *Mailbox         // OpAppend
 	Session *session.Session // OpSession
 	Result  Result           // OpID

@@ -409,7 +409,8 @@ func (m *Mailbox) ackLocked(ack uint64) {
 	from := m.head
 	for m.head < len(m.buf) && m.buf[m.head].Seq <= ack {
 		if m.j != nil {
-			m.j.Record(Op{Kind: OpRemove, ID: m.id, Seq: m.buf[m.head].Seq})
+			seq := m.buf[m.head].Seq
+			m.j.Record(Op{Kind: OpRemove, ID: m.id, Seq: seq, Last: seq == m.lastSeq})
 		}
 		m.gauges.stored.drop(m.buf[m.head].Envelope)
 		m.buf[m.head] = Message{} // let the envelope be collected

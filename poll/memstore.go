@@ -503,7 +503,6 @@ func (s *MemoryStore) WakeAll() {
 func (s *MemoryStore) Attach(j Journal) {
 	s.j = j
 	s.offline.j = j
-	s.gauges.stored.j = j
 	s.seen.OnEvicted(func(key string, _ any) { s.record(Op{Kind: OpIDGone, ID: key}) })
 	s.boxes.Range(func(_, v any) bool {
 		m := v.(*Mailbox)

@@ -10,9 +10,42 @@ import (
 
 // Routing: a push to its target's mailboxes, or to the offline store.
 
-// Publish delivers a publisher's push. See deliver.
+// Publish delivers a publisher's push. See deliver. It returns once the
+// push is durable (Store.Flush).
 func (h *Hub) Publish(p Push) (Result, error) {
-	return h.deliver(p, "", "push:")
+	return h.flushed(h.deliver(p, "", "push:"))
+}
+
+// PublishAll delivers a batch of a publisher's pushes, each as Publish
+// would, and returns once all are durable: one Store.Flush for the batch.
+// Each push has its result or its error; err (the store's failure) means
+// none is known to be stored.
+func (h *Hub) PublishAll(pushes []Push) (res []Result, errs []error, err error) {
+	return h.deliverAll(pushes, func(p Push) (Result, error) { return h.deliver(p, "", "push:") })
+}
+
+// deliverAll delivers each push with deliver, then flushes once.
+func (h *Hub) deliverAll(pushes []Push, deliver func(Push) (Result, error)) ([]Result, []error, error) {
+	res := make([]Result, len(pushes))
+	errs := make([]error, len(pushes))
+	for i, p := range pushes {
+		res[i], errs[i] = deliver(p)
+	}
+	if err := h.store.Flush(); err != nil {
+		return nil, nil, err
+	}
+	return res, errs, nil
+}
+
+// flushed is a single push's outcome once the store has made it durable.
+func (h *Hub) flushed(res Result, err error) (Result, error) {
+	if err != nil {
+		return Result{}, err
+	}
+	if err := h.store.Flush(); err != nil { // a 202 means stored: on disk, with a durable store
+		return Result{}, err
+	}
+	return res, nil
 }
 
 // Send delivers a push from the client session with id, stamped with the
@@ -26,6 +59,17 @@ func (h *Hub) Send(id string, p Push) (Result, error) {
 	if err := h.CheckSend([]Push{p}); err != nil {
 		return Result{}, err
 	}
+	return h.flushed(h.send(id, p))
+}
+
+// SendAll is PublishAll for a batch of the session's sends (CheckSend
+// them first): each push is Send's, and one Store.Flush covers them.
+func (h *Hub) SendAll(id string, pushes []Push) (res []Result, errs []error, err error) {
+	return h.deliverAll(pushes, func(p Push) (Result, error) { return h.send(id, p) })
+}
+
+// send delivers one of the session's sends, not flushed.
+func (h *Hub) send(id string, p Push) (Result, error) {
 	s, ok := h.store.Touch(id)
 	if !ok {
 		return Result{}, ErrSessionNotFound
@@ -53,7 +97,8 @@ func (h *Hub) CheckSend(pushes []Push) error {
 // offline store is full fails with ErrMailboxFull; fan-out targets (user,
 // topic, broadcast) count full mailboxes in Rejected. A push to an unknown
 // session fails with ErrSessionNotFound. A failed push changes nothing and
-// does not consume its idempotency key.
+// does not consume its idempotency key. The caller flushes the store
+// before it says the push was accepted.
 func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 	if h.stopped() {
 		return Result{}, ErrClosed
@@ -89,9 +134,6 @@ func (h *Hub) deliver(p Push, from, keyScope string) (Result, error) {
 		} else {
 			h.store.Settle(key, res, ttl)
 		}
-	}
-	if err == nil {
-		err = h.store.Flush() // a 202 means stored: on disk, with a durable store
 	}
 	h.obs.Pushed(p.To.Kind(), res, err)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -42,6 +43,14 @@ const shutdownGrace = 5 * time.Second
 // letting it grow further between collections buys CPU for requests
 // (BENCHMARKS.md). GOGC in the environment wins.
 const defaultGCPercent = 400
+
+// minDiskProcs is the fewest Go processors (GOMAXPROCS) the server runs
+// with a data directory: the storage engine's syncs block an OS thread in
+// fsync, and with a single processor the scheduler takes up to
+// milliseconds to notice and run everything else meanwhile (BENCHMARKS.md:
+// a third of the throughput on one CPU). GOMAXPROCS in the environment
+// wins.
+const minDiskProcs = 2
 
 func main() {
 	if len(os.Args) > 1 && cli.Handles(os.Args[1]) { // sub, push, presence, stats, help, --version
@@ -130,6 +139,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		Render:         wire.Render,
 	}
 	if cfg.DataDir != "" {
+		if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minDiskProcs {
+			runtime.GOMAXPROCS(minDiskProcs)
+		}
 		var err error
 		disk, err = diskstore.Open(cfg.DataDir, hcfg.StoreConfig(), diskstore.Options{
 			SyncInterval: cfg.FsyncInterval, Logger: log, OnCommit: m.StorageCommitted})
