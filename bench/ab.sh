@@ -12,6 +12,11 @@
 #   --runs N             runs per build (default 3); the table shows medians
 #   --scenarios "a b"    default: park fanout throughput batch single-session latency
 #   --bench-args "..."   extra longpoll-bench flags
+#   --before-server-args "...", --after-server-args "..."
+#                        extra flags of each build's server; {datadir} is a
+#                        fresh directory for every server started, e.g.
+#                        --after-server-args "--data-dir {datadir}" compares
+#                        the disk store with memory (--after = --before)
 #   --no-pin             do not pin (by default the server runs on CPU 0 and
 #                        the load tool on CPU 1, so they do not take each
 #                        other's core: the ratios are what is compared)
@@ -24,7 +29,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=3
 SCENARIOS="park fanout throughput batch single-session latency"
-BEFORE="" AFTER="" BEFORE_REV="" OUT="" EXTRA="" PIN=1
+BEFORE="" AFTER="" BEFORE_REV="" OUT="" EXTRA="" PIN=1 BEFORE_SRV="" AFTER_SRV=""
 while (($#)); do
 	case "$1" in
 	--before) BEFORE=$2; shift ;;
@@ -33,9 +38,11 @@ while (($#)); do
 	--runs) RUNS=$2; shift ;;
 	--scenarios) SCENARIOS=$2; shift ;;
 	--bench-args) EXTRA=$2; shift ;;
+	--before-server-args) BEFORE_SRV=$2; shift ;;
+	--after-server-args) AFTER_SRV=$2; shift ;;
 	--no-pin) PIN=0 ;;
 	--out) OUT=$2; shift ;;
-	-h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
 	*) echo "ab.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -82,10 +89,14 @@ stop() {
 	PID=""
 }
 trap stop EXIT
-run() { # name binary scenario run
-	local name=$1 bin=$2 scen=$3 n=$4 port=18470
+run() { # name binary scenario run server-args
+	local name=$1 bin=$2 scen=$3 n=$4 srv=$5 port=18470
+	local dd="$OUT/data/$name-$scen-$n"
+	local srv_args=()
+	read -r -a srv_args <<<"${srv//\{datadir\}/$dd}"
+	rm -rf "$dd"
 	"${SRV_PIN[@]}" "$bin" --addr "127.0.0.1:$port" --poll-timeout 30s --max-poll-timeout 120s --session-ttl 5m \
-		--heartbeat-interval 0 --max-mailbox 1000 --log-level warn >"$OUT/logs/$name-$scen-$n.log" 2>&1 &
+		--heartbeat-interval 0 --max-mailbox 1000 --log-level warn "${srv_args[@]}" >"$OUT/logs/$name-$scen-$n.log" 2>&1 &
 	PID=$!
 	for _ in $(seq 100); do
 		curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break
@@ -95,12 +106,14 @@ run() { # name binary scenario run
 		--server-pid "$PID" --label "run$n" --json-out "$OUT/$name.jsonl" "${ARGS[@]}" -q \
 		2>>"$OUT/logs/bench.log" >/dev/null || log "$name $scen reported errors"
 	stop
+	rm -rf "$dd"
 }
 {
 	echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, pinned: $([ ${#SRV_PIN[@]} -gt 0 ] && echo 'server CPU 0, tool CPU 1' || echo no)"
 	echo "before:  ${BEFORE_REV:-$BEFORE}"
 	echo "after:   $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && [ -n "$(git status --porcelain)" ] && echo ' (dirty tree)')"
 	echo "args:    ${ARGS[*]}"
+	[ -z "$BEFORE_SRV$AFTER_SRV" ] || echo "server:  before: ${BEFORE_SRV:-(none)}; after: ${AFTER_SRV:-(none)}"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 for n in $(seq "$RUNS"); do
@@ -108,7 +121,7 @@ for n in $(seq "$RUNS"); do
 		if ((n % 2)); then order=(before after); else order=(after before); fi
 		for name in "${order[@]}"; do
 			log "run $n/$RUNS: $scen on $name"
-			if [ "$name" = before ]; then run before "$BEFORE" "$scen" "$n"; else run after "$AFTER" "$scen" "$n"; fi
+			if [ "$name" = before ]; then run before "$BEFORE" "$scen" "$n" "$BEFORE_SRV"; else run after "$AFTER" "$scen" "$n" "$AFTER_SRV"; fi
 		done
 	done
 done

@@ -46,20 +46,17 @@ const formatVersion = "longpoll-data/1"
 // errCorrupt wraps what a record that cannot be read says.
 var errCorrupt = errors.New("corrupt record")
 
-func key(kind byte, id string) []byte {
-	k := make([]byte, 1+len(id))
-	k[0] = kind
-	copy(k[1:], id)
-	return k
+func key(kind byte, id string) []byte { return appendKey(nil, kind, id) }
+
+func appendKey(dst []byte, kind byte, id string) []byte {
+	return append(append(dst, kind), id...)
 }
 
 // keyN is a key with a trailing 8-byte number (a seq, an order).
-func keyN(kind byte, id string, n uint64) []byte {
-	k := make([]byte, 1+len(id)+8)
-	k[0] = kind
-	copy(k[1:], id)
-	binary.BigEndian.PutUint64(k[1+len(id):], n)
-	return k
+func keyN(kind byte, id string, n uint64) []byte { return appendKeyN(nil, kind, id, n) }
+
+func appendKeyN(dst []byte, kind byte, id string, n uint64) []byte {
+	return binary.BigEndian.AppendUint64(appendKey(dst, kind, id), n)
 }
 
 // splitN splits a keyN key into its id and number.
@@ -117,8 +114,9 @@ func decodeSession(v []byte) (*session.Session, error) {
 
 // encodeEnvelope writes a message as fields: its order and times as
 // varints, then its id, topic, sender and data, each with its length.
-func encodeEnvelope(e *poll.Envelope) []byte {
-	b := make([]byte, 0, 32+len(e.ID)+len(e.Topic)+len(e.From)+len(e.Data))
+func encodeEnvelope(e *poll.Envelope) []byte { return appendEnvelope(nil, e) }
+
+func appendEnvelope(b []byte, e *poll.Envelope) []byte {
 	b = binary.AppendUvarint(b, e.Order())
 	b = binary.AppendVarint(b, e.SentAt.UnixNano())
 	b = binary.AppendVarint(b, e.Expires.UnixNano())

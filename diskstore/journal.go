@@ -53,7 +53,7 @@ type journal struct {
 	syncStopped chan struct{} // closed when it has
 	syncing     sync.Mutex    // one sync at a time (the syncer's, Sync's, close's)
 
-	encoded map[*poll.Envelope][]byte // the writer's, reused: each message encoded once a batch
+	kbuf, vbuf []byte // the writer's scratch buffers
 
 	// What written batches appended, to show polls once synced, and how
 	// far the writes went. syncMu guards them.
@@ -68,7 +68,7 @@ type journal struct {
 func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration, int)) *journal {
 	j := &journal{db: db, interval: interval, onCommit: onCommit, stopped: make(chan struct{}),
 		stopSync: make(chan struct{}), syncStopped: make(chan struct{}),
-		encoded: make(map[*poll.Envelope][]byte), unsynced: make(map[*poll.Mailbox]uint64), syncNeeded: make(chan struct{}, 1)}
+		unsynced: make(map[*poll.Mailbox]uint64), syncNeeded: make(chan struct{}, 1)}
 	j.work.L = &j.mu
 	j.done.L = &j.mu
 	return j
@@ -217,12 +217,14 @@ func (j *journal) write(ops []poll.Op) (err error) {
 	}()
 	b := j.db.NewBatch()
 	defer b.Close()
-	clear(j.encoded)
-	enc := func(e *poll.Envelope) []byte { // a fan-out's message is encoded once
-		v, ok := j.encoded[e]
-		if !ok {
-			v = encodeEnvelope(e)
-			j.encoded[e] = v
+	// Keys and values are built in scratch buffers (the batch copies
+	// them); a fan-out's message, appended to many mailboxes in a row, is
+	// encoded once.
+	k, v := j.kbuf[:0], j.vbuf[:0]
+	var encoded *poll.Envelope
+	enc := func(e *poll.Envelope) []byte {
+		if e != encoded {
+			v, encoded = appendEnvelope(v[:0], e), e
 		}
 		return v
 	}
@@ -237,20 +239,25 @@ func (j *journal) write(ops []poll.Op) (err error) {
 				err = b.Delete(key(kindLastSeq, op.ID), nil)
 			}
 		case poll.OpAppend:
-			err = b.Set(keyN(kindMessage, op.ID, op.Seq), enc(op.Env), nil)
+			k = appendKeyN(k[:0], kindMessage, op.ID, op.Seq)
+			err = b.Set(k, enc(op.Env), nil)
 		case poll.OpRemove:
 			// A mailbox's key is written once (seqs never repeat) and
 			// deleted once: a single delete, which the engine drops with
 			// the write it deletes as soon as they meet (most often in the
 			// memtable), instead of carrying a tombstone down the levels.
-			err = b.SingleDelete(keyN(kindMessage, op.ID, op.Seq), nil)
+			k = appendKeyN(k[:0], kindMessage, op.ID, op.Seq)
+			err = b.SingleDelete(k, nil)
 			if err == nil && op.Last { // the mailbox is empty: its newest seq has no message to tell it
-				err = b.Set(key(kindLastSeq, op.ID), u64(op.Seq), nil)
+				k = appendKey(k[:0], kindLastSeq, op.ID)
+				err = b.Set(k, u64(op.Seq), nil)
 			}
 		case poll.OpOfflinePut:
-			err = b.Set(keyN(kindOffline, op.ID, op.Env.Order()), enc(op.Env), nil)
+			k = appendKeyN(k[:0], kindOffline, op.ID, op.Env.Order())
+			err = b.Set(k, enc(op.Env), nil)
 		case poll.OpOfflineRemove:
-			err = b.Delete(keyN(kindOffline, op.ID, op.Env.Order()), nil)
+			k = appendKeyN(k[:0], kindOffline, op.ID, op.Env.Order())
+			err = b.Delete(k, nil)
 		case poll.OpID:
 			err = b.Set(key(kindID, op.ID), encodeID(op.Time, op.Result), nil)
 		case poll.OpIDGone:
@@ -264,6 +271,7 @@ func (j *journal) write(ops []poll.Op) (err error) {
 			return err
 		}
 	}
+	j.kbuf, j.vbuf = k, v
 	return b.Commit(pebble.NoSync) // the syncer syncs
 }
 

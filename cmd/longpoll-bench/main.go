@@ -41,6 +41,7 @@ type config struct {
 	sessions, publishers, batch int
 	singlePublishers            int
 	connects, connectConc       int
+	fillSessions, fillMessages  int
 	concurrency                 int
 	rate                        float64
 	slowDelay                   time.Duration
@@ -55,6 +56,10 @@ type config struct {
 }
 
 var allScenarios = []string{"park", "fanout", "throughput", "batch", "single-session", "slow-consumer", "latency", "connect"}
+
+// extraScenarios run only when named: they leave state behind (fill, for
+// a restart measurement of a server with --data-dir).
+var extraScenarios = []string{"fill"}
 
 // toolGCPercent replaces Go's default GOGC of 100 in the load tool: it
 // shares the cores with the server it measures, and its garbage (a body and
@@ -82,7 +87,7 @@ func benchMain(args []string) int {
 	fs.StringVar(&cfg.target, "target", "longpoll", "protocol of the server: longpoll, nchan or golongpoll")
 	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:8080", "server base URL (loopback only)")
 	fs.StringVar(&cfg.key, "key", os.Getenv("LONGPOLL_PUBLISH_KEY"), "longpoll: publish key, sent as Authorization: Bearer on pushes and /stats (LONGPOLL_PUBLISH_KEY; none: the server must take loopback publishers)")
-	fs.StringVar(&cfg.scenarios, "scenario", "all", "comma-separated: "+strings.Join(allScenarios, ", ")+" or all")
+	fs.StringVar(&cfg.scenarios, "scenario", "all", "comma-separated: "+strings.Join(allScenarios, ", ")+" or all; or fill (leaves its sessions and messages)")
 	fs.StringVar(&cfg.label, "label", "", "free text copied into each result (e.g. the run number)")
 	fs.StringVar(&cfg.serverPIDs, "server-pid", "", "server process ids (comma-separated; nginx: master and worker) for RSS from /proc/PID/status")
 	fs.StringVar(&cfg.sourceIPs, "source-ips", "", "spread client source addresses, e.g. 127.0.0.2-127.0.0.20")
@@ -98,6 +103,8 @@ func benchMain(args []string) int {
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "throughput, batch, single-session: publishing time")
 	fs.DurationVar(&cfg.latencyDuration, "latency-duration", 0, "latency: publishing time (default --duration)")
 	fs.IntVar(&cfg.connects, "connects", 10000, "connect: connects in the storm, each on a fresh TCP connection")
+	fs.IntVar(&cfg.fillSessions, "fill-sessions", 10000, "fill: sessions connected (and left online)")
+	fs.IntVar(&cfg.fillMessages, "fill-messages", 100000, "fill: messages pushed to them round robin in batches of --batch-size, left unacknowledged")
 	fs.IntVar(&cfg.connectConc, "connect-concurrency", 64, "connect: concurrent clients")
 	fs.BoolVar(&cfg.connectReuse, "connect-keepalive", false, "connect: re-use connections instead of a fresh TCP connection per connect")
 	fs.IntVar(&cfg.concurrency, "concurrency", 64, "concurrent requests while setting up sessions")
@@ -248,6 +255,8 @@ func runScenario(ctx context.Context, e *env, s string) *result {
 		return runLoad(ctx, e, loadSpec{scenario: s, sessions: c.sessions, publishers: c.publishers, duration: c.latencyDuration, rate: c.rate})
 	case "connect":
 		return runConnect(ctx, e)
+	case "fill":
+		return runFill(ctx, e)
 	}
 	panic("unreachable: scenario " + s)
 }
@@ -261,11 +270,11 @@ func parseScenarios(s string) ([]string, error) {
 			continue
 		}
 		known := false
-		for _, a := range allScenarios {
+		for _, a := range append(allScenarios, extraScenarios...) {
 			known = known || a == f
 		}
 		if !known {
-			return nil, fmt.Errorf("unknown scenario %q (%s, all)", f, strings.Join(allScenarios, ", "))
+			return nil, fmt.Errorf("unknown scenario %q (%s, all; or %s)", f, strings.Join(allScenarios, ", "), strings.Join(extraScenarios, ", "))
 		}
 		out = append(out, f)
 	}

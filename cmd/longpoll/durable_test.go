@@ -466,6 +466,22 @@ func TestBackupWhileServing(t *testing.T) {
 		}
 	}()
 	testserver.WaitFor(t, "pushes", 30*time.Second, func() bool { return pushed.Load() >= 300 })
+	for path, wants := range map[string][]string{
+		"/metrics": {"longpoll_storage_commit_seconds_count ", "longpoll_storage_disk_bytes ", "longpoll_storage_write_errors_total 0"},
+		"/stats":   {`"store":"disk"`},
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, w := range wants {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("GET %s does not show %q", path, w)
+			}
+		}
+	}
 	out := filepath.Join(t.TempDir(), "backup.tar")
 	b, err := exec.Command(testserver.Binary(t), "backup", "--data-dir", dir, "--out", out).CombinedOutput()
 	if err != nil || !strings.Contains(string(b), `"bytes"`) {
