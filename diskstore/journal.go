@@ -54,6 +54,7 @@ type journal struct {
 	syncing     sync.Mutex    // one sync at a time (the syncer's, Sync's, close's)
 
 	kbuf, vbuf []byte // the writer's scratch buffers
+	stage      stage  // the writer's changes, sorted before they are written
 
 	// What written batches appended, to show polls once synced, and how
 	// far the writes went. syncMu guards them.
@@ -215,11 +216,11 @@ func (j *journal) write(ops []poll.Op) (err error) {
 			err = f
 		}
 	}()
-	b := j.db.NewBatch()
-	defer b.Close()
-	// Keys and values are built in scratch buffers (the batch copies
+	// Keys and values are built in scratch buffers (the stage copies
 	// them); a fan-out's message, appended to many mailboxes in a row, is
 	// encoded once.
+	st := &j.stage
+	st.reset()
 	k, v := j.kbuf[:0], j.vbuf[:0]
 	var encoded *poll.Envelope
 	enc := func(e *poll.Envelope) []byte {
@@ -232,46 +233,53 @@ func (j *journal) write(ops []poll.Op) (err error) {
 		op := &ops[i]
 		switch op.Kind {
 		case poll.OpSession:
-			err = b.Set(key(kindSession, op.ID), encodeSession(op.Session), nil)
+			k = appendKey(k[:0], kindSession, op.ID)
+			st.Set(k, encodeSession(op.Session))
 		case poll.OpSessionEnd:
-			err = b.Delete(key(kindSession, op.ID), nil)
-			if err == nil {
-				err = b.Delete(key(kindLastSeq, op.ID), nil)
-			}
+			k = appendKey(k[:0], kindSession, op.ID)
+			st.Delete(k)
+			k = appendKey(k[:0], kindLastSeq, op.ID)
+			st.Delete(k)
 		case poll.OpAppend:
 			k = appendKeyN(k[:0], kindMessage, op.ID, op.Seq)
-			err = b.Set(k, enc(op.Env), nil)
+			st.Set(k, enc(op.Env))
 		case poll.OpRemove:
 			// A mailbox's key is written once (seqs never repeat) and
 			// deleted once: a single delete, which the engine drops with
-			// the write it deletes as soon as they meet (most often in the
-			// memtable), instead of carrying a tombstone down the levels.
+			// the write it deletes as soon as they meet (in a flush, most
+			// often), instead of carrying a tombstone down the levels.
 			k = appendKeyN(k[:0], kindMessage, op.ID, op.Seq)
-			err = b.SingleDelete(k, nil)
-			if err == nil && op.Last { // the mailbox is empty: its newest seq has no message to tell it
+			st.SingleDelete(k)
+			if op.Last { // the mailbox is empty: its newest seq has no message to tell it
 				k = appendKey(k[:0], kindLastSeq, op.ID)
-				err = b.Set(k, u64(op.Seq), nil)
+				st.Set(k, u64(op.Seq))
 			}
 		case poll.OpOfflinePut:
 			k = appendKeyN(k[:0], kindOffline, op.ID, op.Env.Order())
-			err = b.Set(k, enc(op.Env), nil)
+			st.Set(k, enc(op.Env))
 		case poll.OpOfflineRemove:
 			k = appendKeyN(k[:0], kindOffline, op.ID, op.Env.Order())
-			err = b.Delete(k, nil)
+			st.Delete(k)
 		case poll.OpID:
-			err = b.Set(key(kindID, op.ID), encodeID(op.Time, op.Result), nil)
+			k = appendKey(k[:0], kindID, op.ID)
+			st.Set(k, encodeID(op.Time, op.Result))
 		case poll.OpIDGone:
-			err = b.Delete(key(kindID, op.ID), nil)
+			k = appendKey(k[:0], kindID, op.ID)
+			st.Delete(k)
 		case poll.OpName:
-			err = b.Set(key(kindName, op.ID), u64(uint64(op.Time.UnixNano())), nil)
+			k = appendKey(k[:0], kindName, op.ID)
+			st.Set(k, u64(uint64(op.Time.UnixNano())))
 		case poll.OpNameGone:
-			err = b.Delete(key(kindName, op.ID), nil)
-		}
-		if err != nil {
-			return err
+			k = appendKey(k[:0], kindName, op.ID)
+			st.Delete(k)
 		}
 	}
 	j.kbuf, j.vbuf = k, v
+	b := j.db.NewBatch()
+	defer b.Close()
+	if err := st.apply(b); err != nil {
+		return err
+	}
 	return b.Commit(pebble.NoSync) // the syncer syncs
 }
 
