@@ -39,7 +39,17 @@ const (
 	stageSingleDelete
 )
 
-func (st *stage) reset() { st.arena, st.entries = st.arena[:0], st.entries[:0] }
+// maxKeptArena is the most a stage keeps of its arena between writes: a
+// write group of large messages (a burst of 8 MiB batches) does not hold
+// its size for the life of the process.
+const maxKeptArena = 1 << 20
+
+func (st *stage) reset() {
+	if cap(st.arena) > maxKeptArena {
+		st.arena, st.entries = nil, nil
+	}
+	st.arena, st.entries = st.arena[:0], st.entries[:0]
+}
 
 func (st *stage) add(kind stageKind, k, v []byte) {
 	k0 := len(st.arena)

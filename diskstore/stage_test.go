@@ -88,3 +88,19 @@ func TestStageSortsByKeyKeepingEachKeysOrder(t *testing.T) {
 		}
 	}
 }
+
+// A write group of large messages does not keep its arena's size.
+func TestStageDropsALargeArena(t *testing.T) {
+	var st stage
+	st.reset()
+	st.Set([]byte("k"), make([]byte, 2*maxKeptArena))
+	st.reset()
+	if c := cap(st.arena); c > maxKeptArena {
+		t.Fatalf("after a reset the arena keeps %d bytes", c)
+	}
+	st.Set([]byte("k"), make([]byte, 100))
+	st.reset()
+	if cap(st.arena) == 0 {
+		t.Fatal("a small arena is not kept between writes")
+	}
+}
