@@ -207,15 +207,7 @@ func (j *journal) close() {
 // (which pebble reports through its logger's Fatalf: see pebbleLogger)
 // comes back as the error.
 func (j *journal) write(ops []poll.Op) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(fatal)
-			if !ok {
-				panic(r)
-			}
-			err = f
-		}
-	}()
+	defer recoverFatal(&err)
 	// Keys and values are built in scratch buffers (the stage copies
 	// them); a fan-out's message, appended to many mailboxes in a row, is
 	// encoded once.
@@ -384,14 +376,6 @@ func (j *journal) syncAndRelease() error {
 }
 
 func (j *journal) syncNow() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(fatal)
-			if !ok {
-				panic(r)
-			}
-			err = f
-		}
-	}()
+	defer recoverFatal(&err)
 	return j.db.LogData(nil, pebble.Sync)
 }

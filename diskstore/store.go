@@ -365,6 +365,18 @@ type fatal struct{ msg string }
 
 func (f fatal) Error() string { return f.msg }
 
+// recoverFatal, deferred, turns a fatal panic of pebble's into *err; any
+// other panic goes on.
+func recoverFatal(err *error) {
+	if r := recover(); r != nil {
+		f, ok := r.(fatal)
+		if !ok {
+			panic(r)
+		}
+		*err = f
+	}
+}
+
 // pebbleLogger routes pebble's log lines to slog: info at debug level
 // (pebble is chatty), errors as errors, at most one a second (a failing
 // flush is retried hundreds of times a second), with the count of those
