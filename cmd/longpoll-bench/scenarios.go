@@ -606,81 +606,45 @@ func runConnect(ctx context.Context, e *env) *result {
 func runFill(ctx context.Context, e *env) *result {
 	c := e.cfg
 	r := newResult(e, "fill", map[string]any{"sessions": c.fillSessions, "messages": c.fillMessages, "batch_size": c.batch})
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.setupTimeout)
-	defer cancel()
 	start := time.Now()
-	subs := make([]*sub, c.fillSessions)
-	var next, fails atomic.Int64
-	var wg sync.WaitGroup
-	for range c.connectConc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := e.cf.client(ctx, false)
-			defer cl.Close()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(subs) {
-					return
-				}
-				s, err := e.t.connect(ctx, cl, i)
-				if err != nil {
-					fails.Add(1)
-					continue
-				}
-				subs[i] = s
-			}
-		}()
-	}
-	wg.Wait()
-	if fails.Load() > 0 || ctx.Err() != nil {
-		r.errorf("fill: %d connects failed (%v)", fails.Load(), ctx.Err())
+	subs, failed, errs := setupSubs(ctx, e, c.fillSessions, false)
+	if failed > 0 || len(subs) == 0 {
+		r.errorf("fill: %d connects failed %v", failed, errs)
 		return r
 	}
 	connected := time.Since(start)
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.setupTimeout)
+	defer cancel()
 	batch := max(1, c.batch)
-	var pushed, refused atomic.Int64
-	next.Store(0)
-	for range c.publishers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := e.cf.client(ctx, false)
-			defer cl.Close()
-			for ctx.Err() == nil {
-				from := int(next.Add(int64(batch)) - int64(batch))
-				if from >= c.fillMessages {
-					return
-				}
-				n := min(batch, c.fillMessages-from)
-				items := make([]*sub, n)
-				datas := make([][]byte, n)
-				for i := range n {
-					items[i] = subs[(from+i)%len(subs)]
-					datas[i] = payloadJSON(payload{R: e.run, K: items[i].idx, S: uint32(from + i), T: nowNS()})
-				}
-				outs, err := e.t.pushBatch(ctx, cl, items, datas)
-				if err != nil {
-					fails.Add(1)
-					continue
-				}
-				for _, o := range outs {
-					if o == accepted {
-						pushed.Add(1)
-					} else {
-						refused.Add(1)
-					}
-				}
+	var pushed, refused, fails atomic.Int64
+	forEach(ctx, e, c.publishers, (c.fillMessages+batch-1)/batch, func(cl *rawClient, k int) {
+		from := k * batch
+		n := min(batch, c.fillMessages-from)
+		items := make([]*sub, n)
+		datas := make([][]byte, n)
+		for i := range n {
+			items[i] = subs[(from+i)%len(subs)]
+			datas[i] = payloadJSON(payload{R: e.run, K: items[i].idx, S: uint32(from + i), T: nowNS()})
+		}
+		outs, err := e.t.pushBatch(ctx, cl, items, datas)
+		if err != nil {
+			fails.Add(1)
+			return
+		}
+		for _, o := range outs {
+			if o == accepted {
+				pushed.Add(1)
+			} else {
+				refused.Add(1)
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	r.set("connect_s", connected.Seconds())
 	r.set("fill_s", time.Since(start).Seconds())
 	r.set("accepted", float64(pushed.Load()))
 	r.set("refused", float64(refused.Load()))
-	if fails.Load() > 0 || refused.Load() > 0 {
-		r.errorf("fill: %d pushes failed, %d messages refused (--max-mailbox on the server must hold %d per session)", fails.Load(), refused.Load(), (c.fillMessages+len(subs)-1)/len(subs))
+	if fails.Load() > 0 || refused.Load() > 0 || ctx.Err() != nil {
+		r.errorf("fill: %d pushes failed, %d messages refused (--max-mailbox on the server must hold %d per session) %v", fails.Load(), refused.Load(), (c.fillMessages+len(subs)-1)/len(subs), ctx.Err())
 	}
 	return r
 }
