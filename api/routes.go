@@ -175,7 +175,7 @@ func (a *API) healthz(c echo.Context) error {
 		return apiError(http.StatusServiceUnavailable, "unavailable", "draining: the server is shutting down")
 	}
 	if err := a.hub.StoreErr(); err != nil {
-		return apiError(http.StatusServiceUnavailable, "unavailable", err.Error()+": restart the server once the data directory is writable")
+		return apiError(http.StatusServiceUnavailable, "unavailable", err.Error()) // the store says what to do (restart, or free space)
 	}
 	return a.json(c, http.StatusOK, wire.Health{Status: "ok"})
 }

@@ -17,8 +17,8 @@ import (
 )
 
 // With a durable store whose disk fails (a write error injected through
-// the engine's file system, as a full disk gives), a push, a send and a
-// connect answer 503 unavailable, /healthz answers 503 naming the cause,
+// the engine's file system, as a full disk gives), a push, a send, a batch
+// of each and a connect answer 503 unavailable, /healthz answers 503 naming the cause,
 // and nothing of the refused requests is in the directory after a restart.
 func TestStorageWriteErrorAnswers503(t *testing.T) {
 	dir := t.TempDir()
@@ -44,12 +44,16 @@ func TestStorageWriteErrorAnswers503(t *testing.T) {
 	wantError(t, rec, http.StatusServiceUnavailable, "unavailable")
 	rec = s.do(t, http.MethodPost, "/send?sessionId="+sid, ctJSON, `{"to":{"userId":"alice"},"data":"refused"}`)
 	wantError(t, rec, http.StatusServiceUnavailable, "unavailable")
+	rec = s.do(t, http.MethodPost, "/push", ctJSON, `[{"to":{"sessionId":"`+sid+`"},"data":"refused"},{"to":{"userId":"alice"},"data":"refused"}]`)
+	wantError(t, rec, http.StatusServiceUnavailable, "unavailable") // a batch is refused whole
+	rec = s.do(t, http.MethodPost, "/send?sessionId="+sid, ctJSON, `[{"to":{"userId":"alice"},"data":"refused"},{"to":{"userId":"alice"},"data":"refused"}]`)
+	wantError(t, rec, http.StatusServiceUnavailable, "unavailable")
 	rec = s.do(t, http.MethodPost, "/connect", ctJSON, `{"deviceId":"radio"}`)
 	wantError(t, rec, http.StatusServiceUnavailable, "unavailable")
 	rec = s.do(t, http.MethodGet, "/healthz", "", "")
 	wantError(t, rec, http.StatusServiceUnavailable, "unavailable")
-	if !strings.Contains(rec.Body.String(), "restart") {
-		t.Errorf("healthz of a failed store: %s", rec.Body)
+	if body := rec.Body.String(); !strings.Contains(body, syscall.EIO.Error()) || !strings.Contains(body, "restart") {
+		t.Errorf("healthz of a failed store does not name the cause and what to do: %s", body)
 	}
 	if s.hub.OnlineDevice("radio") != nil {
 		t.Fatal("a connect refused with 503 left its session online")
