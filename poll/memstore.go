@@ -415,21 +415,22 @@ func (s *MemoryStore) Remember(key string, r Result, ttl time.Duration) (Result,
 			return e.r, true
 		}
 	}
-	s.setID(key, r, now.Add(ttl))
+	// Held in memory only until Settle: the journal hears of a key with
+	// the push's outcome, after its delivery, never before it. (A crash
+	// between a delivery and its key's write can let a retry of the
+	// unanswered request deliver again; a key written first could let the
+	// retry be answered "duplicate" for a message the crash lost.)
+	s.seen.Set(key, idEntry{r, now.Add(ttl)}, cache.NoExpiration)
 	return Result{}, false
-}
-
-// setID records key until expires. Callers hold idMu.
-func (s *MemoryStore) setID(key string, r Result, expires time.Time) {
-	s.seen.Set(key, idEntry{r, expires}, cache.NoExpiration)
-	s.record(Op{Kind: OpID, ID: key, Result: r, Time: expires})
 }
 
 // Settle implements Store.
 func (s *MemoryStore) Settle(key string, r Result, ttl time.Duration) {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
-	s.setID(key, r, s.cfg.Now().Add(ttl))
+	expires := s.cfg.Now().Add(ttl)
+	s.seen.Set(key, idEntry{r, expires}, cache.NoExpiration)
+	s.record(Op{Kind: OpID, ID: key, Result: r, Time: expires})
 }
 
 // Forget implements Store. (The journal hears of it from the cache's
