@@ -175,6 +175,32 @@ func Run(t *testing.T, impl Impl) {
 
 	t.Run("replace moves the unacknowledged, then the offline, in order", func(t *testing.T) {
 		st, clk := newStore(t)
+		old := sess("lamp", "")
+		connect(t, st, clk, old)
+		for _, d := range []string{"1", "2", "3"} {
+			if _, err := st.Box(old.ID).AppendWake(msg(clk, d), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.flush(t)
+		if _, err := read(t, st, old.ID, 1, true); err != nil { // 1 acknowledged
+			t.Fatal(err)
+		}
+		// Alice has no session online: the message waits in her offline list.
+		if _, res, err := st.DeliverUser("alice", msg(clk, "o"), limit, false); err != nil || res.Stored != 1 {
+			t.Fatalf("offline for alice: %+v %v", res, err)
+		}
+		repl := sess("lamp", "alice")
+		if got := connect(t, st, clk, repl); got == nil || got.ID != old.ID {
+			t.Fatalf("replaced %v, want the old session", got)
+		}
+		st.restart(t)
+		got, err := read(t, st, repl.ID, 0, false)
+		want(t, "the new session", got, err, "1:2", "2:3", "3:o")
+	})
+
+	t.Run("replace answers the parked poll and carries nothing acknowledged", func(t *testing.T) {
+		st, clk := newStore(t)
 		old := sess("lamp", "alice")
 		connect(t, st, clk, old)
 		for _, d := range []string{"1", "2", "3"} {
