@@ -436,14 +436,13 @@ func (m *Mailbox) peekLocked() []Message {
 	if n == 0 {
 		return nil
 	}
-	if m.j != nil { // only what the journal has released; seqs in buf are consecutive
-		if first := m.buf[m.head].Seq; m.durable < first {
-			return nil
-		} else {
-			n = min(n, int(m.durable-first+1))
-		}
+	// Only what a poll may see (a journal's released messages); seqs in
+	// buf are consecutive.
+	first, visible := m.buf[m.head].Seq, m.visibleLocked()
+	if visible < first {
+		return nil
 	}
-	n = min(n, MaxBatch)
+	n = min(n, int(visible-first+1), MaxBatch)
 	size := 0
 	for i := range n {
 		if size += m.buf[m.head+i].AnswerSize(); size > MaxAnswerBytes && i > 0 {

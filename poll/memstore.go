@@ -473,15 +473,18 @@ func (s *MemoryStore) Stats() StoreStats {
 		Parked:          int(s.gauges.parked.Load()),
 		Backlog:         int(s.gauges.backlog.Load()),
 		OfflineMessages: s.offline.Len(),
-		StoredBytes:     s.gauges.stored.bytes.Load() + int64(ids)*idCost + s.seenSize.Load(),
+		StoredBytes:     s.storedBytes(ids),
 		IdempotencyIDs:  ids,
 		Store:           "memory",
 	}
 }
 
 // StoredBytes implements Store.
-func (s *MemoryStore) StoredBytes() int64 {
-	return s.gauges.stored.bytes.Load() + int64(s.seen.ItemCount())*idCost + s.seenSize.Load()
+func (s *MemoryStore) StoredBytes() int64 { return s.storedBytes(s.seen.ItemCount()) }
+
+// storedBytes is what the store holds with ids idempotency ids.
+func (s *MemoryStore) storedBytes(ids int) int64 {
+	return s.gauges.stored.bytes.Load() + int64(ids)*idCost + s.seenSize.Load()
 }
 
 // Flush implements Store: a memory store has nothing to wait for.
