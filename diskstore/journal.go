@@ -32,7 +32,7 @@ import (
 type journal struct {
 	db       *pebble.DB
 	interval time.Duration // 0: every batch synced at once; else every interval
-	onCommit func(took time.Duration, ops int)
+	onCommit func(took time.Duration)
 
 	mu       sync.Mutex
 	work     sync.Cond
@@ -66,7 +66,7 @@ type journal struct {
 	syncNeeded   chan struct{}
 }
 
-func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration, int)) *journal {
+func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration)) *journal {
 	j := &journal{db: db, interval: interval, onCommit: onCommit, stopped: make(chan struct{}),
 		stopSync: make(chan struct{}), syncStopped: make(chan struct{}),
 		unsynced: make(map[*poll.Mailbox]uint64), syncNeeded: make(chan struct{}, 1)}
@@ -365,7 +365,7 @@ func (j *journal) syncAndRelease() error {
 		return err
 	}
 	if j.onCommit != nil {
-		j.onCommit(time.Since(start), 0)
+		j.onCommit(time.Since(start))
 	}
 	release(upTo) // before Flush returns: a poll right after a 202 sees the message
 	j.mu.Lock()

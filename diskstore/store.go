@@ -43,9 +43,9 @@ type Options struct {
 	SyncInterval time.Duration
 	// Logger receives the store's and pebble's log lines; nil discards.
 	Logger *slog.Logger
-	// OnCommit, if set, hears each batch written: how long the write and
-	// sync took and how many changes it held (metrics).
-	OnCommit func(took time.Duration, changes int)
+	// OnCommit, if set, hears each sync: how long the oldest batch it made
+	// durable waited from the start of its write (metrics).
+	OnCommit func(took time.Duration)
 	// FS is the file system pebble uses; nil the operating system's (tests
 	// inject write errors through it).
 	FS vfs.FS

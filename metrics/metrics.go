@@ -44,17 +44,12 @@ type Sources struct {
 	Stats func() poll.Stats
 	// Edge, when set, reports the HTTP edge's taken-over connections.
 	Edge func() EdgeStats
-	// Storage, when set (a durable store), reports the data directory.
-	Storage func() StorageStats
-}
-
-// StorageStats are a durable store's counts.
-type StorageStats struct {
-	// DiskBytes is the data directory's size as the engine counts it.
-	DiskBytes uint64
-	// WriteErrors counts failed writes (the store stops writing at the
-	// first: a restart is needed).
-	WriteErrors int
+	// DiskBytes and WriteErrors, set with a durable store, report the
+	// data directory's size as the engine counts it, and failed writes
+	// (the store stops writing at the first). Each gauge asks its own, so
+	// a scrape reads the engine's metrics once.
+	DiskBytes   func() uint64
+	WriteErrors func() int
 }
 
 // EdgeStats are the HTTP edge's counts of its taken-over connections.
@@ -117,15 +112,15 @@ func New(src Sources) *Metrics {
 			Help: "Clients dropped for not taking their answer within --write-timeout, or at once when its unsent rest did not fit the bound (their messages wait for the next poll)."},
 			func() float64 { return float64(src.Edge().Dropped) }))
 	}
-	if src.Storage != nil {
-		m.commitSeconds = f.histogram("longpoll_storage_commit_seconds", "How long one batch of changes took to write and sync to the data directory (group commit: the requests it holds wait for it).",
+	if src.DiskBytes != nil {
+		m.commitSeconds = f.histogram("longpoll_storage_commit_seconds", "How long the changes of one sync of the data directory waited from being written to being synced (group commit: every request they hold waits that long).",
 			[]float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1})
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longpoll_storage_disk_bytes",
 			Help: "Bytes the data directory takes, as the storage engine counts them."},
-			func() float64 { return float64(src.Storage().DiskBytes) }))
+			func() float64 { return float64(src.DiskBytes()) }))
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longpoll_storage_write_errors_total",
 			Help: "Writes to the data directory that failed (the store then takes no more writes: /healthz fails, writes get 503, until a restart)."},
-			func() float64 { return float64(src.Storage().WriteErrors) }))
+			func() float64 { return float64(src.WriteErrors()) }))
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -151,9 +146,9 @@ func (p promauto) histogram(name, help string, buckets []float64) prometheus.His
 	return h
 }
 
-// StorageCommitted observes one batch written to the data directory
-// (diskstore.Options.OnCommit). Without Sources.Storage it does nothing.
-func (m *Metrics) StorageCommitted(took time.Duration, _ int) {
+// StorageCommitted observes one sync of the data directory
+// (diskstore.Options.OnCommit). Without Sources.DiskBytes it does nothing.
+func (m *Metrics) StorageCommitted(took time.Duration) {
 	if m.commitSeconds != nil {
 		m.commitSeconds.Observe(took.Seconds())
 	}

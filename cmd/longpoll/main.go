@@ -123,9 +123,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		},
 	}
 	if cfg.DataDir != "" {
-		src.Storage = func() metrics.StorageStats {
-			return metrics.StorageStats{DiskBytes: disk.DiskBytes(), WriteErrors: disk.WriteErrors()}
-		}
+		src.DiskBytes = func() uint64 { return disk.DiskBytes() }
+		src.WriteErrors = func() int { return disk.WriteErrors() }
 	}
 	m := metrics.New(src)
 	hcfg := poll.Config{
