@@ -27,16 +27,6 @@ func addrKey(ip string) string {
 	return a.String()
 }
 
-// remoteIP is the address part of a peer address, as echo's direct IP
-// extractor takes it from the request's RemoteAddr.
-func remoteIP(addr net.Addr) string {
-	s := addr.String()
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		return host
-	}
-	return s
-}
-
 // client guards the client endpoints (/connect, /data, /send, DELETE
 // /session): the network filter first, then the origin check.
 func (a *API) client(next echo.HandlerFunc) echo.HandlerFunc {

@@ -90,10 +90,7 @@ type storedSession struct {
 func encodeSession(s *session.Session) []byte {
 	r := storedSession{ID: s.ID, DeviceID: s.DeviceID, UserID: s.UserID, Topics: s.Topics, Meta: s.Meta, CreatedAt: s.CreatedAt}
 	if s.Permit != nil {
-		p := s.Permit.Patterns()
-		if p == nil {
-			p = []string{}
-		}
+		p := s.Permit.Patterns() // not nil for a permit: "no topic" stays [] on disk
 		r.Permit = &p
 	}
 	b, _ := json.Marshal(r) // strings, raw JSON already valid, a time: cannot fail
