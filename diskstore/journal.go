@@ -60,16 +60,17 @@ type journal struct {
 	// far the writes went. syncMu guards them.
 	syncMu       sync.Mutex
 	unsynced     map[*poll.Mailbox]uint64
-	unsyncedUpTo uint64    // ops written when unsynced was last added to
-	dirty        bool      // a batch was written since the last sync
-	syncStart    time.Time // when the oldest unsynced batch began to be written
+	released     map[*poll.Mailbox]uint64 // the map the last sync released, empty, to swap in (under syncing)
+	unsyncedUpTo uint64                   // ops written when unsynced was last added to
+	dirty        bool                     // a batch was written since the last sync
+	syncStart    time.Time                // when the oldest unsynced batch began to be written
 	syncNeeded   chan struct{}
 }
 
 func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration)) *journal {
 	j := &journal{db: db, interval: interval, onCommit: onCommit, stopped: make(chan struct{}),
 		stopSync: make(chan struct{}), syncStopped: make(chan struct{}),
-		unsynced: make(map[*poll.Mailbox]uint64), syncNeeded: make(chan struct{}, 1)}
+		unsynced: make(map[*poll.Mailbox]uint64), released: make(map[*poll.Mailbox]uint64), syncNeeded: make(chan struct{}, 1)}
 	j.work.L = &j.mu
 	j.done.L = &j.mu
 	return j
@@ -356,7 +357,10 @@ func (j *journal) syncAndRelease() error {
 		return j.Err()
 	}
 	upTo, mark, start := j.unsynced, j.unsyncedUpTo, j.syncStart
-	j.unsynced, j.dirty = make(map[*poll.Mailbox]uint64, len(upTo)), false
+	j.unsynced, j.released, j.dirty = j.released, nil, false
+	if j.unsynced == nil { // the sync before failed
+		j.unsynced = make(map[*poll.Mailbox]uint64)
+	}
 	j.syncMu.Unlock()
 	if err := j.syncNow(); err != nil {
 		j.mu.Lock()
@@ -367,7 +371,8 @@ func (j *journal) syncAndRelease() error {
 	if j.onCommit != nil {
 		j.onCommit(time.Since(start))
 	}
-	release(upTo) // before Flush returns: a poll right after a 202 sees the message
+	release(upTo)     // before Flush returns: a poll right after a 202 sees the message
+	j.released = upTo // emptied: the next sync's map
 	j.mu.Lock()
 	j.synced = max(j.synced, mark)
 	j.done.Broadcast()
