@@ -606,6 +606,10 @@ func runConnect(ctx context.Context, e *env) *result {
 func runFill(ctx context.Context, e *env) *result {
 	c := e.cfg
 	r := newResult(e, "fill", map[string]any{"sessions": c.fillSessions, "messages": c.fillMessages, "batch_size": c.batch})
+	if !e.t.canBatch() {
+		r.Skipped = e.t.name() + " has no batch publish"
+		return r
+	}
 	start := time.Now()
 	subs, failed, errs := setupSubs(ctx, e, c.fillSessions, false)
 	if failed > 0 || len(subs) == 0 {
