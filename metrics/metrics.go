@@ -109,7 +109,7 @@ func New(src Sources) *Metrics {
 			Help: "Bytes that the unsent rests of answers to slow clients allocate."},
 			func() float64 { return float64(src.Edge().Unsent) }))
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longpoll_slow_clients_dropped_total",
-			Help: "Clients dropped for not taking their answer within --write-timeout, or at once when its unsent rest did not fit the bound (their messages wait for the next poll)."},
+			Help: "Clients dropped while their answer was written: not taken within --write-timeout, the connection failed (a client that reset it), or at once when its unsent rest did not fit the bound (their messages wait for the next poll)."},
 			func() float64 { return float64(src.Edge().Dropped) }))
 	}
 	if src.DiskBytes != nil {
