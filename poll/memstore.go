@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/patrickmn/go-cache"
-
 	"github.com/longpoll/longpoll/session"
 )
 
@@ -34,7 +32,7 @@ type StoreConfig struct {
 
 // MemoryStore is the Store that keeps everything in the process: the
 // sessions in a session.Registry (go-cache and indexes), the mailboxes in
-// a map, the offline lists, and the idempotency ids in a go-cache.
+// a map, the offline lists, and the idempotency ids in a map under idMu.
 //
 // Concurrency: mu orders structural changes (connect, end) against
 // deliveries to devices and users, so that a message is never stranded in
@@ -42,7 +40,7 @@ type StoreConfig struct {
 // of a session that has just ended. Topic and broadcast fan-outs append to
 // the mailboxes of a snapshot of the sessions without mu; a mailbox retired
 // meanwhile forwards to its successor. The mailboxes, the registry, the
-// offline lists and the id cache lock themselves; lock order: mu, then a
+// offline lists lock themselves, the ids are under idMu; lock order: mu, then a
 // mailbox's (a retiring one's before its successor's), then the
 // registry's, then the offline lists'.
 type MemoryStore struct {
@@ -50,7 +48,8 @@ type MemoryStore struct {
 	dir     *session.Registry
 	boxes   sync.Map // session ID -> *Mailbox
 	offline *offlineLists
-	seen    *cache.Cache // idempotency key -> idEntry, under idMu
+	seen    map[string]idEntry // idempotency key -> its outcome and expiry, under idMu
+	ids     atomic.Int64       // len(seen), for StoredBytes without idMu
 	gauges  gauges
 
 	mu       sync.RWMutex
@@ -86,7 +85,7 @@ func NewMemoryStore(cfg StoreConfig) *MemoryStore {
 	s := &MemoryStore{
 		cfg:      cfg,
 		offline:  newOfflineLists(),
-		seen:     cache.New(cache.NoExpiration, 0), // swept by Cleanup, by the store's clock
+		seen:     make(map[string]idEntry), // swept by Cleanup, by the store's clock
 		seenDevs: make(map[string]time.Time),
 	}
 	s.dir = session.NewRegistry(cfg.SessionTTL, cfg.Now, nil, s.isParked)
@@ -410,18 +409,33 @@ func (s *MemoryStore) Remember(key string, r Result, ttl time.Duration) (Result,
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
 	now := s.cfg.Now()
-	if v, ok := s.seen.Get(key); ok {
-		if e := v.(idEntry); e.expires.After(now) {
-			return e.r, true
-		}
+	if e, ok := s.seen[key]; ok && e.expires.After(now) {
+		return e.r, true
 	}
 	// Held in memory only until Settle: the journal hears of a key with
 	// the push's outcome, after its delivery, never before it. (A crash
 	// between a delivery and its key's write can let a retry of the
 	// unanswered request deliver again; a key written first could let the
 	// retry be answered "duplicate" for a message the crash lost.)
-	s.seen.Set(key, idEntry{r, now.Add(ttl)}, cache.NoExpiration)
+	s.setID(key, idEntry{r, now.Add(ttl)})
 	return Result{}, false
+}
+
+// setID keeps key in memory. Callers hold idMu.
+func (s *MemoryStore) setID(key string, e idEntry) {
+	if _, ok := s.seen[key]; !ok {
+		s.ids.Add(1)
+	}
+	s.seen[key] = e
+}
+
+// dropID forgets key, and tells the journal. Callers hold idMu.
+func (s *MemoryStore) dropID(key string) {
+	if _, ok := s.seen[key]; ok {
+		delete(s.seen, key)
+		s.ids.Add(-1)
+		s.record(Op{Kind: OpIDGone, ID: key})
+	}
 }
 
 // Settle implements Store.
@@ -429,24 +443,23 @@ func (s *MemoryStore) Settle(key string, r Result, ttl time.Duration) {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
 	expires := s.cfg.Now().Add(ttl)
-	s.seen.Set(key, idEntry{r, expires}, cache.NoExpiration)
+	s.setID(key, idEntry{r, expires})
 	s.record(Op{Kind: OpID, ID: key, Result: r, Time: expires})
 }
 
-// Forget implements Store. (The journal hears of it from the cache's
-// eviction callback, set by Attach.)
+// Forget implements Store.
 func (s *MemoryStore) Forget(key string) {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
-	s.seen.Delete(key)
+	s.dropID(key)
 }
 
 // Cleanup implements Store.
 func (s *MemoryStore) Cleanup(now time.Time) int {
 	s.idMu.Lock()
-	for k, it := range s.seen.Items() {
-		if !it.Object.(idEntry).expires.After(now) {
-			s.seen.Delete(k)
+	for k, e := range s.seen {
+		if !e.expires.After(now) {
+			s.dropID(k) // deleting while ranging is safe
 		}
 	}
 	s.idMu.Unlock()
@@ -468,7 +481,7 @@ func (s *MemoryStore) Cleanup(now time.Time) int {
 
 // Stats implements Store.
 func (s *MemoryStore) Stats() StoreStats {
-	ids := s.seen.ItemCount()
+	ids := int(s.ids.Load())
 	return StoreStats{
 		Parked:          int(s.gauges.parked.Load()),
 		Backlog:         int(s.gauges.backlog.Load()),
@@ -480,7 +493,7 @@ func (s *MemoryStore) Stats() StoreStats {
 }
 
 // StoredBytes implements Store.
-func (s *MemoryStore) StoredBytes() int64 { return s.storedBytes(s.seen.ItemCount()) }
+func (s *MemoryStore) StoredBytes() int64 { return s.storedBytes(int(s.ids.Load())) }
 
 // storedBytes is what the store holds with ids idempotency ids.
 func (s *MemoryStore) storedBytes(ids int) int64 {
@@ -507,7 +520,6 @@ func (s *MemoryStore) WakeAll() {
 func (s *MemoryStore) Attach(j Journal) {
 	s.j = j
 	s.offline.j = j
-	s.seen.OnEvicted(func(key string, _ any) { s.record(Op{Kind: OpIDGone, ID: key}) })
 	s.boxes.Range(func(_, v any) bool {
 		m := v.(*Mailbox)
 		m.mu.Lock()
@@ -542,7 +554,9 @@ func (s *MemoryStore) RestoreOffline(key string, e *Envelope) {
 // RestoreID puts back an idempotency key recorded until expires.
 func (s *MemoryStore) RestoreID(key string, r Result, expires time.Time) {
 	if expires.After(s.cfg.Now()) {
-		s.seen.Set(key, idEntry{r, expires}, cache.NoExpiration)
+		s.idMu.Lock()
+		s.setID(key, idEntry{r, expires})
+		s.idMu.Unlock()
 	}
 }
 
