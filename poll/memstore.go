@@ -88,7 +88,7 @@ func NewMemoryStore(cfg StoreConfig) *MemoryStore {
 		seen:     make(map[string]idEntry), // swept by Cleanup, by the store's clock
 		seenDevs: make(map[string]time.Time),
 	}
-	s.dir = session.NewRegistry(cfg.SessionTTL, cfg.Now, nil, s.isParked)
+	s.dir = session.NewRegistry(cfg.SessionTTL, cfg.Now, s.isParked)
 	return s
 }
 

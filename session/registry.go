@@ -26,19 +26,16 @@ type Registry struct {
 	byUser   map[string]map[string]*Session
 	byTopic  map[string]map[string]*Session
 
-	// onExpire is called, outside every lock, for each live session that
-	// DeleteExpired evicted.
-	onExpire func(*Session)
 	// keepAlive, when set, may veto an expiry (a session with a parked poll
 	// is not idle); a vetoed session is refreshed instead.
 	keepAlive func(*Session) bool
 }
 
 // NewRegistry returns an empty registry whose sessions expire after ttl
-// without a refresh, by the clock now (nil: time.Now). onExpire (may be
-// nil) is called for every session that expires; keepAlive (may be nil)
-// can keep a session that would expire.
-func NewRegistry(ttl time.Duration, now func() time.Time, onExpire func(*Session), keepAlive func(*Session) bool) *Registry {
+// without a refresh, by the clock now (nil: time.Now); keepAlive (may be
+// nil) can keep a session that would expire. DeleteExpired returns the
+// sessions that expired.
+func NewRegistry(ttl time.Duration, now func() time.Time, keepAlive func(*Session) bool) *Registry {
 	if now == nil {
 		now = time.Now
 	}
@@ -49,7 +46,6 @@ func NewRegistry(ttl time.Duration, now func() time.Time, onExpire func(*Session
 		byDevice:  make(map[string]*Session),
 		byUser:    make(map[string]map[string]*Session),
 		byTopic:   make(map[string]map[string]*Session),
-		onExpire:  onExpire,
 		keepAlive: keepAlive,
 	}
 }
@@ -167,9 +163,9 @@ func (r *Registry) touchSlack() time.Duration {
 	return min(r.ttl/100, time.Second)
 }
 
-// DeleteExpired evicts every session idle for the TTL, calling onExpire
-// for each (when set), unless keepAlive vetoes it (the session is then
-// refreshed), and returns the sessions it evicted.
+// DeleteExpired evicts every session idle for the TTL, unless keepAlive
+// vetoes it (the session is then refreshed), and returns the sessions it
+// evicted.
 func (r *Registry) DeleteExpired() []*Session {
 	now := r.now()
 	var out []*Session
@@ -198,9 +194,6 @@ func (r *Registry) expire(s *Session, now time.Time) bool {
 	r.unindexLocked(s)
 	r.mu.Unlock()
 	r.cache.Delete(s.ID)
-	if r.onExpire != nil {
-		r.onExpire(s)
-	}
 	return true
 }
 
