@@ -2,10 +2,8 @@ package diskstore
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -123,13 +121,11 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		st.Messages += len(list)
 	}
 
-	type entry struct {
-		order uint64
-		e     *poll.Envelope
-	}
-	lists := make(map[string][]entry)
+	// Keys sort by list, then order (a big-endian number after the
+	// list's name): each list's messages come oldest first, as
+	// RestoreOffline wants them, even where lists' keys interleave.
 	if err := s.scan(kindOffline, func(k, v []byte) error {
-		list, order, err := splitN(k)
+		list, _, err := splitN(k)
 		if err != nil {
 			return err
 		}
@@ -137,17 +133,11 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		if err != nil {
 			return fmt.Errorf("offline list %s: %w", list, err)
 		}
-		lists[list] = append(lists[list], entry{order, e}) // keys sort by order
+		s.RestoreOffline(list, e)
+		st.OfflineMessages++
 		return nil
 	}); err != nil {
 		return st, err
-	}
-	for list, entries := range lists {
-		slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.order, b.order) })
-		for _, en := range entries {
-			s.RestoreOffline(list, en.e)
-		}
-		st.OfflineMessages += len(entries)
 	}
 
 	now := cfg.Now()
