@@ -36,8 +36,8 @@ type OpKind uint8
 
 // The kinds of change a Journal hears.
 const (
-	// OpSession: Session came online (its whole record; sessions do not
-	// change once online). OpSessionEnd: the session with ID went offline;
+	// OpSession: Session came online, or changed its topics (its whole
+	// record, which replaces the one before). OpSessionEnd: the session with ID went offline;
 	// its mailbox's messages are removed before (OpRemove).
 	OpSession OpKind = iota + 1
 	OpSessionEnd

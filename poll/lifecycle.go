@@ -107,6 +107,41 @@ func (h *Hub) Disconnect(id string, ack uint64, hasAck bool) error {
 	return nil
 }
 
+// Subscribe adds the topics add to the session with id and then drops
+// remove (Store.Subscribe, at most session.MaxTopics), durably before it
+// returns, and returns the session as it now is. Patterns
+// (session.IsPattern) receive every topic push they match. The caller
+// has validated the names (session.CheckPattern).
+func (h *Hub) Subscribe(id string, add, remove []string) (*session.Session, error) {
+	if h.stopped() {
+		return nil, ErrClosed
+	}
+	if err := h.store.Err(); err != nil {
+		return nil, err
+	}
+	s, err := h.store.Subscribe(id, add, remove, session.MaxTopics)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.store.Flush(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ack acknowledges the messages up to ack of the session with id, as a
+// poll with that cursor would, without waiting for more: the edge of a
+// protocol that acknowledges on delivery (Bayeux without its ack
+// extension) calls it once an answer holds them. ErrSessionNotFound,
+// ErrInvalidCursor.
+func (h *Hub) Ack(id string, ack uint64) error {
+	box := h.store.Box(id)
+	if box == nil {
+		return ErrSessionNotFound
+	}
+	return box.Ack(ack)
+}
+
 // Session returns the online session with id.
 func (h *Hub) Session(id string) (*session.Session, error) {
 	s, ok := h.store.Session(id)

@@ -1,6 +1,8 @@
 package poll
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,6 +195,35 @@ func (s *MemoryStore) End(id string, ack uint64, hasAck bool, closeErr error, no
 	defer s.end()
 	s.endLocked(sess, box, closeErr, now)
 	return sess, nil
+}
+
+// Subscribe implements Store.
+func (s *MemoryStore) Subscribe(id string, add, remove []string, max int) (*session.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.dir.Get(id)
+	if !ok || s.Box(id) == nil {
+		return nil, ErrSessionNotFound
+	}
+	topics := slices.Clone(cur.Topics)
+	for _, t := range add {
+		if !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	topics = slices.DeleteFunc(topics, func(t string) bool { return slices.Contains(remove, t) })
+	if slices.Equal(topics, cur.Topics) {
+		return cur, nil
+	}
+	if len(topics) > max {
+		return nil, fmt.Errorf("%w: at most %d subscriptions", session.ErrInvalidPayload, max)
+	}
+	next := cur.WithTopics(topics)
+	s.record(Op{Kind: OpSession, ID: id, Session: next})
+	if !s.dir.Resubscribe(cur, next) {
+		return nil, ErrSessionNotFound // cannot happen: mu orders every end
+	}
+	return next, nil
 }
 
 // Expire implements Store.

@@ -72,6 +72,15 @@ type Store interface {
 	// Counts returns how many sessions and distinct users are online.
 	Counts() (sessions, users int)
 
+	// Subscribe changes the topics of the online session with id: it
+	// adds add (those it lacks, in order) and then drops remove, as one
+	// change, durable with the session (its OpSession record). More than
+	// max topics fail with session.ErrInvalidPayload and change nothing.
+	// It returns the session as it now is: a new value when the topics
+	// changed (session.Session.WithTopics), the session before it then
+	// offline to Refresh. ErrSessionNotFound when it is not online.
+	Subscribe(id string, add, remove []string, max int) (*session.Session, error)
+
 	// Box returns the mailbox of the online session with id, or nil. The
 	// mailbox of a session replaced a moment ago forwards what is
 	// appended to it to its successor.

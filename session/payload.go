@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -124,6 +125,73 @@ func CheckSubscribable(topic string) error {
 		return fmt.Errorf("unknown system topic %q (known: %s, %s)", topic, TopicPresence, TopicHeartbeat)
 	}
 	return nil
+}
+
+// Wildcard subscriptions (Bayeux's channel wildcards). A pattern is a topic
+// whose last segment is one of these: "a/*" matches every topic one
+// segment below "a" ("a/b", not "a/b/c" nor "a"), "a/**" every topic
+// below "a" at any depth; "*" and "**" alone match one-segment topics and
+// every topic.
+const (
+	WildOne = "*"
+	WildAll = "**"
+)
+
+// IsPattern reports whether topic is a wildcard pattern (its last segment
+// is WildOne or WildAll).
+func IsPattern(topic string) bool {
+	return strings.HasSuffix(topic, WildOne) && (topic == WildOne || topic == WildAll ||
+		strings.HasSuffix(topic, "/"+WildOne) || strings.HasSuffix(topic, "/"+WildAll))
+}
+
+// CheckPattern is CheckSubscribable for a subscription that may be a
+// wildcard pattern: a subscribable topic, or "prefix/*", "prefix/**",
+// "*" or "**" with a valid topic prefix.
+func CheckPattern(topic string) error {
+	if !IsPattern(topic) {
+		return CheckSubscribable(topic)
+	}
+	prefix := strings.TrimSuffix(strings.TrimSuffix(topic, WildOne), WildOne)
+	if prefix == "" {
+		return nil
+	}
+	if err := CheckSubscribable(strings.TrimSuffix(prefix, "/")); err != nil {
+		return err
+	}
+	return nil
+}
+
+// MatchingPatterns calls f with each wildcard pattern that matches topic,
+// from the most to the least specific: for "a/b", "a/*", "a/**" and "**".
+// System topics ($presence, $heartbeat) match no pattern: they are
+// subscribed to by name.
+func MatchingPatterns(topic string, f func(pattern string)) {
+	if strings.HasPrefix(topic, "$") {
+		return
+	}
+	i := strings.LastIndexByte(topic, '/')
+	f(topic[:i+1] + WildOne) // the last segment, any name
+	for ; i >= 0; i = strings.LastIndexByte(topic[:i], '/') {
+		f(topic[:i+1] + WildAll)
+	}
+	f(WildAll)
+}
+
+// Matches reports whether a session subscribed to topics receives a
+// message on topic: an exact name, or a pattern that matches it.
+func Matches(topics []string, topic string) bool {
+	for _, t := range topics {
+		if t == topic {
+			return true
+		}
+	}
+	found := false
+	MatchingPatterns(topic, func(p string) {
+		if !found && slices.Contains(topics, p) {
+			found = true
+		}
+	})
+	return found
 }
 
 func validChars(s string, maxLen int, slash bool) bool {

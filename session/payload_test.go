@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,5 +48,37 @@ func TestNilPermitAllowsAll(t *testing.T) {
 	}
 	if none := session.NewPermit(nil); none.Allows("a") || none.CheckSend("", "") != nil {
 		t.Error("an empty Permit allows a topic, or refuses a message without one")
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	for topic, want := range map[string]bool{"*": true, "**": true, "a/*": true, "a/b/**": true, "a": false, "a*": false, "a/b*": false, "*/a": false, "a/***": false} {
+		if got := session.IsPattern(topic); got != want {
+			t.Errorf("IsPattern(%q) = %v", topic, got)
+		}
+	}
+	for topic, ok := range map[string]bool{"*": true, "**": true, "a/*": true, "a/b/**": true, "a": true, "$presence": true,
+		"a*": false, "a b/*": false, "$x/*": false, "*/a": false, "a/***": false} {
+		if err := session.CheckPattern(topic); (err == nil) != ok {
+			t.Errorf("CheckPattern(%q) = %v", topic, err)
+		}
+	}
+	var got []string
+	session.MatchingPatterns("a/b/c", func(p string) { got = append(got, p) })
+	if want := []string{"a/b/*", "a/b/**", "a/**", "**"}; !slices.Equal(got, want) {
+		t.Errorf("MatchingPatterns(a/b/c) = %v, want %v", got, want)
+	}
+	got = nil
+	session.MatchingPatterns("a", func(p string) { got = append(got, p) })
+	if want := []string{"*", "**"}; !slices.Equal(got, want) {
+		t.Errorf("MatchingPatterns(a) = %v, want %v", got, want)
+	}
+	got = nil
+	session.MatchingPatterns("$presence", func(p string) { got = append(got, p) })
+	if len(got) != 0 {
+		t.Errorf("MatchingPatterns($presence) = %v, want none", got)
+	}
+	if !session.Matches([]string{"x", "a/**"}, "a/b/c") || session.Matches([]string{"a/*"}, "a/b/c") || !session.Matches([]string{"t"}, "t") {
+		t.Error("Matches")
 	}
 }

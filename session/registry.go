@@ -25,6 +25,9 @@ type Registry struct {
 	byDevice map[string]*Session
 	byUser   map[string]map[string]*Session
 	byTopic  map[string]map[string]*Session
+	// patterns counts the wildcard patterns (IsPattern) among byTopic's
+	// keys: while there are none, ByTopic looks up the topic alone.
+	patterns int
 
 	// keepAlive, when set, may veto an expiry (a session with a parked poll
 	// is not idle); a vetoed session is refreshed instead.
@@ -211,11 +214,55 @@ func (r *Registry) ByUser(user string) []*Session {
 	return values(r.byUser[user])
 }
 
-// ByTopic returns the online sessions subscribed to topic.
+// ByTopic returns the online sessions subscribed to topic, by its name or
+// by a wildcard pattern that matches it (MatchingPatterns), each once.
 func (r *Registry) ByTopic(topic string) []*Session {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return values(r.byTopic[topic])
+	if r.patterns == 0 {
+		return values(r.byTopic[topic])
+	}
+	sets := make([]map[string]*Session, 0, 4)
+	if m := r.byTopic[topic]; len(m) > 0 {
+		sets = append(sets, m)
+	}
+	MatchingPatterns(topic, func(p string) {
+		if m := r.byTopic[p]; len(m) > 0 {
+			sets = append(sets, m)
+		}
+	})
+	switch len(sets) {
+	case 0:
+		return nil
+	case 1:
+		return values(sets[0])
+	}
+	seen := make(map[string]*Session)
+	for _, m := range sets {
+		for id, s := range m {
+			seen[id] = s
+		}
+	}
+	return values(seen)
+}
+
+// Resubscribe swaps next, a copy of the online session cur with other
+// topics (Session.WithTopics), in for cur: next is online, indexed by its
+// topics and refreshed when cur was; cur is offline (Refresh reports false
+// for it). It reports false, changing nothing, when cur is not online.
+func (r *Registry) Resubscribe(cur, next *Session) bool {
+	r.mu.Lock()
+	if r.byDevice[cur.DeviceID] != cur {
+		r.mu.Unlock()
+		return false
+	}
+	refreshed := cur.refreshed.Load()
+	r.unindexLocked(cur)
+	r.indexLocked(next)
+	next.refreshed.Store(refreshed)
+	r.cache.Set(next.ID, next, cache.NoExpiration)
+	r.mu.Unlock()
+	return true
 }
 
 // All returns every online session.
@@ -252,7 +299,9 @@ func (r *Registry) indexLocked(s *Session) {
 		add(r.byUser, s.UserID, s)
 	}
 	for _, t := range s.Topics {
-		add(r.byTopic, t, s)
+		if add(r.byTopic, t, s) && IsPattern(t) {
+			r.patterns++
+		}
 	}
 }
 
@@ -263,23 +312,34 @@ func (r *Registry) unindexLocked(s *Session) {
 		del(r.byUser, s.UserID, s)
 	}
 	for _, t := range s.Topics {
-		del(r.byTopic, t, s)
+		if del(r.byTopic, t, s) && IsPattern(t) {
+			r.patterns--
+		}
 	}
 }
 
-func add(idx map[string]map[string]*Session, key string, s *Session) {
+// add indexes s under key and reports whether key is new in idx.
+func add(idx map[string]map[string]*Session, key string, s *Session) (created bool) {
 	m := idx[key]
 	if m == nil {
 		m = make(map[string]*Session)
 		idx[key] = m
+		created = true
 	}
 	m[s.ID] = s
+	return created
 }
 
-func del(idx map[string]map[string]*Session, key string, s *Session) {
-	m := idx[key]
+// del drops s from key's index and reports whether key left idx.
+func del(idx map[string]map[string]*Session, key string, s *Session) (removed bool) {
+	m, ok := idx[key]
+	if !ok {
+		return false
+	}
 	delete(m, s.ID)
 	if len(m) == 0 {
 		delete(idx, key)
+		return true
 	}
+	return false
 }

@@ -480,3 +480,55 @@ func TestRegistryUsesItsClock(t *testing.T) {
 		t.Fatalf("onExpire got %v, want %v", got, []string{s.ID})
 	}
 }
+
+func TestRegistryWildcardSubscriptions(t *testing.T) {
+	r, _ := newRegistry(t, nil)
+	exact := newSession("exact", "", "a/b")
+	one := newSession("one", "", "a/*")
+	deep := newSession("deep", "", "a/**", "a/b") // matched twice by a/b: listed once
+	all := newSession("all", "", "**")
+	top := newSession("top", "", "*", "$presence")
+	for _, s := range []*session.Session{exact, one, deep, all, top} {
+		r.Add(s)
+	}
+	wantIDs(t, "ByTopic(a/b)", r.ByTopic("a/b"), exact, one, deep, all)
+	wantIDs(t, "ByTopic(a/b/c)", r.ByTopic("a/b/c"), deep, all)
+	wantIDs(t, "ByTopic(a)", r.ByTopic("a"), all, top)
+	wantIDs(t, "ByTopic(x/y)", r.ByTopic("x/y"), all)
+	wantIDs(t, "ByTopic($presence)", r.ByTopic("$presence"), top) // system topics by name only
+	r.Remove(all)
+	r.Remove(top)
+	wantIDs(t, "ByTopic(x/y) after removing **", r.ByTopic("x/y"))
+}
+
+func TestRegistryResubscribe(t *testing.T) {
+	r, _ := newRegistry(t, nil)
+	cur := newSession("d", "u", "a", "b/*")
+	r.Add(cur)
+	next := cur.WithTopics([]string{"b/*", "c"})
+	if next.ID != cur.ID || next.DeviceID != "d" || next.UserID != "u" || next.CreatedAt != cur.CreatedAt {
+		t.Fatalf("WithTopics changed more than the topics: %+v", next)
+	}
+	if !r.Resubscribe(cur, next) {
+		t.Fatal("Resubscribe of an online session failed")
+	}
+	wantIDs(t, "ByTopic(a)", r.ByTopic("a"))
+	wantIDs(t, "ByTopic(b/x)", r.ByTopic("b/x"), next)
+	wantIDs(t, "ByTopic(c)", r.ByTopic("c"), next)
+	if got, ok := r.Get(cur.ID); !ok || got != next {
+		t.Fatalf("Get = %v %v, want the new value", got, ok)
+	}
+	if r.ByDevice("d") != next || len(r.ByUser("u")) != 1 || r.ByUser("u")[0] != next {
+		t.Fatal("device and user indexes still hold the old value")
+	}
+	if r.Refresh(cur) {
+		t.Error("the old value is still online to Refresh")
+	}
+	if !r.Refresh(next) {
+		t.Error("the new value is not online to Refresh")
+	}
+	if r.Resubscribe(cur, cur.WithTopics(nil)) {
+		t.Error("Resubscribe of a value no longer online succeeded")
+	}
+	wantCounts(t, r, 1, 1, 2)
+}

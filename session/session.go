@@ -40,6 +40,13 @@ type Session struct {
 	refreshed atomic.Int64
 }
 
+// WithTopics returns a copy of s subscribed to topics instead: the same
+// ID, device, user, meta, permit and creation time. The copy is not online
+// until a Registry swaps it in (Registry.Resubscribe).
+func (s *Session) WithTopics(topics []string) *Session {
+	return &Session{ID: s.ID, DeviceID: s.DeviceID, UserID: s.UserID, Topics: topics, Meta: s.Meta, Permit: s.Permit, CreatedAt: s.CreatedAt}
+}
+
 // From is the sender label the server stamps on messages the session sends:
 // "userId/deviceId", or just the deviceId when the session has no user.
 func (s *Session) From() string {

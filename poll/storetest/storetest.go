@@ -441,6 +441,45 @@ func Run(t *testing.T, impl Impl) {
 		}
 	})
 
+	t.Run("subscribe changes the topics as one change, durably, patterns included", func(t *testing.T) {
+		st, clk := newStore(t)
+		s := sess("d", "u", "a")
+		connect(t, st, clk, s)
+		if _, err := st.Box(s.ID).AppendWake(msg(clk, "kept"), false); err != nil {
+			t.Fatal(err)
+		}
+		cur, err := st.Subscribe(s.ID, []string{"b/*", "a", "c"}, []string{"a"}, 3)
+		if err != nil || !slices.Equal(cur.Topics, []string{"b/*", "c"}) || cur.ID != s.ID {
+			t.Fatalf("subscribe: %+v %v", cur, err)
+		}
+		if _, err := st.Subscribe(s.ID, []string{"x", "y"}, nil, 3); !errors.Is(err, session.ErrInvalidPayload) {
+			t.Fatalf("past the cap: %v", err)
+		}
+		if _, err := st.Subscribe("nope", []string{"x"}, nil, 3); !errors.Is(err, poll.ErrSessionNotFound) {
+			t.Fatalf("unknown session: %v", err)
+		}
+		st.flush(t)
+		st.restart(t)
+		byTopic := func(topic string) []string {
+			var out []string
+			for _, x := range st.ByTopic(topic) {
+				out = append(out, x.DeviceID+" "+fmt.Sprint(x.Topics))
+			}
+			return out
+		}
+		if got := byTopic("b/x"); !slices.Equal(got, []string{"d [b/* c]"}) {
+			t.Fatalf("ByTopic(b/x) = %v", got)
+		}
+		if got := byTopic("a"); len(got) != 0 {
+			t.Fatalf("ByTopic(a) = %v after unsubscribing", got)
+		}
+		if got, ok := st.Session(s.ID); !ok || got.UserID != "u" || !slices.Equal(got.Topics, []string{"b/*", "c"}) {
+			t.Fatalf("session %+v %v", got, ok)
+		}
+		got, err := read(t, st, s.ID, 0, false)
+		want(t, "the mailbox is the session's still", got, err, "1:kept")
+	})
+
 	t.Run("a session cap", func(t *testing.T) {
 		st, clk := newStore(t)
 		if _, err := st.Connect(sess("a", ""), 1, clk.Now()); err != nil {
