@@ -31,6 +31,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/longpoll/longpoll/auth"
+	"github.com/longpoll/longpoll/bayeux"
 	"github.com/longpoll/longpoll/internal/h1"
 	"github.com/longpoll/longpoll/poll"
 )
@@ -128,6 +129,8 @@ type API struct {
 	raw struct{ poll, push []byte }
 	// refusals rate-limits the warn lines of refused credentials.
 	refusals refusalLog
+	// bx answers Bayeux requests (bayeux.go).
+	bx *bayeux.Server
 	// writeTimeout bounds writing an answer on net/http, as
 	// cfg.Timeouts.Write does on a taken-over connection.
 	writeTimeout time.Duration
@@ -180,6 +183,9 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client(http.MethodGet, "/data", a.data)
 	client(http.MethodPost, "/send", a.send, a.client, a.limit(a.sec.sends, "send"))
 	client(http.MethodDelete, "/session", a.deleteSession, a.client)
+	a.bx = bayeux.New(hub, bayeux.Config{Timeout: cfg.PollTimeout, MaxTimeout: cfg.MaxPollTimeout, Jitter: cfg.Jitter, Logger: cfg.Logger})
+	client(http.MethodPost, bayeuxPath, a.bayeuxHandler, a.client)
+	client(http.MethodPost, bayeuxPath+"/*", a.bayeuxHandler, a.client)
 
 	e.POST("/push", a.push) // the publisher check is pushAdmit's, for both paths
 	e.POST("/disconnect", a.disconnect, a.requirePublisher)

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 fuzztime="${FUZZTIME:-100000x}"
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-	pkgs=(./internal/jsonscan ./internal/h1 ./wire ./api)
+	pkgs=(./internal/jsonscan ./internal/h1 ./wire ./api ./bayeux)
 fi
 
 for pkg in "${pkgs[@]}"; do

@@ -3,7 +3,8 @@
 # detector (installing Debian's nginx-light for the reverse-proxy test
 # when missing), a short run of every micro-benchmark and fuzz target (so
 # they cannot rot; no timing is asserted), and the browser tests in headless
-# Chromium (which install chromium and npm packages when missing).
+# Chromium (which install chromium and npm packages when missing), and the
+# Bayeux tests with the npm CometD and Faye clients (installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,9 @@ if [ -x scripts/fuzz.sh ]; then
 	step "fuzz targets (brief)"
 	bash scripts/fuzz.sh
 fi
+
+step "Bayeux tests (npm cometd and faye clients against the binary)"
+bash test/bayeux/run.sh
 
 if [ -f test/browser/run.sh ]; then
 	step "browser tests (headless Chromium)"
