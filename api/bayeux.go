@@ -14,12 +14,8 @@ import (
 	"github.com/longpoll/longpoll/session"
 )
 
-// bayeuxPath is where Bayeux clients post; CometD's default
-// appendMessageTypeToURL adds the message type ("/bayeux/handshake", …),
-// served the same.
-const bayeuxPath = "/bayeux"
-
-// bayeuxHandler is POST /bayeux and /bayeux/*: the body's messages, read
+// bayeuxHandler is POST /bayeux, and /bayeux/<type> where CometD's
+// appendMessageTypeToURL posts ("/bayeux/handshake", …): the body's messages, read
 // as JSON (or a form's message field), answered by the Bayeux server with
 // this request's defences (bayeuxEdge). Whatever goes wrong, the answer is
 // a Bayeux array: a body that cannot be read gets one failed reply.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -298,6 +299,28 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"to":{"userId":"a","deviceId":"b"},"data":1}`, status: 400, code: "invalid_payload", invalid: true})
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"to":null,"data":1}`, status: 400, code: "invalid_payload", invalid: true})
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"data":1,"ttl":0}`, status: 400, code: "invalid_payload", invalid: true})
+
+	// Bayeux: a handshake, a subscribe and publish batched, a connect that
+	// delivers, the typed path, a form, and bodies that are not Bayeux.
+	hs := c.do(a, exchange{method: "POST", target: "/bayeux", header: jsonHeader(), status: 200,
+		body: `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"],"id":"1","ext":{"ack":true,"deviceId":"cometd-1"}}]`})
+	var hsReply []struct{ ClientID string }
+	if err := json.Unmarshal(hs.body, &hsReply); err != nil || len(hsReply) != 1 || hsReply[0].ClientID == "" {
+		t.Fatalf("bayeux handshake: %s", hs.body)
+	}
+	cid := hsReply[0].ClientID
+	c.do(a, exchange{method: "POST", target: "/bayeux", header: jsonHeader(), status: 200,
+		body: `[{"channel":"/meta/subscribe","clientId":"` + cid + `","subscription":["/home/*"],"id":2},{"channel":"/home/kitchen","clientId":"` + cid + `","data":{"light":"on"}},{"channel":"/a b","data":1}]`})
+	c.do(a, exchange{method: "POST", target: "/bayeux/connect", header: jsonHeader(), status: 200,
+		body: `[{"channel":"/meta/connect","clientId":"` + cid + `","connectionType":"long-polling","advice":{"timeout":0},"ext":{"ack":0}}]`})
+	c.do(a, exchange{method: "POST", target: "/bayeux", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, status: 200,
+		body: "message=" + url.QueryEscape(`{"channel":"/meta/disconnect","clientId":"`+cid+`"}`)})
+	c.do(a, exchange{method: "POST", target: "/bayeux", header: jsonHeader(), body: `[]`, status: 400, invalid: true})
+	c.do(a, exchange{method: "POST", target: "/bayeux/connect", header: jsonHeader(), body: `{"channel":`, status: 400, invalid: true})
+	c.do(a, exchange{method: "POST", target: "/bayeux", header: map[string]string{"Content-Type": "text/plain"}, body: `hello`, status: 400})
+	for _, path := range []string{"/bayeux", "/bayeux/publish"} {
+		c.do(a, exchange{method: "POST", target: path, header: jsonHeader(), body: `[` + strings.Repeat(" ", 8<<20) + `]`, status: 413, invalid: true})
+	}
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"to":{"sessionId":"gone"},"data":1}`, status: 404, code: "session_not_found"})
 	c.do(a, exchange{method: "POST", target: "/push", header: jsonHeader(), body: `{"data":"` + strings.Repeat("x", 70<<10) + `"}`, status: 413, code: "payload_too_large"})
 	c.do(a, exchange{method: "POST", target: "/push", body: `{"data":1}`, status: 415, code: "unsupported_media_type", invalid: true})
@@ -426,12 +449,14 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 		{method: "GET", target: "/data?timeout=0&sessionId=" + csid, header: denied},
 		{method: "POST", target: "/send?sessionId=" + csid, header: withHeader(denied, "Content-Type", ctJSON), body: `{"to":{"userId":"u"},"data":1}`},
 		{method: "DELETE", target: "/session?sessionId=" + csid, header: denied},
+		{method: "POST", target: "/bayeux", header: withHeader(denied, "Content-Type", ctJSON), body: `[{"channel":"/meta/handshake","version":"1.0"}]`},
+		{method: "POST", target: "/bayeux/handshake", header: withHeader(denied, "Content-Type", ctJSON), body: `[{"channel":"/meta/handshake","version":"1.0"}]`},
 	} {
 		x.status, x.code = 403, "forbidden"
 		c.do(cs, x)
 	}
-	for _, path := range []string{"/connect", "/data", "/send", "/session"} {
-		method := map[string]string{"/connect": "POST", "/data": "GET", "/send": "POST", "/session": "DELETE"}[path]
+	for _, path := range []string{"/connect", "/data", "/send", "/session", "/bayeux", "/bayeux/connect"} {
+		method := map[string]string{"/connect": "POST", "/data": "GET", "/send": "POST", "/session": "DELETE", "/bayeux": "POST", "/bayeux/connect": "POST"}[path]
 		c.do(cs, exchange{method: "OPTIONS", target: path, header: map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": method}, status: 204})
 		c.do(cs, exchange{method: "OPTIONS", target: path, header: map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": method}, status: 403, code: "forbidden"})
 		c.do(cs, exchange{method: "OPTIONS", target: path, status: 204})
@@ -485,7 +510,9 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 	}
 
 	// F: oversized headers, on every operation.
-	validBody := map[string]string{"/connect": `{"deviceId":"d"}`, "/push": `{"data":1}`, "/send": `{"to":{"userId":"u"},"data":1}`, "/disconnect": `{"userId":"u"}`}
+	bayeuxBody := `[{"channel":"/meta/handshake","version":"1.0"}]`
+	validBody := map[string]string{"/connect": `{"deviceId":"d"}`, "/push": `{"data":1}`, "/send": `{"to":{"userId":"u"},"data":1}`, "/disconnect": `{"userId":"u"}`,
+		"/bayeux": bayeuxBody, "/bayeux/{type}": bayeuxBody}
 	f := testserver.Start(t, append(hb, "--max-header-bytes", "4096")...).URL
 	pad := map[string]string{"X-Pad": strings.Repeat("p", 6000)}
 	for path, item := range c.doc.Paths.Map() {
@@ -493,7 +520,7 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 			if op.Responses.Value("431") == nil {
 				continue
 			}
-			target := path
+			target := strings.Replace(path, "{type}", "handshake", 1)
 			if slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool { return p.Value.Name == "sessionId" }) {
 				target += "?sessionId=x"
 			}
@@ -564,6 +591,9 @@ func TestOpenAPIIsServed(t *testing.T) {
 // e.GET("/path", …) and the like, and client(http.MethodPost, "/path", …).
 var routeCall = regexp.MustCompile(`\.(GET|POST|PUT|DELETE|PATCH)\("(/[^"*]*)"|client\(http\.Method(\w+), "(/[^"]*)"`)
 
+// pathParam is a path parameter in an echo route.
+var pathParam = regexp.MustCompile(`:(\w+)`)
+
 // TestOpenAPIListsEveryRoute reads the routes the api package registers
 // and checks that the document has an operation for each, so that a new
 // endpoint cannot be left out of it.
@@ -591,6 +621,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 			if method == "" {
 				method, path = strings.ToUpper(m[3]), m[4]
 			}
+			path = pathParam.ReplaceAllString(path, "{$1}") // echo's :name is OpenAPI's {name}
 			n++
 			if item := c.doc.Paths.Value(path); item == nil || item.GetOperation(method) == nil {
 				t.Errorf("%s: the server routes %s %s; openapi.yaml has no such operation", filepath.Base(f), method, path)
