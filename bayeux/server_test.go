@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ type edge struct {
 	handshakeErr error
 	publishErr   error
 	parkErr      error
-	parked       int
+	parked       atomic.Int32 // places taken and not given back
 }
 
 func (e *edge) Handshake(req session.Request, token string) (session.Request, error) {
@@ -39,8 +40,8 @@ func (e *edge) Park() (func(), error) {
 	if e.parkErr != nil {
 		return nil, e.parkErr
 	}
-	e.parked++
-	return func() { e.parked-- }, nil
+	e.parked.Add(1)
+	return func() { e.parked.Add(-1) }, nil
 }
 
 type fixture struct {
@@ -484,67 +485,72 @@ func TestAckExtensionIsTheCursor(t *testing.T) {
 	}
 }
 
+// heldConnect starts a /meta/connect of cid held up to the server's
+// timeout, through e; the channel yields its replies.
+func (f *fixture) heldConnect(cid string, e *edge) <-chan []msg {
+	done := make(chan []msg, 1)
+	go func() {
+		_, out := f.srv.Handle(context.Background(), []byte(fmt.Sprintf(`{"channel":"/meta/connect","clientId":%q,"connectionType":"long-polling"}`, cid)), e)
+		var r []msg
+		_ = json.Unmarshal(out, &r)
+		done <- r
+	}()
+	return done
+}
+
+func receive(t *testing.T, done <-chan []msg, what string) []msg {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(bound):
+		t.Fatalf("%s: no answer within %v", what, bound)
+		return nil
+	}
+}
+
 func TestHeldConnect(t *testing.T) {
 	f := newFixture(t)
 	cid := f.handshake(t, "")
 	f.subscribe(t, cid, "/n")
-	type result struct {
-		replies []msg
-	}
-	done := make(chan result, 1)
-	go func() {
-		_, out := f.srv.Handle(context.Background(), []byte(fmt.Sprintf(`{"channel":"/meta/connect","clientId":%q,"connectionType":"long-polling"}`, cid)), f.edge)
-		var r []msg
-		_ = json.Unmarshal(out, &r)
-		done <- result{r}
-	}()
+	first := f.heldConnect(cid, f.edge)
 	waitFor(t, "the connect to park", func() bool { return f.hub.Stats().Parked == 1 })
-	if f.edge.parked != 1 {
-		t.Fatalf("the held connect took %d places from the edge", f.edge.parked)
+	if n := f.edge.parked.Load(); n != 1 {
+		t.Fatalf("the held connect took %d places from the edge", n)
 	}
 	// A newer connect supersedes it: the older one is answered 409 and
 	// told to retry later.
-	go f.srv.Handle(context.Background(), []byte(fmt.Sprintf(`{"channel":"/meta/connect","clientId":%q,"connectionType":"long-polling"}`, cid)), &edge{})
-	var first result
-	select {
-	case first = <-done:
-	case <-time.After(bound):
-		t.Fatal("the superseded connect was not answered")
+	newer := f.heldConnect(cid, f.edge)
+	r := receive(t, first, "the superseded connect")
+	if len(r) != 1 {
+		t.Fatalf("superseded: %v", r)
 	}
-	if len(first.replies) != 1 {
-		t.Fatalf("superseded: %v", first.replies)
+	wantError(t, r[0], "409::")
+	if fmt.Sprint(r[0]["advice"]) != "map[interval:1000 reconnect:retry]" {
+		t.Errorf("advice %v", r[0]["advice"])
 	}
-	wantError(t, first.replies[0], "409::")
 	waitFor(t, "the newer connect to park", func() bool { return f.hub.Stats().Parked == 1 })
 	f.push(t, poll.Target{Topic: "n"}, "", `"wake"`)
-	waitFor(t, "the newer connect to be answered", func() bool { return f.hub.Stats().Parked == 0 })
-	if f.edge.parked != 0 {
-		t.Fatalf("the edge's place was not given back")
+	r = receive(t, newer, "the newer connect")
+	if got := strings.Join(datas(r[:len(r)-1]), ", "); got != `/n "wake"` || r[len(r)-1]["successful"] != true {
+		t.Fatalf("the newer connect: %v", r)
 	}
+	waitFor(t, "the edge's places to be given back", func() bool { return f.edge.parked.Load() == 0 })
 	// A disconnect elsewhere answers a held connect 402.
-	go func() {
-		_, out := f.srv.Handle(context.Background(), []byte(fmt.Sprintf(`{"channel":"/meta/connect","clientId":%q,"connectionType":"long-polling"}`, cid)), f.edge)
-		var r []msg
-		_ = json.Unmarshal(out, &r)
-		done <- result{r}
-	}()
+	held := f.heldConnect(cid, f.edge)
 	waitFor(t, "the connect to park", func() bool { return f.hub.Stats().Parked == 1 })
 	if err := f.hub.Disconnect(cid, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case r := <-done:
-		wantError(t, r.replies[len(r.replies)-1], "402::Unknown client")
-	case <-time.After(bound):
-		t.Fatal("a disconnect did not answer the held connect")
-	}
+	r = receive(t, held, "a held connect after a disconnect")
+	wantError(t, r[len(r)-1], "402::Unknown client")
 	// The edge's cap on open polls: 429 with the retry advice.
 	f.edge.parkErr = wire.NewError(429, "rate_limited", "too many open polls")
 	cid = f.handshake(t, "")
-	_, r := f.connect(t, cid, "")
-	wantError(t, r, "429:/meta/connect:too many open polls")
-	if r["advice"].(msg)["reconnect"] != "retry" {
-		t.Errorf("advice %v", r["advice"])
+	_, reply := f.connect(t, cid, "")
+	wantError(t, reply, "429:/meta/connect:too many open polls")
+	if reply["advice"].(msg)["reconnect"] != "retry" {
+		t.Errorf("advice %v", reply["advice"])
 	}
 }
 
