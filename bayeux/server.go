@@ -246,26 +246,26 @@ func (s *Server) subscribe(m *message) *reply {
 	for _, ch := range channels {
 		switch classify(ch) {
 		case metaChannel:
-			return s.refused(m, channels, bayeuxError(403, ch, "meta channels cannot be subscribed to"))
+			return s.refused(m, bayeuxError(403, ch, "meta channels cannot be subscribed to"))
 		case serviceChannel:
-			return s.refused(m, channels, bayeuxError(403, ch, "service channels cannot be subscribed to"))
+			return s.refused(m, bayeuxError(403, ch, "service channels cannot be subscribed to"))
 		case reservedChannel:
 			if ch == Direct {
 				continue // always delivered
 			}
-			return s.refused(m, channels, bayeuxError(403, ch, "channels under /longpoll are the server's own; the only one is "+Direct))
+			return s.refused(m, bayeuxError(403, ch, "channels under /longpoll are the server's own; the only one is "+Direct))
 		case invalidChannel:
-			return s.refused(m, channels, bayeuxError(405, ch, "invalid channel: a channel name starts with /"))
+			return s.refused(m, bayeuxError(405, ch, "invalid channel: a channel name starts with /"))
 		}
 		topic := TopicOf(ch)
 		if err := checkSegments(topic); err != nil {
-			return s.refused(m, channels, bayeuxError(405, ch, err.Error()))
+			return s.refused(m, bayeuxError(405, ch, err.Error()))
 		}
 		if err := session.CheckPattern(topic); err != nil {
-			return s.refused(m, channels, bayeuxError(405, ch, "invalid channel: "+channelProblem(err)))
+			return s.refused(m, bayeuxError(405, ch, "invalid channel: "+channelProblem(err)))
 		}
 		if m.Channel == Subscribe && !sess.Permit.Allows(topic) {
-			return s.refused(m, channels, bayeuxError(403, ch, "the token's topics claim does not allow this channel"))
+			return s.refused(m, bayeuxError(403, ch, "the token's topics claim does not allow this channel"))
 		}
 		topics = append(topics, topic)
 	}
@@ -275,7 +275,10 @@ func (s *Server) subscribe(m *message) *reply {
 			add, remove = nil, topics
 		}
 		if _, err := s.hub.Subscribe(m.ClientID, add, remove); err != nil {
-			return s.refused(m, channels, s.fromDomain(channels[0], err))
+			if errors.Is(err, poll.ErrSessionNotFound) { // ended meanwhile
+				return s.refused(m, unknownClient())
+			}
+			return s.refused(m, s.fromDomain(channels[0], err))
 		}
 	}
 	r := ok(m)
@@ -284,7 +287,7 @@ func (s *Server) subscribe(m *message) *reply {
 }
 
 // refused is the failed reply to a subscribe or unsubscribe.
-func (s *Server) refused(m *message, channels []string, err *Error) *reply {
+func (s *Server) refused(m *message, err *Error) *reply {
 	r := failed(m, err)
 	r.Subscription = m.Subscription
 	return r
