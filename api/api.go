@@ -185,7 +185,8 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client(http.MethodDelete, "/session", a.deleteSession, a.client)
 	a.bx = bayeux.New(hub, bayeux.Config{Timeout: cfg.PollTimeout, MaxTimeout: cfg.MaxPollTimeout, Jitter: cfg.Jitter, Logger: cfg.Logger})
 	client(http.MethodPost, "/bayeux", a.bayeuxHandler, a.client)
-	client(http.MethodPost, "/bayeux/:type", a.bayeuxHandler, a.client) // CometD's appendMessageTypeToURL
+	client(http.MethodPost, "/bayeux/", a.bayeuxHandler, a.client)      // CometD's appendMessageTypeToURL, for a batch
+	client(http.MethodPost, "/bayeux/:type", a.bayeuxHandler, a.client) // and for one meta message
 
 	e.POST("/push", a.push) // the publisher check is pushAdmit's, for both paths
 	e.POST("/disconnect", a.disconnect, a.requirePublisher)

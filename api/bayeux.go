@@ -14,8 +14,9 @@ import (
 	"github.com/longpoll/longpoll/session"
 )
 
-// bayeuxHandler is POST /bayeux, and /bayeux/<type> where CometD's
-// appendMessageTypeToURL posts ("/bayeux/handshake", …): the body's messages, read
+// bayeuxHandler is POST /bayeux, and /bayeux/ and /bayeux/<type> where
+// CometD's appendMessageTypeToURL posts (a batch to "/bayeux/", one meta
+// message to "/bayeux/handshake", …): the body's messages, read
 // as JSON (or a form's message field), answered by the Bayeux server with
 // this request's defences (bayeuxEdge). Whatever goes wrong, the answer is
 // a Bayeux array: a body that cannot be read gets one failed reply.

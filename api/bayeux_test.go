@@ -46,6 +46,7 @@ func TestBayeuxPathsAndBodies(t *testing.T) {
 		{"json", "/bayeux", ctJSON, body},
 		{"json with charset", "/bayeux", "application/json;charset=UTF-8", body},
 		{"message type in the URL", "/bayeux/handshake", ctJSON, body},
+		{"a batch with appendMessageTypeToURL", "/bayeux/", ctJSON, body},
 		{"text/plain", "/bayeux", "text/plain", body},
 		{"no content type", "/bayeux", "", body},
 		{"single object", "/bayeux", ctJSON, strings.Trim(body, "[]")},
@@ -77,8 +78,8 @@ func TestBayeuxPathsAndBodies(t *testing.T) {
 			}
 		})
 	}
-	if n := s.hub.Stats().Sessions; n != 7 {
-		t.Errorf("%d sessions, want the 7 good handshakes'", n)
+	if n := s.hub.Stats().Sessions; n != 8 {
+		t.Errorf("%d sessions, want the 8 good handshakes'", n)
 	}
 }
 

@@ -27,6 +27,9 @@
 //     message is removed only once acknowledged, and comes again after a
 //     lost answer or a restart. Without it a message is acknowledged as
 //     soon as an answer holds it (at most once, as Bayeux promises).
+//   - A held connect whose session ends (its disconnect, a replacement by
+//     a newer handshake of the device) is answered successfully with
+//     advice reconnect "none": the client stops.
 package bayeux
 
 import (
@@ -407,6 +410,16 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 	if release != nil {
 		release()
 	}
+	if errors.Is(err, poll.ErrSessionClosed) {
+		// Ended by its /meta/disconnect (whose reply may still be on its
+		// way), or replaced by a newer handshake of its device: the client
+		// stops, as CometD's server tells it, and as a native poll
+		// answered 410 does. (A failed reply would make a disconnecting
+		// CometD client abort its disconnect.)
+		r := ok(m)
+		r.Advice = &Advice{Reconnect: None}
+		return []*reply{r}
+	}
 	if err != nil {
 		return []*reply{failed(m, s.connectError(err))}
 	}
@@ -466,7 +479,7 @@ func event(sess *session.Session, msg poll.Message) *reply {
 // advice that gets the client going again.
 func (s *Server) connectError(err error) *Error {
 	switch {
-	case errors.Is(err, poll.ErrSessionNotFound), errors.Is(err, poll.ErrSessionClosed):
+	case errors.Is(err, poll.ErrSessionNotFound):
 		return unknownClient()
 	case errors.Is(err, poll.ErrSuperseded):
 		return &Error{Code: 409, Message: "superseded by a newer /meta/connect of this client", Advice: &Advice{Reconnect: Retry, Interval: 1000}}

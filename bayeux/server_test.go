@@ -536,18 +536,32 @@ func TestHeldConnect(t *testing.T) {
 		t.Fatalf("the newer connect: %v", r)
 	}
 	waitFor(t, "the edge's places to be given back", func() bool { return f.edge.parked.Load() == 0 })
-	// A disconnect elsewhere answers a held connect 402.
+	// A disconnect answers a held connect successfully, with advice to
+	// stop (as CometD's server does); the next connect is 402.
 	held := f.heldConnect(cid, f.edge)
 	waitFor(t, "the connect to park", func() bool { return f.hub.Stats().Parked == 1 })
 	if err := f.hub.Disconnect(cid, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	r = receive(t, held, "a held connect after a disconnect")
-	wantError(t, r[len(r)-1], "402::Unknown client")
+	if len(r) != 1 || r[0]["successful"] != true || fmt.Sprint(r[0]["advice"]) != "map[interval:0 reconnect:none]" {
+		t.Fatalf("a held connect after a disconnect: %v", r)
+	}
+	_, reply := f.connect(t, cid, "")
+	wantError(t, reply, "402::Unknown client")
+	// So does a replacement by a newer handshake of the device.
+	lamp := f.handshake(t, `{"deviceId":"lamp"}`)
+	held = f.heldConnect(lamp, f.edge)
+	waitFor(t, "the connect to park", func() bool { return f.hub.Stats().Parked == 1 })
+	f.handshake(t, `{"deviceId":"lamp"}`)
+	r = receive(t, held, "a held connect after a replacement")
+	if len(r) != 1 || r[0]["successful"] != true || fmt.Sprint(r[0]["advice"]) != "map[interval:0 reconnect:none]" {
+		t.Fatalf("a held connect after a replacement: %v", r)
+	}
 	// The edge's cap on open polls: 429 with the retry advice.
 	f.edge.parkErr = wire.NewError(429, "rate_limited", "too many open polls")
 	cid = f.handshake(t, "")
-	_, reply := f.connect(t, cid, "")
+	_, reply = f.connect(t, cid, "")
 	wantError(t, reply, "429:/meta/connect:too many open polls")
 	if reply["advice"].(msg)["reconnect"] != "retry" {
 		t.Errorf("advice %v", reply["advice"])
