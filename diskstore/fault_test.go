@@ -33,13 +33,9 @@ func env(data string) *poll.Envelope {
 // pending returns the data of the messages a session's mailbox shows.
 func pending(t *testing.T, st poll.Store, sid string) []string {
 	t.Helper()
-	box := st.Box(sid)
-	if box == nil {
-		t.Fatalf("session %s not found", sid)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	msgs, err := box.Wait(ctx, nil, 0, false)
+	msgs, err := st.Wait(ctx, sid, nil, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +107,7 @@ func TestOpenCorruptRecord(t *testing.T) {
 	st := open(t, dir, cfg(), diskstore.Options{})
 	s := newSession("lamp")
 	st.Connect(s, 0, time.Now())
-	st.Box(s.ID).AppendWake(env(`"x"`), false)
+	st.Append(s.ID, env(`"x"`))
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,12 +142,12 @@ func TestWriteErrorFailsTheStore(t *testing.T) {
 	if _, err := st.Connect(s, 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	st.Box(s.ID).AppendWake(env(`"kept"`), false)
+	st.Append(s.ID, env(`"kept"`))
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	failing.Store(true)
-	st.Box(s.ID).AppendWake(env(`"lost"`), false)
+	st.Append(s.ID, env(`"lost"`))
 	if err := st.Flush(); !errors.Is(err, poll.ErrStorage) {
 		t.Fatalf("flush of a failed write: %v", err)
 	}

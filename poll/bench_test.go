@@ -35,7 +35,7 @@ func BenchmarkPublishToSession(b *testing.B) {
 			b.Fatal(err)
 		}
 		if i++; i%500 == 0 {
-			_ = h.store.Box(s.ID).Ack(uint64(i))
+			_ = h.store.Ack(s.ID, uint64(i))
 		}
 	}
 }
@@ -45,9 +45,9 @@ func BenchmarkPublishToSession(b *testing.B) {
 func BenchmarkBroadcast10k(b *testing.B) {
 	const n = 10000
 	h := NewHub(Config{MaxMailbox: 1 << 30})
-	boxes := make([]*Mailbox, n)
+	ids := make([]string, n)
 	for i := range n {
-		boxes[i] = h.store.Box(connect(b, h, fmt.Sprint("d", i), "").ID)
+		ids[i] = connect(b, h, fmt.Sprint("d", i), "").ID
 	}
 	p := Push{Data: json.RawMessage(`{"text":"all"}`)}
 	b.ReportAllocs()
@@ -60,8 +60,8 @@ func BenchmarkBroadcast10k(b *testing.B) {
 		seq++
 		if seq%64 == 0 {
 			b.StopTimer()
-			for _, m := range boxes {
-				_ = m.Ack(seq)
+			for _, id := range ids {
+				_ = h.store.Ack(id, seq)
 			}
 			b.StartTimer()
 		}

@@ -134,13 +134,7 @@ func (h *Hub) Subscribe(id string, add, remove []string) (*session.Session, erro
 // protocol that acknowledges on delivery (Bayeux without its ack
 // extension) calls it once an answer holds them. ErrSessionNotFound,
 // ErrInvalidCursor.
-func (h *Hub) Ack(id string, ack uint64) error {
-	box := h.store.Box(id)
-	if box == nil {
-		return ErrSessionNotFound
-	}
-	return box.Ack(ack)
-}
+func (h *Hub) Ack(id string, ack uint64) error { return h.store.Ack(id, ack) }
 
 // Session returns the online session with id.
 func (h *Hub) Session(id string) (*session.Session, error) {

@@ -1,6 +1,7 @@
 package poll
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -124,13 +125,67 @@ func (s *MemoryStore) end() {
 	}
 }
 
-// Box implements Store.
-func (s *MemoryStore) Box(id string) *Mailbox {
+// box returns the mailbox of the online session with id, or nil.
+func (s *MemoryStore) box(id string) *Mailbox {
 	v, ok := s.boxes.Load(id)
 	if !ok {
 		return nil
 	}
 	return v.(*Mailbox)
+}
+
+// Append implements Store.
+func (s *MemoryStore) Append(id string, e *Envelope) (Wakeup, error) {
+	box := s.box(id)
+	if box == nil {
+		return Wakeup{}, ErrSessionNotFound
+	}
+	return box.AppendWake(e, false)
+}
+
+// FanOut implements Store.
+func (s *MemoryStore) FanOut(sessions []*session.Session, e *Envelope) (wake []Wakeup, delivered, rejected int) {
+	var res Result
+	wake = s.fanOut(sessions, e, &res)
+	return wake, res.Delivered, res.Rejected
+}
+
+// Wait implements Store.
+func (s *MemoryStore) Wait(ctx context.Context, id string, stop <-chan struct{}, ack uint64, hasAck bool) ([]Message, error) {
+	box := s.box(id)
+	if box == nil {
+		return nil, ErrSessionNotFound
+	}
+	return box.Wait(ctx, stop, ack, hasAck)
+}
+
+// Park implements Store. The mailbox found is kept in t for the next Park
+// of the same session on the same connection.
+func (s *MemoryStore) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) ([]Message, error, bool) {
+	var box *Mailbox
+	if t != nil && t.box != nil && t.box.id == id {
+		box = t.box
+	} else if box = s.box(id); box == nil {
+		return nil, ErrSessionNotFound, false
+	} else if t != nil {
+		t.box = box
+	}
+	return box.Park(ack, hasAck, hold, t, done)
+}
+
+// Cancel implements Store.
+func (s *MemoryStore) Cancel(id string, t *Ticket) bool {
+	box := s.box(id)
+	return box != nil && box.Cancel(t)
+}
+
+// Ack implements Store.
+func (s *MemoryStore) Ack(id string, ack uint64) error {
+	box := s.box(id)
+	if box == nil {
+		return ErrSessionNotFound
+	}
+	return box.Ack(ack)
 }
 
 // Connect implements Store.
@@ -158,7 +213,7 @@ func (s *MemoryStore) Connect(sess *session.Session, maxSessions int, now time.T
 	}
 	var oldBox *Mailbox
 	if old != nil {
-		oldBox = s.Box(old.ID)
+		oldBox = s.box(old.ID)
 	}
 	if oldBox != nil {
 		oldBox.retire(ErrSessionClosed, fill)
@@ -179,7 +234,7 @@ func (s *MemoryStore) End(id string, ack uint64, hasAck bool, closeErr error, no
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess, ok := s.dir.Get(id)
-	box := s.Box(id)
+	box := s.box(id)
 	if !ok || box == nil {
 		return nil, ErrSessionNotFound
 	}
@@ -202,7 +257,7 @@ func (s *MemoryStore) Subscribe(id string, add, remove []string, max int) (*sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.dir.Get(id)
-	if !ok || s.Box(id) == nil {
+	if !ok || s.box(id) == nil {
 		return nil, ErrSessionNotFound
 	}
 	topics := slices.Clone(cur.Topics)
@@ -232,7 +287,7 @@ func (s *MemoryStore) Expire(now time.Time) []*session.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sess := range expired {
-		if box := s.Box(sess.ID); box != nil {
+		if box := s.box(sess.ID); box != nil {
 			s.begin()
 			s.endLocked(sess, box, ErrSessionNotFound, now)
 			s.end()
@@ -243,7 +298,7 @@ func (s *MemoryStore) Expire(now time.Time) []*session.Session {
 
 // isParked reports whether sess has a parked poll (which keeps it alive).
 func (s *MemoryStore) isParked(sess *session.Session) bool {
-	box := s.Box(sess.ID)
+	box := s.box(sess.ID)
 	return box != nil && box.Parked()
 }
 
@@ -256,7 +311,7 @@ func (s *MemoryStore) endLocked(sess *session.Session, box *Mailbox, closeErr er
 	box.retire(closeErr, func(pending []*Envelope) *Mailbox {
 		var next *Mailbox
 		if cur := s.dir.ByDevice(sess.DeviceID); cur != nil {
-			next = s.Box(cur.ID)
+			next = s.box(cur.ID)
 		}
 		for _, e := range pending {
 			if strings.HasPrefix(e.Topic, "$") || !e.Expires.After(now) {
@@ -352,7 +407,7 @@ func (s *MemoryStore) DeliverDevice(device string, e *Envelope, limit int, clien
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if sess := s.dir.ByDevice(device); sess != nil {
-		if box := s.Box(sess.ID); box != nil {
+		if box := s.box(sess.ID); box != nil {
 			u, err = box.AppendWake(e, false)
 			return u, err == nil, false, err
 		}
@@ -372,7 +427,7 @@ func (s *MemoryStore) DeliverUser(user string, e *Envelope, limit int, client bo
 	defer s.mu.RUnlock()
 	sessions := s.dir.ByUser(user)
 	if len(sessions) > 0 {
-		return fanOut(s, sessions, e, &res), res, nil
+		return s.fanOut(sessions, e, &res), res, nil
 	}
 	if key := userKey(user); !client || s.recentlyOnline(key) {
 		if err := s.put(key, e, limit); err != nil {
@@ -387,10 +442,10 @@ func (s *MemoryStore) DeliverUser(user string, e *Envelope, limit int, client bo
 // mailboxes in res, and returns the parked polls to answer (runWakeups,
 // after releasing any lock). Sessions that ended since the snapshot are
 // skipped.
-func fanOut(st Store, sessions []*session.Session, e *Envelope, res *Result) []Wakeup {
+func (s *MemoryStore) fanOut(sessions []*session.Session, e *Envelope, res *Result) []Wakeup {
 	var wake []Wakeup
 	for _, sess := range sessions {
-		box := st.Box(sess.ID)
+		box := s.box(sess.ID)
 		if box == nil {
 			continue
 		}

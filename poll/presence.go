@@ -17,13 +17,13 @@ func (h *Hub) Heartbeat(now time.Time) int {
 	if err != nil {
 		return 0
 	}
-	res := Result{}
 	sessions := h.store.All()
 	if !h.systemFits(env, len(sessions)) {
 		return 0
 	}
-	runWakeups(fanOut(h.store, sessions, env, &res))
-	return res.Delivered
+	wake, delivered, _ := h.store.FanOut(sessions, env)
+	runWakeups(wake)
+	return delivered
 }
 
 // presence tells the subscribers of $presence that s came or went.
@@ -38,12 +38,12 @@ func (h *Hub) presence(s *session.Session, event, reason string) {
 	if err != nil {
 		return
 	}
-	res := Result{}
 	sessions := h.store.ByTopic(session.TopicPresence)
 	if !h.systemFits(env, len(sessions)) {
 		return
 	}
-	runWakeups(fanOut(h.store, sessions, env, &res))
+	wake, _, _ := h.store.FanOut(sessions, env)
+	runWakeups(wake)
 }
 
 // systemFits reports whether the server's own message env, held by n

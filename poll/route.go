@@ -148,11 +148,7 @@ func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 	res := Result{ID: env.ID}
 	switch to.Kind() {
 	case ToSession:
-		box := h.store.Box(to.SessionID)
-		if box == nil {
-			return Result{}, ErrSessionNotFound
-		}
-		u, err := box.AppendWake(env, false)
+		u, err := h.store.Append(to.SessionID, env)
 		runWakeups([]Wakeup{u}) // the publisher answers the parked poll itself
 		if err != nil {
 			if err == ErrSessionClosed {
@@ -191,7 +187,9 @@ func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 		if !h.fits(int64(env.Size()) + int64(len(sessions))*holderCost) {
 			return Result{}, ErrStorageFull
 		}
-		runWakeups(fanOut(h.store, sessions, env, &res))
+		wake, delivered, rejected := h.store.FanOut(sessions, env)
+		res.Delivered, res.Rejected = delivered, rejected
+		runWakeups(wake)
 	}
 	return res, nil
 }

@@ -1,6 +1,7 @@
 package poll
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -16,9 +17,9 @@ var ErrStorage = errors.New("storage failed")
 // user, topics, permit and idle timer), each session's mailbox of
 // unacknowledged messages (seq and cursor), the offline lists of devices
 // and users, the idempotency ids, and when devices and users were last
-// online. The hub keeps nothing of its own but what its process holds for
-// a moment: the parked polls' waiters and timers live in the mailboxes it
-// gets from the store (Box), and it routes, notifies and observes.
+// online. The hub keeps nothing of its own: it names sessions by id, the
+// store answers (a parked poll's waiter and timer are the store's, in the
+// process that holds the poll), and the hub routes, notifies and observes.
 //
 // Every method is atomic: a connect, an end, a delivery to a device or a
 // user happens whole or not at all, in one order for everyone. The
@@ -26,14 +27,15 @@ var ErrStorage = errors.New("storage failed")
 // unacknowledged messages to the new session, a connect draining the
 // offline lists into the new mailbox, an end moving what is left to the
 // device's offline list) are single operations, not sequences the hub
-// strings together. Implementations take ids and values, never hand the
-// hub pointers into their own state but the session values (immutable)
-// and the mailboxes (whose methods lock themselves).
+// strings together. Implementations take ids and values and never hand
+// the hub pointers into their own state but the session values
+// (immutable), so that a shared store (Redis) can do each operation as
+// one script or transaction on keys of its own.
 //
 // MemoryStore keeps everything in the process; DiskStore writes it
 // through to a data directory as well and reads it back at start; a
 // shared store (Redis) would let several nodes serve the same sessions.
-// The conformance suite (store_conformance_test.go) runs the same table of
+// The conformance suite (package storetest) runs the same table of
 // behaviours against each.
 type Store interface {
 	// Connect makes s online with a new, empty mailbox. A session of s's
@@ -81,10 +83,45 @@ type Store interface {
 	// offline to Refresh. ErrSessionNotFound when it is not online.
 	Subscribe(id string, add, remove []string, max int) (*session.Session, error)
 
-	// Box returns the mailbox of the online session with id, or nil. The
-	// mailbox of a session replaced a moment ago forwards what is
-	// appended to it to its successor.
-	Box(id string) *Mailbox
+	// The mailbox of the online session with id: its unacknowledged
+	// messages in seq order (the store assigns each seq, atomically with
+	// the append), acknowledged by a cursor, and its one parked poll, a
+	// waiter of this process (a Wakeup answers it). Each method names the
+	// session by id; a session that is not online is ErrSessionNotFound (a
+	// mailbox just retired by an end or a replacement may answer
+	// ErrSessionClosed). A replaced session's mailbox forwards what is
+	// appended to it a moment after to its successor.
+
+	// Append appends e at the session's next seq; at the mailbox limit it
+	// fails with ErrMailboxFull. The Wakeup is its parked poll to answer
+	// (Run it after, holding no lock).
+	Append(id string, e *Envelope) (Wakeup, error)
+	// FanOut appends e to the mailbox of each of sessions still online (a
+	// topic's subscribers, everyone) and returns the parked polls to
+	// answer, how many mailboxes took e and how many were full.
+	FanOut(sessions []*session.Session, e *Envelope) (wake []Wakeup, delivered, rejected int)
+	// Wait acknowledges the messages up to ack (when hasAck;
+	// ErrInvalidCursor beyond the newest changes nothing) and returns the
+	// pending ones, at most MaxBatch and about MaxAnswerBytes, waiting
+	// while there are none until one arrives, ctx ends or stop is closed
+	// (both: nil, nil), a newer poll takes over (ErrSuperseded) or the
+	// session ends (ErrSessionClosed, or ErrSessionNotFound at expiry).
+	Wait(ctx context.Context, id string, stop <-chan struct{}, ack uint64, hasAck bool) ([]Message, error)
+	// Park is Wait without a waiting goroutine: pending messages or an
+	// error come back at once (parked false); otherwise done is called
+	// exactly once, later, from another goroutine, with what Wait would
+	// return (and nil, nil when hold passes or WakeAll runs). t (may be
+	// nil) owns the parked poll (Cancel), and may cache what the store
+	// needs to find the mailbox again for the same connection.
+	Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]Message, error) func()) (msgs []Message, err error, parked bool)
+	// Cancel ends the poll t parked on the session with id, if it is
+	// still parked: its done gets ErrCanceled and its messages stay. It
+	// reports whether there was such a poll.
+	Cancel(id string, t *Ticket) bool
+	// Ack acknowledges the messages up to ack, as a Wait with that cursor
+	// would, without waiting.
+	Ack(id string, ack uint64) error
+
 	// DeliverDevice appends e to the mailbox of device's online session
 	// (delivered), or else stores it in the device's offline list (stored,
 	// at most limit there: ErrMailboxFull beyond) unless client is set and

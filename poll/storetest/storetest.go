@@ -81,6 +81,35 @@ func (c *storeClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// bound is how long one step may take before the suite fails.
+const bound = 10 * time.Second
+
+// waitUntil polls cond until it holds, failing after bound.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// receive returns what ch yields, failing after bound.
+func receive(t *testing.T, ch <-chan string, what string) string {
+	t.Helper()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(bound):
+		t.Fatalf("%s: nothing within %v", what, bound)
+		return ""
+	}
+}
+
 // Run runs the suite against impl.
 func Run(t *testing.T, impl Impl) {
 	const limit = 5
@@ -106,13 +135,9 @@ func Run(t *testing.T, impl Impl) {
 	read := func(t *testing.T, st *restartable, id string, ack uint64, hasAck bool) ([]string, error) {
 		t.Helper()
 		st.flush(t)
-		box := st.Box(id)
-		if box == nil {
-			return nil, poll.ErrSessionNotFound
-		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // answer at once
-		msgs, err := box.Wait(ctx, nil, ack, hasAck)
+		msgs, err := st.Wait(ctx, id, nil, ack, hasAck)
 		out := make([]string, 0, len(msgs))
 		for _, m := range msgs {
 			out = append(out, fmt.Sprintf("%d:%s", m.Seq, m.Data))
@@ -131,7 +156,7 @@ func Run(t *testing.T, impl Impl) {
 		s := sess("d", "")
 		connect(t, st, clk, s)
 		for i := range 3 {
-			if _, err := st.Box(s.ID).AppendWake(msg(clk, fmt.Sprint(i)), false); err != nil {
+			if _, err := st.Append(s.ID, msg(clk, fmt.Sprint(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -146,7 +171,7 @@ func Run(t *testing.T, impl Impl) {
 		got, err = read(t, st, s.ID, 3, true)
 		want(t, "all acknowledged", got, err)
 		st.restart(t)
-		if _, err := st.Box(s.ID).AppendWake(msg(clk, "x"), false); err != nil {
+		if _, err := st.Append(s.ID, msg(clk, "x")); err != nil {
 			t.Fatal(err)
 		}
 		got, err = read(t, st, s.ID, 3, true)
@@ -156,20 +181,101 @@ func Run(t *testing.T, impl Impl) {
 		}
 	})
 
-	t.Run("a full mailbox refuses, a forced append does not", func(t *testing.T) {
+	t.Run("the mailbox by id: wait, park, supersede, cancel, acknowledge", func(t *testing.T) {
+		st, clk := newStore(t)
+		s := sess("d", "")
+		connect(t, st, clk, s)
+		if _, err := st.Append("nope", msg(clk, "1")); !errors.Is(err, poll.ErrSessionNotFound) {
+			t.Fatalf("append to an unknown session: %v", err)
+		}
+		if err := st.Ack("nope", 0); !errors.Is(err, poll.ErrSessionNotFound) {
+			t.Fatalf("ack of an unknown session: %v", err)
+		}
+		// A blocking Wait returns when a message arrives.
+		got := make(chan string, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			msgs, err := st.Wait(ctx, s.ID, nil, 0, false)
+			got <- fmt.Sprint(len(msgs), err)
+		}()
+		waitUntil(t, "the wait to park", func() bool { return st.Stats().Parked == 1 })
+		u, err := st.Append(s.ID, msg(clk, "1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll.RunWakeups([]poll.Wakeup{u})
+		st.flush(t)
+		if r := receive(t, got, "the blocking wait"); r != "1 <nil>" {
+			t.Fatalf("wait: %s", r)
+		}
+		// Park with an owner; a newer park supersedes it; Cancel ends the newer.
+		parked := func(owner *poll.Ticket, ack uint64) <-chan string {
+			ch := make(chan string, 1)
+			msgs, err, ok := st.Park(owner, s.ID, ack, true, time.Hour, func(m []poll.Message, err error) func() {
+				ch <- fmt.Sprint(len(m), " ", err)
+				return nil
+			})
+			if !ok {
+				t.Fatalf("park at %d answered at once: %v %v", ack, msgs, err)
+			}
+			return ch
+		}
+		first := parked(nil, 1)
+		var owner poll.Ticket
+		second := parked(&owner, 1)
+		if r := receive(t, first, "the superseded park"); r != "0 "+poll.ErrSuperseded.Error() {
+			t.Fatalf("superseded: %s", r)
+		}
+		if !st.Cancel(s.ID, &owner) {
+			t.Fatal("Cancel found no poll of its owner")
+		}
+		if r := receive(t, second, "the canceled park"); r != "0 "+poll.ErrCanceled.Error() {
+			t.Fatalf("canceled: %s", r)
+		}
+		if st.Cancel(s.ID, &owner) {
+			t.Fatal("Cancel twice")
+		}
+		// A park is answered by an append (its Wakeup, or the store's own
+		// once the message is durable).
+		third := parked(&owner, 1)
+		u, err = st.Append(s.ID, msg(clk, "2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll.RunWakeups([]poll.Wakeup{u})
+		st.flush(t)
+		if r := receive(t, third, "the park"); r != "1 <nil>" {
+			t.Fatalf("park: %s", r)
+		}
+		if err := st.Ack(s.ID, 9); !errors.Is(err, poll.ErrInvalidCursor) {
+			t.Fatalf("ack beyond the newest: %v", err)
+		}
+		if err := st.Ack(s.ID, 2); err != nil {
+			t.Fatal(err)
+		}
+		got2, err := read(t, st, s.ID, 0, false)
+		want(t, "after Ack(2)", got2, err)
+		st.restart(t)
+		got2, err = read(t, st, s.ID, 2, true)
+		want(t, "after Ack(2) and a restart", got2, err)
+	})
+
+	t.Run("a full mailbox refuses", func(t *testing.T) {
 		st, clk := newStore(t)
 		s := sess("d", "")
 		connect(t, st, clk, s)
 		for range limit {
-			if _, err := st.Box(s.ID).AppendWake(msg(clk, "1"), false); err != nil {
+			if _, err := st.Append(s.ID, msg(clk, "1")); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := st.Box(s.ID).AppendWake(msg(clk, "1"), false); !errors.Is(err, poll.ErrMailboxFull) {
+		if _, err := st.Append(s.ID, msg(clk, "1")); !errors.Is(err, poll.ErrMailboxFull) {
 			t.Fatalf("append past the limit: %v", err)
 		}
-		if _, err := st.Box(s.ID).AppendWake(msg(clk, "1"), true); err != nil {
-			t.Fatalf("forced append: %v", err)
+		_, delivered, rejected := st.FanOut([]*session.Session{s}, msg(clk, "1"))
+		if delivered != 0 || rejected != 1 {
+			t.Fatalf("fan-out to a full mailbox: %d delivered, %d rejected", delivered, rejected)
 		}
 	})
 
@@ -178,7 +284,7 @@ func Run(t *testing.T, impl Impl) {
 		old := sess("lamp", "")
 		connect(t, st, clk, old)
 		for _, d := range []string{"1", "2", "3"} {
-			if _, err := st.Box(old.ID).AppendWake(msg(clk, d), false); err != nil {
+			if _, err := st.Append(old.ID, msg(clk, d)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -204,7 +310,7 @@ func Run(t *testing.T, impl Impl) {
 		old := sess("lamp", "alice")
 		connect(t, st, clk, old)
 		for _, d := range []string{"1", "2", "3"} {
-			if _, err := st.Box(old.ID).AppendWake(msg(clk, d), false); err != nil {
+			if _, err := st.Append(old.ID, msg(clk, d)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -217,7 +323,7 @@ func Run(t *testing.T, impl Impl) {
 			t.Fatalf("offline: %v %v", stored, err)
 		}
 		parked := make(chan error, 1)
-		if _, _, ok := st.Box(old.ID).Park(3, true, time.Minute, nil, func(_ []poll.Message, err error) func() { parked <- err; return nil }); !ok {
+		if _, _, ok := st.Park(nil, old.ID, 3, true, time.Minute, func(_ []poll.Message, err error) func() { parked <- err; return nil }); !ok {
 			t.Fatal("not parked")
 		}
 		repl := sess("lamp", "alice")
@@ -243,7 +349,7 @@ func Run(t *testing.T, impl Impl) {
 		old := sess("lamp", "")
 		connect(t, st, clk, old)
 		for _, d := range []string{"1", "2"} {
-			st.Box(old.ID).AppendWake(msg(clk, d), false)
+			st.Append(old.ID, msg(clk, d))
 		}
 		if _, _, stored, err := st.DeliverDevice("lamp", msg(clk, "3"), limit, false); err != nil || stored {
 			t.Fatalf("to the online device: stored %v %v", stored, err)
@@ -262,9 +368,9 @@ func Run(t *testing.T, impl Impl) {
 		st, clk := newStore(t)
 		s := sess("lamp", "bob")
 		connect(t, st, clk, s)
-		st.Box(s.ID).AppendWake(msg(clk, "1"), false)
-		st.Box(s.ID).AppendWake(msg(clk, "2"), false)
-		st.Box(s.ID).AppendWake(poll.NewEnvelope(session.TopicHeartbeat, "", json.RawMessage(`{}`), clk.Now(), time.Hour), false)
+		st.Append(s.ID, msg(clk, "1"))
+		st.Append(s.ID, msg(clk, "2"))
+		st.Append(s.ID, poll.NewEnvelope(session.TopicHeartbeat, "", json.RawMessage(`{}`), clk.Now(), time.Hour))
 		st.flush(t) // as the hub does before its 202: a client can acknowledge only what it could see
 		if _, err := st.End(s.ID, 9, true, poll.ErrSessionClosed, clk.Now()); !errors.Is(err, poll.ErrInvalidCursor) {
 			t.Fatalf("end with a bad cursor: %v", err)
@@ -393,9 +499,9 @@ func Run(t *testing.T, impl Impl) {
 		idle, busy := sess("a", ""), sess("b", "")
 		connect(t, st, clk, idle)
 		connect(t, st, clk, busy)
-		st.Box(idle.ID).AppendWake(msg(clk, `"kept"`), false)
+		st.Append(idle.ID, msg(clk, `"kept"`))
 		st.restart(t)
-		if _, _, ok := st.Box(busy.ID).Park(0, false, time.Hour, nil, func([]poll.Message, error) func() { return nil }); !ok {
+		if _, _, ok := st.Park(nil, busy.ID, 0, false, time.Hour, func([]poll.Message, error) func() { return nil }); !ok {
 			t.Fatal("not parked")
 		}
 		clk.advance(30 * time.Second)
@@ -445,7 +551,7 @@ func Run(t *testing.T, impl Impl) {
 		st, clk := newStore(t)
 		s := sess("d", "u", "a")
 		connect(t, st, clk, s)
-		if _, err := st.Box(s.ID).AppendWake(msg(clk, "kept"), false); err != nil {
+		if _, err := st.Append(s.ID, msg(clk, "kept")); err != nil {
 			t.Fatal(err)
 		}
 		cur, err := st.Subscribe(s.ID, []string{"b/*", "a", "c"}, []string{"a"}, 3)
