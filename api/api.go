@@ -183,7 +183,8 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client(http.MethodGet, "/data", a.data)
 	client(http.MethodPost, "/send", a.send, a.client, a.limit(a.sec.sends, "send"))
 	client(http.MethodDelete, "/session", a.deleteSession, a.client)
-	a.bx = bayeux.New(hub, bayeux.Config{Timeout: cfg.PollTimeout, MaxTimeout: cfg.MaxPollTimeout, Jitter: cfg.Jitter, Logger: cfg.Logger})
+	a.bx = bayeux.New(hub, bayeux.Config{Timeout: cfg.PollTimeout, MaxTimeout: cfg.MaxPollTimeout, Jitter: cfg.Jitter, Logger: cfg.Logger,
+		Polled: a.observePoll}) // a /meta/connect is a poll in the metrics
 	client(http.MethodPost, "/bayeux", a.bayeuxHandler, a.client)
 	client(http.MethodPost, "/bayeux/", a.bayeuxHandler, a.client)      // CometD's appendMessageTypeToURL, for a batch
 	client(http.MethodPost, "/bayeux/:type", a.bayeuxHandler, a.client) // and for one meta message

@@ -172,3 +172,20 @@ func TestBayeuxCORS(t *testing.T) {
 		t.Fatalf("another origin: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// A held /meta/connect is a poll in the metrics, with its outcome.
+func TestBayeuxConnectsAreCountedAsPolls(t *testing.T) {
+	obs := &outcomes{}
+	s := newServer(t, poll.Config{}, api.Config{Polls: obs})
+	cid := fmt.Sprint(bayeuxHandshake(t, s, "")["clientId"])
+	connect := fmt.Sprintf(`[{"channel":"/meta/connect","clientId":%q,"connectionType":"long-polling","advice":{"timeout":0}}]`, cid)
+	s.do(t, http.MethodPost, "/bayeux", ctJSON, connect)
+	if _, err := s.hub.Publish(poll.Push{To: poll.Target{SessionID: cid}, Data: json.RawMessage(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	s.do(t, http.MethodPost, "/bayeux", ctJSON, connect)
+	s.do(t, http.MethodPost, "/bayeux", ctJSON, strings.Replace(connect, cid, "nope", 1))
+	if obs.count("timeout") != 1 || obs.count("messages") != 1 || obs.count("not_found") != 1 {
+		t.Fatalf("outcomes %v", obs.n)
+	}
+}

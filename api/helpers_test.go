@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/api"
+	"github.com/longpoll/longpoll/internal/testwait"
 	"github.com/longpoll/longpoll/poll"
 )
 
@@ -117,18 +118,10 @@ func await(t *testing.T, done <-chan *httptest.ResponseRecorder, what string) *h
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after bound.
+// waitFor waits (bounded) until cond holds, failing the test after bound.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, what, bound, cond)
 }
 
 // park starts a long poll (60 s) on sid and returns once the hub counts it

@@ -206,16 +206,10 @@ func TestParkedPollsHoldNoGoroutineAndCloseAnswersThem(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond every few milliseconds, for at most bound.
+// waitUntil is waitFor.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // interval of a bounded wait
-	}
+	waitFor(t, what, cond)
 }
 
 func TestQueryValueMatchesURLValues(t *testing.T) {

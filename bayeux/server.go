@@ -68,6 +68,10 @@ type Config struct {
 	Jitter func() float64
 	// Logger receives error lines; nil discards them.
 	Logger *slog.Logger
+	// Polled, when set, hears of every held /meta/connect as it ends:
+	// when it began, what the hub answered, and whether the client had
+	// gone (the edge's poll metrics).
+	Polled func(start time.Time, msgs []poll.Message, err error, gone bool)
 }
 
 // Edge is what the HTTP edge checks for the request at hand. Each method
@@ -404,11 +408,15 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 		be.Advice = &Advice{Reconnect: Retry, Interval: retryMillis(err)}
 		return []*reply{failed(m, be)}
 	}
+	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	msgs, err := s.hub.Poll(pctx, m.ClientID, ack, acking)
 	cancel()
 	if release != nil {
 		release()
+	}
+	if s.cfg.Polled != nil {
+		s.cfg.Polled(start, msgs, err, ctx.Err() != nil)
 	}
 	if errors.Is(err, poll.ErrSessionClosed) {
 		// Ended by its /meta/disconnect (whose reply may still be on its

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/bayeux"
+	"github.com/longpoll/longpoll/internal/testwait"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
 	"github.com/longpoll/longpoll/wire"
@@ -618,16 +619,8 @@ func TestDisconnectKeepsUndeliveredMessagesForTheDevice(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after bound.
+// waitFor waits (bounded) until cond holds, failing the test after bound.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, what, bound, cond)
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/longpoll/longpoll/internal/testwait"
 	"github.com/longpoll/longpoll/jobs"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
@@ -24,16 +25,10 @@ func (h *countingHub) Cleanup(time.Time) poll.CleanupResult {
 }
 func (h *countingHub) Heartbeat(time.Time) int { h.heartbeats.Add(1); return 0 }
 
-// waitFor polls cond every few milliseconds for at most 10 s.
+// waitFor waits (bounded: 10 s) until cond holds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // interval of a bounded wait
-	}
+	testwait.For(t, what, 10*time.Second, cond)
 }
 
 func TestSchedulerRunsBothJobsAndStopsCleanly(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/longpoll/longpoll/internal/testwait"
 )
 
 // binary is the longpoll executable built once for the end-to-end tests
@@ -330,13 +332,7 @@ func (s *server) parked() int {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval of a bounded wait, not synchronisation
-	}
+	testwait.For(t, what, 15*time.Second, cond)
 }
 
 func TestEndToEndConcurrentPollersOverHTTP(t *testing.T) {

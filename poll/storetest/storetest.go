@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longpoll/longpoll/internal/testwait"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
 )
@@ -84,18 +85,10 @@ func (c *storeClock) advance(d time.Duration) {
 // bound is how long one step may take before the suite fails.
 const bound = 10 * time.Second
 
-// waitUntil polls cond until it holds, failing after bound.
+// waitUntil waits (bounded) until cond holds, failing after bound.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, what, bound, cond)
 }
 
 // receive returns what ch yields, failing after bound.
