@@ -21,8 +21,9 @@
 //     native sessions of that topic get it with its from set).
 //   - /meta/connect is held like GET /data. Messages on a topic the
 //     client subscribes to arrive on that topic's channel, everything
-//     else for it (pushes to its session, device or user, broadcasts) on
-//     Direct; $heartbeat is not passed on. With the acknowledgement
+//     else for it (pushes to its session, device or user, broadcasts,
+//     and topics that would pose as meta, service or /longpoll channels)
+//     on Direct; $heartbeat only to a subscriber of /$heartbeat. With the acknowledgement
 //     extension (ext.ack) the client's batch number is the cursor: a
 //     message is removed only once acknowledged, and comes again after a
 //     lost answer or a restart. Without it a message is acknowledged as
@@ -166,7 +167,7 @@ func (s *Server) handle(m *message, edge Edge) *reply {
 	case Handshake:
 		return s.handshake(m, edge)
 	case Subscribe, Unsubscribe:
-		return s.subscribe(m)
+		return s.subscribe(m, edge)
 	case Disconnect:
 		return s.disconnect(m)
 	}
@@ -239,15 +240,21 @@ func (s *Server) handshake(m *message, edge Edge) *reply {
 }
 
 // subscribe adds or drops the subscriptions of a subscribe or
-// unsubscribe message, all of them or none.
-func (s *Server) subscribe(m *message) *reply {
+// unsubscribe message, all of them or none. Each such message counts
+// against the send rate limit (Edge.Publish): it is a durable write.
+func (s *Server) subscribe(m *message, edge Edge) *reply {
 	channels, berr := subscriptions(m)
 	if berr != nil {
-		return failed(m, berr)
+		return s.refused(m, berr)
 	}
 	sess, err := s.hub.Session(m.ClientID)
 	if err != nil || m.ClientID == "" {
-		return failed(m, unknownClient())
+		return s.refused(m, unknownClient())
+	}
+	if err := edge.Publish(); err != nil { // each change is a durable write: the send rate limit
+		be := s.fromDomain(m.Channel, err)
+		be.Advice = &Advice{Reconnect: Retry, Interval: retryMillis(err)}
+		return s.refused(m, be)
 	}
 	topics := make([]string, 0, len(channels))
 	for _, ch := range channels {
@@ -307,13 +314,23 @@ func channelProblem(err error) string {
 		"; the last segment may be * or **"
 }
 
-// disconnect ends the session; its unacknowledged messages wait in its
-// device's offline store, as after POST /disconnect.
+// disconnect ends the session, first acknowledging up to ext.ack when the
+// client sends one (the acknowledgement extension's batch, as on a
+// connect); its unacknowledged messages wait in its device's offline
+// store, as after DELETE /session.
 func (s *Server) disconnect(m *message) *reply {
 	if m.ClientID == "" {
 		return failed(m, unknownClient())
 	}
-	if err := s.hub.Disconnect(m.ClientID, 0, false); err != nil {
+	e, berr := readExt(m)
+	if berr != nil {
+		return failed(m, berr)
+	}
+	ack, acking, berr := batchAck(e)
+	if berr != nil {
+		return failed(m, berr)
+	}
+	if err := s.hub.Disconnect(m.ClientID, ack, acking); err != nil {
 		if errors.Is(err, poll.ErrSessionNotFound) {
 			return failed(m, unknownClient())
 		}
@@ -386,14 +403,9 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 		return []*reply{failed(m, berr)}
 	}
 	// The acknowledgement extension's batch number is the cursor.
-	var ack uint64
-	acking := len(e.Ack) > 0 && e.Ack[0] != 't' && e.Ack[0] != 'f' && string(e.Ack) != "null"
-	if acking {
-		var f float64
-		if json.Unmarshal(e.Ack, &f) != nil || f < 0 || f != math.Trunc(f) || f > 1<<53 {
-			return []*reply{failed(m, bayeuxError(400, Connect, "ext.ack must be the batch number of the last connect reply"))}
-		}
-		ack = uint64(f)
+	ack, acking, berr := batchAck(e)
+	if berr != nil {
+		return []*reply{failed(m, berr)}
 	}
 	wait := time.Duration(0)
 	if hold {
@@ -435,8 +447,10 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 		return nil // the client left: its messages stay for its next connect
 	}
 	sess, err := s.hub.Session(m.ClientID)
-	if err != nil {
-		return []*reply{failed(m, unknownClient())}
+	if err != nil { // ended right after the poll: as if it had ended during it
+		r := ok(m)
+		r.Advice = &Advice{Reconnect: None}
+		return []*reply{r}
 	}
 	out := make([]*reply, 0, len(msgs)+1)
 	last := ack
@@ -462,12 +476,26 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 	return append(out, r)
 }
 
+// batchAck reads the acknowledgement extension's batch number from ext:
+// the cursor to acknowledge up to, and whether there is one (true and
+// false are the handshake's form, not a batch).
+func batchAck(e ext) (ack uint64, ok bool, berr *Error) {
+	if len(e.Ack) == 0 || e.Ack[0] == 't' || e.Ack[0] == 'f' || string(e.Ack) == "null" {
+		return 0, false, nil
+	}
+	var f float64
+	if json.Unmarshal(e.Ack, &f) != nil || f < 0 || f != math.Trunc(f) || f > 1<<53 {
+		return 0, false, bayeuxError(400, "", "ext.ack must be the batch number of the last connect reply")
+	}
+	return uint64(f), true, nil
+}
+
 // event is msg as a Bayeux client receives it, or nil for a heartbeat
 // that the client does not subscribe to.
 func event(sess *session.Session, msg poll.Message) *reply {
 	ch := Direct
 	switch {
-	case msg.Topic != "" && session.Matches(sess.Topics, msg.Topic):
+	case msg.Topic != "" && session.Matches(sess.Topics, msg.Topic) && deliverable(msg.Topic):
 		ch = ChannelOf(msg.Topic)
 	case msg.Topic == session.TopicHeartbeat:
 		return nil
@@ -481,6 +509,16 @@ func event(sess *session.Session, msg poll.Message) *reply {
 	}
 	id, _ := json.Marshal(msg.ID)
 	return &reply{Channel: ch, Data: msg.Data, ID: id, Ext: map[string]any{"longpoll": lp}}
+}
+
+// deliverable reports whether a message on topic may arrive on the
+// topic's own channel: a plain channel with no empty segment. A native
+// topic such as "meta/disconnect", "service/x" or "longpoll/direct"
+// (which a /** subscriber receives) would otherwise pose as a meta reply
+// or this server's channel, and "a/" is no channel at all: those arrive
+// on Direct, their topic in ext.longpoll.
+func deliverable(topic string) bool {
+	return classify(ChannelOf(topic)) == plainChannel && checkSegments(topic) == nil
 }
 
 // connectError is the Bayeux form of a held connect's failure, with the

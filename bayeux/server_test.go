@@ -624,3 +624,97 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testwait.For(t, what, bound, cond)
 }
+
+// A native topic that names a meta, service or reserved channel, or no
+// channel at all, reaches a /** subscriber on the direct channel, never
+// posing as a meta reply or the server's own channel.
+func TestTopicsThatAreNotPlainChannelsArriveDirect(t *testing.T) {
+	f := newFixture(t)
+	cid := f.handshake(t, "")
+	f.subscribe(t, cid, "/**")
+	for _, topic := range []string{"meta/disconnect", "meta/handshake", "service/x", "longpoll/direct", "a/", "ok/topic"} {
+		if res := f.push(t, poll.Target{Topic: topic}, "", fmt.Sprintf("%q", topic)); res.Delivered != 1 {
+			t.Fatalf("%s: delivered %d", topic, res.Delivered)
+		}
+	}
+	events, _ := f.connect(t, cid, "")
+	want := `/longpoll/direct "meta/disconnect", /longpoll/direct "meta/handshake", /longpoll/direct "service/x", /longpoll/direct "longpoll/direct", /longpoll/direct "a/", /ok/topic "ok/topic"`
+	if got := strings.Join(datas(events), ", "); got != want {
+		t.Fatalf("events %s\nwant   %s", got, want)
+	}
+	for _, e := range events {
+		if e["successful"] != nil {
+			t.Fatalf("a delivered message with successful: %v", e)
+		}
+	}
+}
+
+// The ack extension with more waiting than one answer carries: ext.ack is
+// the seq of the last message the answer holds, and the rest comes next.
+func TestAckExtensionAcrossFullAnswers(t *testing.T) {
+	f := newFixture(t)
+	cid := f.handshake(t, `{"ack":true}`)
+	f.subscribe(t, cid, "/n")
+	const n = poll.MaxBatch + 30
+	for i := 1; i <= n; i++ {
+		f.push(t, poll.Target{Topic: "n"}, "", fmt.Sprint(i))
+	}
+	events, reply := f.connect(t, cid, `{"ack":0}`)
+	if len(events) != poll.MaxBatch || fmt.Sprint(reply["ext"]) != fmt.Sprintf("map[ack:%d]", poll.MaxBatch) {
+		t.Fatalf("first answer: %d events, reply %v", len(events), reply)
+	}
+	events, reply = f.connect(t, cid, fmt.Sprintf(`{"ack":%d}`, poll.MaxBatch))
+	if len(events) != 30 || fmt.Sprint(events[0]["data"]) != fmt.Sprint(poll.MaxBatch+1) || fmt.Sprint(reply["ext"]) != fmt.Sprintf("map[ack:%d]", n) {
+		t.Fatalf("second answer: %d events (first %v), reply %v", len(events), events[0]["data"], reply)
+	}
+}
+
+// A disconnect with ext.ack acknowledges first: what the client had is
+// not handed to the device's next session again.
+func TestDisconnectHonoursExtAck(t *testing.T) {
+	f := newFixture(t)
+	cid := f.handshake(t, `{"ack":true,"deviceId":"lamp"}`)
+	for _, d := range []string{`"seen"`, `"unseen"`} {
+		f.push(t, poll.Target{DeviceID: "lamp"}, "", d)
+	}
+	events, _ := f.connect(t, cid, `{"ack":0}`)
+	if len(events) != 2 {
+		t.Fatalf("events %v", datas(events))
+	}
+	wantError(t, f.one(t, fmt.Sprintf(`{"channel":"/meta/disconnect","clientId":%q,"ext":{"ack":9}}`, cid)), "400:/meta/disconnect:")
+	if r := f.one(t, fmt.Sprintf(`{"channel":"/meta/disconnect","clientId":%q,"ext":{"ack":1}}`, cid)); r["successful"] != true {
+		t.Fatalf("disconnect: %v", r)
+	}
+	again := f.handshake(t, `{"deviceId":"lamp"}`)
+	events, _ = f.connect(t, again, "")
+	if got := strings.Join(datas(events), ", "); got != `/longpoll/direct "unseen"` {
+		t.Fatalf("the next session got %s", got)
+	}
+}
+
+// Subscribe and unsubscribe count against the send rate limit, and every
+// failed one names its subscription (CometD drops its pending
+// subscription by it).
+func TestSubscribeRefusalsNameTheSubscription(t *testing.T) {
+	f := newFixture(t)
+	cid := f.handshake(t, "")
+	for _, body := range []string{
+		fmt.Sprintf(`{"channel":"/meta/subscribe","clientId":%q,"subscription":7}`, cid),
+		`{"channel":"/meta/subscribe","clientId":"nope","subscription":"/a"}`,
+	} {
+		if r := f.one(t, body); r["successful"] != false || r["subscription"] == nil {
+			t.Errorf("%s: %v", body, r)
+		}
+	}
+	limited := wire.NewError(429, "rate_limited", "slow down")
+	limited.RetryAfter = 2 * time.Second
+	f.edge.publishErr = limited
+	r := f.one(t, fmt.Sprintf(`{"channel":"/meta/subscribe","clientId":%q,"subscription":"/a"}`, cid))
+	wantError(t, r, "429:/meta/subscribe:slow down")
+	if r["subscription"] != "/a" || fmt.Sprint(r["advice"]) != "map[interval:2000 reconnect:retry]" {
+		t.Fatalf("rate limited: %v", r)
+	}
+	if s, _ := f.hub.Session(cid); len(s.Topics) != 0 {
+		t.Fatalf("a refused subscribe changed the topics: %v", s.Topics)
+	}
+}

@@ -274,10 +274,10 @@ func (s *MemoryStore) Subscribe(id string, add, remove []string, max int) (*sess
 		return nil, fmt.Errorf("%w: at most %d subscriptions", session.ErrInvalidPayload, max)
 	}
 	next := cur.WithTopics(topics)
-	s.record(Op{Kind: OpSession, ID: id, Session: next})
 	if !s.dir.Resubscribe(cur, next) {
-		return nil, ErrSessionNotFound // cannot happen: mu orders every end
+		return nil, ErrSessionNotFound // expired meanwhile (DeleteExpired runs outside mu)
 	}
+	s.record(Op{Kind: OpSession, ID: id, Session: next}) // under mu: before the end Expire records
 	return next, nil
 }
 
