@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -176,7 +177,11 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		e.Add(method, path, h, m...)
 		if len(cfg.CORSOrigins) > 0 {
-			e.OPTIONS(path, a.preflight(method), a.client)
+			pre := []echo.MiddlewareFunc{a.client}
+			if strings.HasPrefix(path, "/bayeux") { // Bayeux clients send credentials
+				pre = []echo.MiddlewareFunc{a.credentialed, a.client}
+			}
+			e.OPTIONS(path, a.preflight(method), pre...)
 		}
 	}
 	client(http.MethodPost, "/connect", a.connect, a.client, a.limit(a.sec.connects, "connect"))
@@ -185,9 +190,9 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client(http.MethodDelete, "/session", a.deleteSession, a.client)
 	a.bx = bayeux.New(hub, bayeux.Config{Timeout: cfg.PollTimeout, MaxTimeout: cfg.MaxPollTimeout, Jitter: cfg.Jitter, Logger: cfg.Logger,
 		Polled: a.observePoll}) // a /meta/connect is a poll in the metrics
-	client(http.MethodPost, "/bayeux", a.bayeuxHandler, a.client)
-	client(http.MethodPost, "/bayeux/", a.bayeuxHandler, a.client)      // CometD's appendMessageTypeToURL, for a batch
-	client(http.MethodPost, "/bayeux/:type", a.bayeuxHandler, a.client) // and for one meta message
+	client(http.MethodPost, "/bayeux", a.bayeuxHandler, a.credentialed, a.client)
+	client(http.MethodPost, "/bayeux/", a.bayeuxHandler, a.credentialed, a.client)      // CometD's appendMessageTypeToURL, for a batch
+	client(http.MethodPost, "/bayeux/:type", a.bayeuxHandler, a.credentialed, a.client) // and for one meta message
 
 	e.POST("/push", a.push) // the publisher check is pushAdmit's, for both paths
 	e.POST("/disconnect", a.disconnect, a.requirePublisher)

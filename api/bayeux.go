@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -42,13 +43,15 @@ func (a *API) writeBayeux(c echo.Context, status int, body []byte) error {
 
 // bayeuxBody reads a Bayeux request's messages: the body as JSON
 // (application/json, text/plain or no type, as clients send it), or the
-// message field of a form.
+// message field of a form (application/x-www-form-urlencoded, or any body
+// that starts with "message=").
 func bayeuxBody(c echo.Context) ([]byte, error) {
 	body, err := readBody(c, MaxPushBody)
 	if err != nil {
 		return nil, err
 	}
-	if mt, err := mediaType(c); err == nil && mt == echo.MIMEApplicationForm {
+	// A form (Faye's cross-origin transport posts one as text/plain).
+	if mt, err := mediaType(c); err == nil && mt == echo.MIMEApplicationForm || bytes.HasPrefix(body, []byte("message=")) {
 		form, err := url.ParseQuery(string(body))
 		if err != nil || !form.Has("message") {
 			return nil, apiError(http.StatusBadRequest, "invalid_payload", "a form must carry the messages in its message field")

@@ -51,6 +51,7 @@ func TestBayeuxPathsAndBodies(t *testing.T) {
 		{"no content type", "/bayeux", "", body},
 		{"single object", "/bayeux", ctJSON, strings.Trim(body, "[]")},
 		{"form", "/bayeux", ctForm, "message=" + url.QueryEscape(body)},
+		{"form as text/plain (Faye's cross-origin transport)", "/bayeux", "text/plain;charset=UTF-8", "message=" + url.QueryEscape(body)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := s.do(t, http.MethodPost, c.path, c.ctype, c.body)
@@ -78,8 +79,8 @@ func TestBayeuxPathsAndBodies(t *testing.T) {
 			}
 		})
 	}
-	if n := s.hub.Stats().Sessions; n != 8 {
-		t.Errorf("%d sessions, want the 8 good handshakes'", n)
+	if n := s.hub.Stats().Sessions; n != 9 {
+		t.Errorf("%d sessions, want the 9 good handshakes'", n)
 	}
 }
 
@@ -157,15 +158,36 @@ func TestBayeuxLimitsAndFilters(t *testing.T) {
 	}
 }
 
+// CometD's and Faye's browser transports send credentialed requests: a
+// listed origin is granted credentials (and Faye's Pragma header) on the
+// Bayeux paths, and only there; "*" grants none.
 func TestBayeuxCORS(t *testing.T) {
 	s := newServer(t, poll.Config{}, api.Config{CORSOrigins: []string{"https://app.example"}})
-	rec := s.do(t, http.MethodOptions, "/bayeux/connect", "", "", origin("https://app.example"), preflightFor(http.MethodPost))
-	if rec.Code != http.StatusNoContent || rec.Header().Get("Access-Control-Allow-Origin") != "https://app.example" {
-		t.Fatalf("preflight: %d %v", rec.Code, rec.Header())
+	for _, path := range []string{"/bayeux", "/bayeux/", "/bayeux/connect"} {
+		rec := s.do(t, http.MethodOptions, path, "", "", origin("https://app.example"), preflightFor(http.MethodPost))
+		h := rec.Header()
+		if rec.Code != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+			h.Get("Access-Control-Allow-Credentials") != "true" || h.Get("Access-Control-Allow-Headers") != "Authorization, Content-Type, Pragma" {
+			t.Fatalf("preflight %s: %d %v", path, rec.Code, h)
+		}
 	}
-	rec = s.do(t, http.MethodPost, "/bayeux", ctJSON, fmt.Sprintf(handshakeBody, ""), origin("https://app.example"))
-	if rec.Code != http.StatusOK || rec.Header().Get("Access-Control-Allow-Origin") != "https://app.example" {
+	rec := s.do(t, http.MethodPost, "/bayeux", ctJSON, fmt.Sprintf(handshakeBody, ""), origin("https://app.example"))
+	if rec.Code != http.StatusOK || rec.Header().Get("Access-Control-Allow-Origin") != "https://app.example" || rec.Header().Get("Access-Control-Allow-Credentials") != "true" {
 		t.Fatalf("allowed origin: %d %v", rec.Code, rec.Header())
+	}
+	rec = s.do(t, http.MethodOptions, "/bayeux", "", "", origin("https://evil.example"), preflightFor(http.MethodPost))
+	if rec.Code != http.StatusForbidden || rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("preflight of another origin: %d %v", rec.Code, rec.Header())
+	}
+	// The native endpoints grant no credentials.
+	rec = s.do(t, http.MethodOptions, "/connect", "", "", origin("https://app.example"), preflightFor(http.MethodPost))
+	if rec.Code != http.StatusNoContent || rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("preflight of /connect: %d %v", rec.Code, rec.Header())
+	}
+	any := newServer(t, poll.Config{}, api.Config{CORSOrigins: []string{"*"}})
+	rec = any.do(t, http.MethodPost, "/bayeux", ctJSON, fmt.Sprintf(handshakeBody, ""), origin("https://app.example"))
+	if rec.Header().Get("Access-Control-Allow-Origin") != "*" || rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("--cors-origins *: %v", rec.Header())
 	}
 	rec = s.do(t, http.MethodPost, "/bayeux", ctJSON, fmt.Sprintf(handshakeBody, ""), origin("https://evil.example"))
 	if rec.Code != http.StatusForbidden {

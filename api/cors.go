@@ -105,3 +105,33 @@ func (a *API) preflight(method string) echo.HandlerFunc {
 		return c.NoContent(http.StatusNoContent)
 	}
 }
+
+// credentialed extends CORS on the Bayeux endpoint for an origin listed in
+// --cors-origins (not for "*"): CometD's and Faye's browser transports
+// send credentialed requests (withCredentials), which a browser lets
+// through only when the answer names the origin itself and allows
+// credentials; Faye's also sends a Pragma header. Just before the answer's
+// header is written, wherever CORS granted the origin (checkOrigin, a
+// preflight), it adds Access-Control-Allow-Credentials and Pragma to the
+// allowed headers. longpoll itself reads no cookie.
+func (a *API) credentialed(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		origin := c.Request().Header.Get(echo.HeaderOrigin)
+		if origin == "" || !a.sec.origins[normalizeOrigin(origin)] {
+			return next(c)
+		}
+		res := c.Response()
+		res.Before(func() {
+			h := res.Header()
+			if h.Get(echo.HeaderAccessControlAllowOrigin) == "" {
+				return // not granted (a refused preflight, an error before CORS)
+			}
+			h.Set(echo.HeaderAccessControlAllowOrigin, origin)
+			h.Set(echo.HeaderAccessControlAllowCredentials, "true")
+			if h.Get(echo.HeaderAccessControlAllowHeaders) != "" {
+				h.Set(echo.HeaderAccessControlAllowHeaders, "Authorization, Content-Type, Pragma")
+			}
+		})
+		return next(c)
+	}
+}

@@ -27,8 +27,15 @@ const (
 // accepted and changes nothing); nobody may publish to it.
 const Direct = "/longpoll/direct"
 
-// LongPolling is the one connection type served.
-const LongPolling = "long-polling"
+// The connection types served: Bayeux's long-polling, and Faye's name
+// for the same over cross-origin requests (its body a form field).
+const (
+	LongPolling            = "long-polling"
+	CrossOriginLongPolling = "cross-origin-long-polling"
+)
+
+// connectionTypes is what a handshake reply advertises.
+var connectionTypes = []string{LongPolling, CrossOriginLongPolling}
 
 // MaxMessages caps the messages of one request.
 const MaxMessages = 1000

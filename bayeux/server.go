@@ -194,9 +194,9 @@ func (s *Server) handshake(m *message, edge Edge) *reply {
 	if v, _, _ := strings.Cut(m.Version, "."); m.Version != "" && v != "1" {
 		return failed(m, &Error{Code: 400, Args: []string{m.Version}, Message: "unsupported Bayeux version (this server speaks " + Version + ")", Advice: &Advice{Reconnect: None}})
 	}
-	if len(m.SupportedConnectionTypes) > 0 && !contains(m.SupportedConnectionTypes, LongPolling) {
+	if len(m.SupportedConnectionTypes) > 0 && !contains(m.SupportedConnectionTypes, LongPolling) && !contains(m.SupportedConnectionTypes, CrossOriginLongPolling) {
 		r := failed(m, &Error{Code: 400, Args: m.SupportedConnectionTypes, Message: "no connection type in common: this server supports long-polling only", Advice: &Advice{Reconnect: None}})
-		r.SupportedConnectionTypes = []string{LongPolling}
+		r.SupportedConnectionTypes = connectionTypes
 		return r
 	}
 	e, berr := readExt(m)
@@ -231,7 +231,7 @@ func (s *Server) handshake(m *message, edge Edge) *reply {
 	r := ok(m)
 	r.ClientID = sess.ID
 	r.Version, r.MinimumVersion = Version, Version
-	r.SupportedConnectionTypes = []string{LongPolling}
+	r.SupportedConnectionTypes = connectionTypes
 	r.Advice = s.advice()
 	if string(e.Ack) == "true" {
 		r.Ext = map[string]any{"ack": true} // the acknowledgement extension is on
@@ -395,7 +395,7 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 	if m.ClientID == "" {
 		return []*reply{failed(m, unknownClient())}
 	}
-	if m.ConnectionType != "" && m.ConnectionType != LongPolling {
+	if m.ConnectionType != "" && m.ConnectionType != LongPolling && m.ConnectionType != CrossOriginLongPolling {
 		return []*reply{failed(m, &Error{Code: 400, Args: []string{m.ConnectionType}, Message: "unsupported connection type: this server supports long-polling only", Advice: &Advice{Reconnect: ReHandshake}})}
 	}
 	e, berr := readExt(m)

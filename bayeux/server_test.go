@@ -165,7 +165,7 @@ func TestHandshakeReplyAndAdvice(t *testing.T) {
 	if r["successful"] != true || r["version"] != "1.0" || r["minimumVersion"] != "1.0" || r["id"] != 7.0 {
 		t.Fatalf("handshake reply %v", r)
 	}
-	if types := fmt.Sprint(r["supportedConnectionTypes"]); types != "[long-polling]" {
+	if types := fmt.Sprint(r["supportedConnectionTypes"]); types != "[long-polling cross-origin-long-polling]" {
 		t.Errorf("supportedConnectionTypes %s", types)
 	}
 	if fmt.Sprint(r["advice"]) != "map[interval:0 reconnect:retry timeout:20000]" {
@@ -716,5 +716,19 @@ func TestSubscribeRefusalsNameTheSubscription(t *testing.T) {
 	}
 	if s, _ := f.hub.Session(cid); len(s.Topics) != 0 {
 		t.Fatalf("a refused subscribe changed the topics: %v", s.Topics)
+	}
+}
+
+// Faye's cross-origin transport names its connection type
+// cross-origin-long-polling: the same wire, accepted on connect; other
+// types are refused.
+func TestConnectionTypes(t *testing.T) {
+	f := newFixture(t)
+	cid := f.handshake(t, "")
+	for typ, want := range map[string]any{"long-polling": true, "cross-origin-long-polling": true, "websocket": false, "callback-polling": false} {
+		r := f.one(t, fmt.Sprintf(`{"channel":"/meta/connect","clientId":%q,"connectionType":%q,"advice":{"timeout":0}}`, cid, typ))
+		if r["successful"] != want {
+			t.Errorf("%s: %v", typ, r)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Browser tests for the console (public/index.html) and the JS client
-# (public/longpoll.js): installs Debian's chromium and playwright-core when
+# Browser tests for the console (public/index.html), the JS client
+# (public/longpoll.js) and the browser builds of the CometD and Faye
+# clients against /bayeux: installs Debian's chromium and playwright-core when
 # missing, builds the server, runs `node --test`. Exit status: the tests'.
 # Screenshots land in test/browser/artifacts/.
 set -euo pipefail
@@ -26,8 +27,8 @@ if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split("."
   exit 1
 fi
 
-if [ ! -d "$HERE/node_modules/playwright-core" ]; then
-  echo "run.sh: installing playwright-core"
+if [ ! -d "$HERE/node_modules/playwright-core" ] || [ ! -d "$HERE/node_modules/faye" ] || [ ! -d "$HERE/node_modules/cometd" ]; then
+  echo "run.sh: installing playwright-core and the Bayeux clients' browser builds"
   if [ -f "$HERE/package-lock.json" ]; then
     (cd "$HERE" && npm ci --no-audit --no-fund </dev/null)
   else
@@ -45,4 +46,4 @@ export CHROMIUM_PATH="$CHROMIUM"
 cd "$HERE"
 # Every wait inside the tests is bounded; this is the outer bound for the whole run.
 timeout --kill-after=10s 280s node --test --test-reporter=spec --test-concurrency=1 \
-  --test-timeout=120000 --test-force-exit client.test.mjs console.test.mjs </dev/null
+  --test-timeout=120000 --test-force-exit client.test.mjs console.test.mjs bayeux.test.mjs </dev/null
