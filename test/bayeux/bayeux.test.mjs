@@ -281,3 +281,45 @@ test('CometD with the ack extension loses nothing across a dropped answer and a 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a server restart without --data-dir: CometD and Faye handshake again, subscribe again, and receive', async () => {
+  const port = await freePort();
+  let server = new LongpollServer({ port, args: ['--heartbeat-interval', '0'] });
+  await server.start();
+  const cometd = newCometD(`${server.url}/bayeux`);
+  const faye_ = new faye.Client(`${server.url}/bayeux`, { timeout: 40, retry: 1 });
+  faye_.disable('websocket');
+  faye_.disable('eventsource');
+  let handshakes = 0;
+  const got = [];
+  try {
+    // CometD: subscriptions are made in the handshake callback, which runs again after every re-handshake.
+    cometd.handshake({ ext: { deviceId: 'cometd-r' } }, (reply) => {
+      if (!reply.successful) return;
+      handshakes++;
+      cometd.subscribe('/r', (m) => got.push(['cometd', m.data]));
+    });
+    await faye_.subscribe('/r', (data) => got.push(['faye', data])); // Faye subscribes again by itself
+    const pushReaches = async (n) => {
+      await waitFor(async () => {
+        const r = await server.push({ to: { topic: 'r' }, data: { probe: true } });
+        return r.status === 202 && r.body.delivered === n;
+      }, { timeoutMs: 20000, what: `${n} subscribers of /r` });
+    };
+    await pushReaches(2);
+    assert.equal((await server.push({ to: { topic: 'r' }, data: 1 })).status, 202);
+    await waitFor(() => got.filter((g) => g[1] === 1).length === 2, { what: 'message 1 at both clients' });
+
+    await server.stop(); // memory mode: every session is gone
+    server = new LongpollServer({ port, args: ['--heartbeat-interval', '0'] });
+    await server.start();
+    await pushReaches(2); // both handshook again and subscribed again
+    assert.equal((await server.push({ to: { topic: 'r' }, data: 2 })).status, 202);
+    await waitFor(() => got.filter((g) => g[1] === 2).length === 2, { timeoutMs: 20000, what: 'message 2 at both clients' });
+    assert.equal(handshakes, 2);
+  } finally {
+    if (cometd.getStatus() !== 'disconnected') cometd.disconnect();
+    faye_.disconnect();
+    await server.stop();
+  }
+});
