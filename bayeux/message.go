@@ -130,9 +130,18 @@ type Error struct {
 	Advice  *Advice
 }
 
-// String is the error as Bayeux writes it.
+// argEscaper keeps an argument (a channel may hold ':') from splitting
+// the error string's fields.
+var argEscaper = strings.NewReplacer(":", "%3A", ",", "%2C")
+
+// String is the error as Bayeux writes it; ':' and ',' in an argument
+// are percent-encoded.
 func (e *Error) String() string {
-	return strconv.Itoa(e.Code) + ":" + strings.Join(e.Args, ",") + ":" + e.Message
+	args := make([]string, len(e.Args))
+	for i, a := range e.Args {
+		args[i] = argEscaper.Replace(a)
+	}
+	return strconv.Itoa(e.Code) + ":" + strings.Join(args, ",") + ":" + e.Message
 }
 
 func (e *Error) Error() string { return e.String() }

@@ -195,7 +195,7 @@ func (s *Server) handshake(m *message, edge Edge) *reply {
 		return failed(m, &Error{Code: 400, Args: []string{m.Version}, Message: "unsupported Bayeux version (this server speaks " + Version + ")", Advice: &Advice{Reconnect: None}})
 	}
 	if len(m.SupportedConnectionTypes) > 0 && !contains(m.SupportedConnectionTypes, LongPolling) && !contains(m.SupportedConnectionTypes, CrossOriginLongPolling) {
-		r := failed(m, &Error{Code: 400, Args: m.SupportedConnectionTypes, Message: "no connection type in common: this server supports long-polling only", Advice: &Advice{Reconnect: None}})
+		r := failed(m, &Error{Code: 400, Args: m.SupportedConnectionTypes, Message: "no connection type in common: this server supports long-polling (and Faye's cross-origin-long-polling) only", Advice: &Advice{Reconnect: None}})
 		r.SupportedConnectionTypes = connectionTypes
 		return r
 	}
@@ -396,7 +396,7 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 		return []*reply{failed(m, unknownClient())}
 	}
 	if m.ConnectionType != "" && m.ConnectionType != LongPolling && m.ConnectionType != CrossOriginLongPolling {
-		return []*reply{failed(m, &Error{Code: 400, Args: []string{m.ConnectionType}, Message: "unsupported connection type: this server supports long-polling only", Advice: &Advice{Reconnect: ReHandshake}})}
+		return []*reply{failed(m, &Error{Code: 400, Args: []string{m.ConnectionType}, Message: "unsupported connection type: this server supports long-polling (and Faye's cross-origin-long-polling) only", Advice: &Advice{Reconnect: ReHandshake}})}
 	}
 	e, berr := readExt(m)
 	if berr != nil {

@@ -293,6 +293,9 @@ func TestChannelNames(t *testing.T) {
 		wantError(t, pub(ch), want)
 	}
 	wantError(t, f.one(t, fmt.Sprintf(`{"channel":"/a","clientId":%q}`, cid)), "400:/a:a publish needs data")
+	wantError(t, f.one(t, fmt.Sprintf(`{"channel":"/x:y","clientId":%q}`, cid)), "400:/x%3Ay:a publish needs data") // an argument holds no ':'
+	r := f.one(t, `{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["a:b","c,d"]}`)
+	wantError(t, r, "400:a%3Ab,c%2Cd:no connection type in common")
 	big := fmt.Sprintf(`{"channel":"/a","clientId":%q,"data":"%s"}`, cid, strings.Repeat("x", poll.MaxDataBytes))
 	wantError(t, f.one(t, big), "413:/a:")
 }
