@@ -178,6 +178,8 @@ test('network errors and 503 back off exponentially, then the poll resumes with 
   retries.forEach((d, i) => assert.ok(d >= bases[i] / 2 && d <= bases[i], `retry ${i}: ${d} ms not in [${bases[i] / 2}, ${bases[i]}]`));
   assert.deepEqual(seen.errors.map((e) => e.error.code), ['network_error', 'unavailable', 'internal', 'network_error']);
   assert.ok(seen.errors.every((e) => e.willRetry));
+  // The poll after message 2 is sent once the client has handed it over: wait for it.
+  await waitFor(() => srv.polls().length >= 7, { what: 'the poll after message 2' });
   const polls = srv.polls();
   assert.deepEqual(polls.slice(1, 6).map((p) => p.query.cursor), ['1', '1', '1', '1', '1']);
   // Each retry is a probe (timeout=0), so the client knows at once that the server is back.
