@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
 )
 
@@ -37,8 +38,9 @@ const (
 // connectionTypes is what a handshake reply advertises.
 var connectionTypes = []string{LongPolling, CrossOriginLongPolling}
 
-// MaxMessages caps the messages of one request.
-const MaxMessages = 1000
+// MaxMessages caps the messages of one request, as a /push batch is
+// capped.
+const MaxMessages = poll.MaxBatchSize
 
 // message is one Bayeux message as a client sends it. Fields that a
 // client may send in more than one shape (id, subscription, ext) are kept
@@ -98,7 +100,7 @@ type reply struct {
 	MinimumVersion           string          `json:"minimumVersion,omitempty"`
 	SupportedConnectionTypes []string        `json:"supportedConnectionTypes,omitempty"`
 	Advice                   *Advice         `json:"advice,omitempty"`
-	Ext                      map[string]any  `json:"ext,omitempty"`
+	Ext                      any             `json:"ext,omitempty"` // ackExt, *eventExt
 }
 
 var (

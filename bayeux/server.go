@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -194,7 +195,7 @@ func (s *Server) handshake(m *message, edge Edge) *reply {
 	if v, _, _ := strings.Cut(m.Version, "."); m.Version != "" && v != "1" {
 		return failed(m, &Error{Code: 400, Args: []string{m.Version}, Message: "unsupported Bayeux version (this server speaks " + Version + ")", Advice: &Advice{Reconnect: None}})
 	}
-	if len(m.SupportedConnectionTypes) > 0 && !contains(m.SupportedConnectionTypes, LongPolling) && !contains(m.SupportedConnectionTypes, CrossOriginLongPolling) {
+	if len(m.SupportedConnectionTypes) > 0 && !slices.Contains(m.SupportedConnectionTypes, LongPolling) && !slices.Contains(m.SupportedConnectionTypes, CrossOriginLongPolling) {
 		r := failed(m, &Error{Code: 400, Args: m.SupportedConnectionTypes, Message: "no connection type in common: this server supports long-polling (and Faye's cross-origin-long-polling) only", Advice: &Advice{Reconnect: None}})
 		r.SupportedConnectionTypes = connectionTypes
 		return r
@@ -234,7 +235,7 @@ func (s *Server) handshake(m *message, edge Edge) *reply {
 	r.SupportedConnectionTypes = connectionTypes
 	r.Advice = s.advice()
 	if string(e.Ack) == "true" {
-		r.Ext = map[string]any{"ack": true} // the acknowledgement extension is on
+		r.Ext = ackExt{Ack: true} // the acknowledgement extension is on
 	}
 	return r
 }
@@ -471,7 +472,7 @@ func (s *Server) connect(ctx context.Context, m *message, hold bool, edge Edge) 
 	r := ok(m)
 	r.Advice = s.advice()
 	if acking {
-		r.Ext = map[string]any{"ack": last}
+		r.Ext = ackExt{Ack: last}
 	}
 	return append(out, r)
 }
@@ -500,15 +501,27 @@ func event(sess *session.Session, msg poll.Message) *reply {
 	case msg.Topic == session.TopicHeartbeat:
 		return nil
 	}
-	lp := map[string]any{"seq": msg.Seq, "sentAt": msg.SentAt.UTC().Format(poll.TimeFormat)}
-	if msg.Topic != "" {
-		lp["topic"] = msg.Topic
-	}
-	if msg.From != "" {
-		lp["from"] = msg.From
-	}
 	id, _ := json.Marshal(msg.ID)
-	return &reply{Channel: ch, Data: msg.Data, ID: id, Ext: map[string]any{"longpoll": lp}}
+	return &reply{Channel: ch, Data: msg.Data, ID: id, Ext: &eventExt{Longpoll: eventInfo{
+		Seq: msg.Seq, Topic: msg.Topic, From: msg.From, SentAt: msg.SentAt.UTC().Format(poll.TimeFormat)}}}
+}
+
+// eventExt is a delivered message's ext: what longpoll knows of it.
+type eventExt struct {
+	Longpoll eventInfo `json:"longpoll"`
+}
+
+type eventInfo struct {
+	Seq    uint64 `json:"seq"`
+	Topic  string `json:"topic,omitempty"`
+	From   string `json:"from,omitempty"`
+	SentAt string `json:"sentAt"`
+}
+
+// ackExt is the ext of a handshake or connect reply with the
+// acknowledgement extension on: true, or the batch (the last seq sent).
+type ackExt struct {
+	Ack any `json:"ack"`
 }
 
 // deliverable reports whether a message on topic may arrive on the
@@ -540,10 +553,6 @@ func (s *Server) connectError(err error) *Error {
 // fromDomain is the Bayeux form of a domain or edge error: the status and
 // message of API.md's table (wire.ErrorOf), about channel.
 func (s *Server) fromDomain(channel string, err error) *Error {
-	var be *Error
-	if errors.As(err, &be) {
-		return be
-	}
 	we := wire.ErrorOf(err)
 	if we.Status >= 500 && we.Status != 503 {
 		s.log.Error("bayeux: request failed", "channel", channel, "err", err)
@@ -554,16 +563,7 @@ func (s *Server) fromDomain(channel string, err error) *Error {
 
 // retryMillis is err's retry time (wire.Error.RetryAfter) in
 // milliseconds, 0 when it has none.
-func retryMillis(err error) int64 {
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return we.RetryAfter.Milliseconds()
-	}
-	if w := wire.ErrorOf(err); w != nil {
-		return w.RetryAfter.Milliseconds()
-	}
-	return 0
-}
+func retryMillis(err error) int64 { return wire.ErrorOf(err).RetryAfter.Milliseconds() }
 
 // checkSegments refuses a channel with an empty segment ("/a//b", "/a/"),
 // which a topic name would allow.
@@ -572,13 +572,4 @@ func checkSegments(topic string) error {
 		return errors.New("invalid channel: a segment is empty")
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
