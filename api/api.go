@@ -177,11 +177,12 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		e.Add(method, path, h, m...)
 		if len(cfg.CORSOrigins) > 0 {
-			pre := []echo.MiddlewareFunc{a.client}
-			if strings.HasPrefix(path, "/bayeux") { // Bayeux clients send credentials
-				pre = []echo.MiddlewareFunc{a.credentialed, a.client}
+			bayeux := strings.HasPrefix(path, "/bayeux") // its clients send credentials
+			guard := a.client
+			if bayeux {
+				guard = a.bayeuxClient
 			}
-			e.OPTIONS(path, a.preflight(method), pre...)
+			e.OPTIONS(path, a.preflight(method, bayeux), guard)
 		}
 	}
 	client(http.MethodPost, "/connect", a.connect, a.client, a.limit(a.sec.connects, "connect"))
@@ -190,9 +191,9 @@ func newAPI(hub *poll.Hub, cfg Config, ln *h1.Listener) *API {
 	client(http.MethodDelete, "/session", a.deleteSession, a.client)
 	a.bx = bayeux.New(hub, bayeux.Config{Timeout: cfg.PollTimeout, MaxTimeout: cfg.MaxPollTimeout, Jitter: cfg.Jitter, Logger: cfg.Logger,
 		Polled: a.observePoll}) // a /meta/connect is a poll in the metrics
-	client(http.MethodPost, "/bayeux", a.bayeuxHandler, a.credentialed, a.client)
-	client(http.MethodPost, "/bayeux/", a.bayeuxHandler, a.credentialed, a.client)      // CometD's appendMessageTypeToURL, for a batch
-	client(http.MethodPost, "/bayeux/:type", a.bayeuxHandler, a.credentialed, a.client) // and for one meta message
+	client(http.MethodPost, "/bayeux", a.bayeuxHandler, a.bayeuxClient)
+	client(http.MethodPost, "/bayeux/", a.bayeuxHandler, a.bayeuxClient)      // CometD's appendMessageTypeToURL, for a batch
+	client(http.MethodPost, "/bayeux/:type", a.bayeuxHandler, a.bayeuxClient) // and for one meta message
 
 	e.POST("/push", a.push) // the publisher check is pushAdmit's, for both paths
 	e.POST("/disconnect", a.disconnect, a.requirePublisher)

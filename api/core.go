@@ -32,7 +32,7 @@ type pollArgs struct {
 // origin (the raw path, which serves no request with an Origin, renders
 // them once for origin "").
 func (a *API) pollHeaders(h http.Header, origin string) {
-	a.corsHeaders(h, origin)
+	a.corsHeaders(h, origin, false)
 	h.Set("Cache-Control", "no-store")
 }
 

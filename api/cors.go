@@ -37,15 +37,23 @@ func (s *security) originAllowed(origin string) bool {
 // 403 (cross-site request forgery), while same-origin and non-browser
 // requests (no Origin, no Sec-Fetch-Site) pass.
 func (a *API) checkOrigin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		origin := c.Request().Header.Get(echo.HeaderOrigin)
-		if a.corsHeaders(c.Response().Header(), origin) {
+	return a.originCheck(false)(next)
+}
+
+// originCheck is checkOrigin with the endpoint's credentials policy
+// (corsHeaders).
+func (a *API) originCheck(credentials bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			origin := c.Request().Header.Get(echo.HeaderOrigin)
+			if a.corsHeaders(c.Response().Header(), origin, credentials) {
+				return next(c)
+			}
+			if a.sec.cop.Check(c.Request()) != nil {
+				return errCrossOrigin
+			}
 			return next(c)
 		}
-		if a.sec.cop.Check(c.Request()) != nil {
-			return errCrossOrigin
-		}
-		return next(c)
 	}
 }
 
@@ -53,14 +61,24 @@ func (a *API) checkOrigin(next echo.HandlerFunc) echo.HandlerFunc {
 // origin ("" for none): Vary: Origin whenever origins are configured, and
 // for an allowed origin Access-Control-Allow-Origin and -Expose-Headers.
 // It reports whether origin is allowed.
-func (a *API) corsHeaders(h http.Header, origin string) bool {
+//
+// With credentials (the Bayeux endpoint: CometD's and Faye's browser
+// transports send withCredentials), an origin listed in --cors-origins
+// (not "*") is also granted credentials: Allow-Origin names it and
+// Access-Control-Allow-Credentials is true. longpoll reads no cookie.
+func (a *API) corsHeaders(h http.Header, origin string, credentials bool) bool {
 	if a.sec.anyOrigin || len(a.sec.origins) > 0 {
 		h.Add(echo.HeaderVary, echo.HeaderOrigin)
 	}
 	if !a.sec.originAllowed(origin) {
 		return false
 	}
-	h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
+	if credentials && a.sec.origins[normalizeOrigin(origin)] {
+		h.Set(echo.HeaderAccessControlAllowOrigin, origin)
+		h.Set(echo.HeaderAccessControlAllowCredentials, "true")
+	} else {
+		h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
+	}
 	h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After")
 	return true
 }
@@ -78,9 +96,10 @@ const preflightMaxAge = 10 * time.Minute
 // preflight answers a CORS preflight (OPTIONS with Origin and
 // Access-Control-Request-Method) for a client endpoint whose one method is
 // method: 204 with the CORS headers for an allowed origin asking for that
-// method, 403 otherwise. An OPTIONS that is not a preflight gets 204 with
-// Allow, as for any route.
-func (a *API) preflight(method string) echo.HandlerFunc {
+// method, 403 otherwise (with credentials as corsHeaders says, and Faye's
+// Pragma header allowed then). An OPTIONS that is not a preflight gets 204
+// with Allow, as for any route.
+func (a *API) preflight(method string, credentials bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		h := c.Response().Header()
@@ -98,40 +117,17 @@ func (a *API) preflight(method string) echo.HandlerFunc {
 		if want != method {
 			return apiError(http.StatusForbidden, "forbidden", "this endpoint accepts "+method+" only, not "+strconv.Quote(want))
 		}
-		h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
-		h.Set(echo.HeaderAccessControlAllowMethods, method)
-		h.Set(echo.HeaderAccessControlAllowHeaders, "Authorization, Content-Type")
-		h.Set(echo.HeaderAccessControlMaxAge, strconv.Itoa(int(preflightMaxAge/time.Second)))
-		return c.NoContent(http.StatusNoContent)
-	}
-}
-
-// credentialed extends CORS on the Bayeux endpoint for an origin listed in
-// --cors-origins (not for "*"): CometD's and Faye's browser transports
-// send credentialed requests (withCredentials), which a browser lets
-// through only when the answer names the origin itself and allows
-// credentials; Faye's also sends a Pragma header. Just before the answer's
-// header is written, wherever CORS granted the origin (checkOrigin, a
-// preflight), it adds Access-Control-Allow-Credentials and Pragma to the
-// allowed headers. longpoll itself reads no cookie.
-func (a *API) credentialed(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		origin := c.Request().Header.Get(echo.HeaderOrigin)
-		if origin == "" || !a.sec.origins[normalizeOrigin(origin)] {
-			return next(c)
-		}
-		res := c.Response()
-		res.Before(func() {
-			h := res.Header()
-			if h.Get(echo.HeaderAccessControlAllowOrigin) == "" {
-				return // not granted (a refused preflight, an error before CORS)
-			}
+		allowHeaders := "Authorization, Content-Type"
+		if credentials && a.sec.origins[normalizeOrigin(origin)] {
 			h.Set(echo.HeaderAccessControlAllowOrigin, origin)
 			h.Set(echo.HeaderAccessControlAllowCredentials, "true")
-			if h.Get(echo.HeaderAccessControlAllowHeaders) != "" {
-				h.Set(echo.HeaderAccessControlAllowHeaders, "Authorization, Content-Type, Pragma")
-			}
-		})
-		return next(c)
+			allowHeaders += ", Pragma" // Faye's
+		} else {
+			h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
+		}
+		h.Set(echo.HeaderAccessControlAllowMethods, method)
+		h.Set(echo.HeaderAccessControlAllowHeaders, allowHeaders)
+		h.Set(echo.HeaderAccessControlMaxAge, strconv.Itoa(int(preflightMaxAge/time.Second)))
+		return c.NoContent(http.StatusNoContent)
 	}
 }

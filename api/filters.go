@@ -33,6 +33,12 @@ func (a *API) client(next echo.HandlerFunc) echo.HandlerFunc {
 	return a.filterNetworks(a.checkOrigin(next))
 }
 
+// bayeuxClient is client for the Bayeux endpoint, whose CORS grants a
+// listed origin credentials (corsHeaders).
+func (a *API) bayeuxClient(next echo.HandlerFunc) echo.HandlerFunc {
+	return a.filterNetworks(a.originCheck(true)(next))
+}
+
 // filterNetworks refuses clients in a denied network or, when allowed
 // networks are configured, outside all of them. An address that cannot be
 // parsed is refused whenever a filter is configured.
