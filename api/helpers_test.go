@@ -109,13 +109,7 @@ func (s *server) do(t *testing.T, method, target, ctype, body string, opts ...re
 // await returns the response of a request running in another goroutine.
 func await(t *testing.T, done <-chan *httptest.ResponseRecorder, what string) *httptest.ResponseRecorder {
 	t.Helper()
-	select {
-	case rec := <-done:
-		return rec
-	case <-time.After(bound):
-		t.Fatalf("%s: no response within %v", what, bound)
-		return nil
-	}
+	return testwait.Recv(t, done, what, bound)
 }
 
 // waitFor waits (bounded) until cond holds, failing the test after bound.

@@ -504,13 +504,7 @@ func (f *fixture) heldConnect(cid string, e *edge) <-chan []msg {
 
 func receive(t *testing.T, done <-chan []msg, what string) []msg {
 	t.Helper()
-	select {
-	case r := <-done:
-		return r
-	case <-time.After(bound):
-		t.Fatalf("%s: no answer within %v", what, bound)
-		return nil
-	}
+	return testwait.Recv(t, done, what, bound)
 }
 
 func TestHeldConnect(t *testing.T) {

@@ -26,3 +26,18 @@ func For(t testing.TB, what string, bound time.Duration, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// Recv returns what ch yields; once bound has passed without a value, it
+// fails t with "what: nothing within bound" (t.Fatalf: call it from the
+// test's goroutine).
+func Recv[T any](t testing.TB, ch <-chan T, what string, bound time.Duration) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(bound):
+		t.Fatalf("%s: nothing within %v", what, bound)
+		var zero T
+		return zero
+	}
+}

@@ -43,3 +43,23 @@ func TestForFailsAfterTheBound(t *testing.T) {
 		t.Fatalf("For returned after %v with %q", time.Since(start), f.msg)
 	}
 }
+
+func TestRecv(t *testing.T) {
+	ch := make(chan int, 1)
+	ch <- 7
+	if v := testwait.Recv(t, ch, "seven", time.Second); v != 7 {
+		t.Fatalf("got %d", v)
+	}
+	f := &fatal{TB: t}
+	func() {
+		defer func() {
+			if r := recover(); r != f {
+				t.Fatalf("recovered %v", r)
+			}
+		}()
+		testwait.Recv(f, make(chan int), "nothing", 20*time.Millisecond)
+	}()
+	if f.msg == "" {
+		t.Fatal("Recv returned from an empty channel")
+	}
+}

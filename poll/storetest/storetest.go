@@ -94,13 +94,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // receive returns what ch yields, failing after bound.
 func receive(t *testing.T, ch <-chan string, what string) string {
 	t.Helper()
-	select {
-	case s := <-ch:
-		return s
-	case <-time.After(bound):
-		t.Fatalf("%s: nothing within %v", what, bound)
-		return ""
-	}
+	return testwait.Recv(t, ch, what, bound)
 }
 
 // Run runs the suite against impl.
@@ -192,13 +186,19 @@ func Run(t *testing.T, impl Impl) {
 			msgs, err := st.Wait(ctx, s.ID, nil, 0, false)
 			got <- fmt.Sprint(len(msgs), err)
 		}()
-		waitUntil(t, "the wait to park", func() bool { return st.Stats().Parked == 1 })
-		u, err := st.Append(s.ID, msg(clk, "1"))
-		if err != nil {
-			t.Fatal(err)
+		// deliver appends data and answers the parked poll it wakes (its
+		// Wakeup, or the store's own once the message is durable).
+		deliver := func(data string) {
+			t.Helper()
+			u, err := st.Append(s.ID, msg(clk, data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			poll.RunWakeups([]poll.Wakeup{u})
+			st.flush(t)
 		}
-		poll.RunWakeups([]poll.Wakeup{u})
-		st.flush(t)
+		waitUntil(t, "the wait to park", func() bool { return st.Stats().Parked == 1 })
+		deliver("1")
 		if r := receive(t, got, "the blocking wait"); r != "1 <nil>" {
 			t.Fatalf("wait: %s", r)
 		}
@@ -232,12 +232,7 @@ func Run(t *testing.T, impl Impl) {
 		// A park is answered by an append (its Wakeup, or the store's own
 		// once the message is durable).
 		third := parked(&owner, 1)
-		u, err = st.Append(s.ID, msg(clk, "2"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		poll.RunWakeups([]poll.Wakeup{u})
-		st.flush(t)
+		deliver("2")
 		if r := receive(t, third, "the park"); r != "1 <nil>" {
 			t.Fatalf("park: %s", r)
 		}

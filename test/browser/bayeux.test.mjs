@@ -55,22 +55,19 @@ after(async () => {
   pages?.close();
 });
 
-async function newPage() {
+/** newPage opens url in a fresh context and collects its console errors. */
+async function newPage(url) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  await page.goto(pages.origin + '/');
+  await page.goto(url);
   return { page, errors, close: () => context.close() };
 }
 
 test('Faye in a browser on the server\'s origin: long-polling, subscribe, receive a push', async () => {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  const { page, errors, close } = await newPage(server.url + '/healthz'); // any page of the server's origin
   try {
-    await page.goto(server.url + '/healthz'); // any page of the server's origin
     await page.addScriptTag({ content: readFileSync(path.join(HERE, 'node_modules', 'faye', 'client', 'faye-browser.js'), 'utf8') });
     const type = await page.evaluate(async () => {
       window.got = [];
@@ -94,12 +91,12 @@ test('Faye in a browser on the server\'s origin: long-polling, subscribe, receiv
     assert.deepEqual(errors, []);
   } finally {
     await page.evaluate(() => window.faye?.disconnect()).catch(() => {});
-    await context.close();
+    await close();
   }
 });
 
 test('CometD in a browser on another origin: credentialed long-polling, subscribe, receive a push', async () => {
-  const { page, errors, close } = await newPage();
+  const { page, errors, close } = await newPage(pages.origin + '/');
   try {
     await page.addScriptTag({ type: 'module', content: "import { CometD } from '/cometd/cometd.js'; window.CometD = CometD;" });
     await page.waitForFunction(() => window.CometD, null, { timeout: 10000 });
