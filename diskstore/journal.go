@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/longpoll/longpoll/internal/codec"
 	"github.com/longpoll/longpoll/poll"
 )
 
@@ -218,7 +219,7 @@ func (j *journal) write(ops []poll.Op) (err error) {
 	var encoded *poll.Envelope
 	enc := func(e *poll.Envelope) []byte {
 		if e != encoded {
-			v, encoded = appendEnvelope(v[:0], e), e
+			v, encoded = codec.AppendEnvelope(v[:0], e), e
 		}
 		return v
 	}
@@ -227,7 +228,7 @@ func (j *journal) write(ops []poll.Op) (err error) {
 		switch op.Kind {
 		case poll.OpSession:
 			k = appendKey(k[:0], kindSession, op.ID)
-			st.Set(k, encodeSession(op.Session))
+			st.Set(k, codec.Session(op.Session))
 		case poll.OpSessionEnd:
 			k = appendKey(k[:0], kindSession, op.ID)
 			st.Delete(k)
@@ -255,7 +256,7 @@ func (j *journal) write(ops []poll.Op) (err error) {
 			st.Delete(k)
 		case poll.OpID:
 			k = appendKey(k[:0], kindID, op.ID)
-			st.Set(k, encodeID(op.Time, op.Result))
+			st.Set(k, codec.ID(op.Time, op.Result))
 		case poll.OpIDGone:
 			k = appendKey(k[:0], kindID, op.ID)
 			st.Delete(k)

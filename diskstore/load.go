@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/longpoll/longpoll/internal/codec"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
 )
@@ -39,7 +40,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 	// read back, it is one envelope again (shared, counted once).
 	envs := make(map[string]*poll.Envelope)
 	envelope := func(v []byte) (*poll.Envelope, error) {
-		e, err := decodeEnvelope(v)
+		e, err := codec.ParseEnvelope(v)
 		if err != nil {
 			return nil, err
 		}
@@ -57,7 +58,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 
 	sessions := make(map[string]*session.Session)
 	if err := s.scan(kindSession, func(k, v []byte) error {
-		sess, err := decodeSession(v)
+		sess, err := codec.ParseSession(v)
 		if err != nil {
 			return fmt.Errorf("session %s: %w", k[1:], err)
 		}
@@ -142,7 +143,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 
 	now := cfg.Now()
 	if err := s.scan(kindID, func(k, v []byte) error {
-		expires, res, err := decodeID(v)
+		expires, res, err := codec.ParseID(v)
 		if err != nil {
 			return fmt.Errorf("idempotency id %q: %w", k[1:], err)
 		}
