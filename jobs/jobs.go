@@ -7,6 +7,7 @@
 package jobs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,17 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Logger receives a line per run at debug level; nil discards them.
 	Logger *slog.Logger
+	// Leader, when set, runs the jobs once for several schedulers (the
+	// nodes of a cluster): before each run a scheduler asks it, and runs
+	// only if it is the leader (nil: this one is).
+	Leader Leader
+}
+
+// Leader says whether this scheduler is the one that runs the jobs
+// (gocron's distributed elector).
+type Leader interface {
+	// IsLeader returns nil when this scheduler is the leader.
+	IsLeader(ctx context.Context) error
 }
 
 // Scheduler runs the jobs until Stop.
@@ -54,7 +66,11 @@ func Start(h Hub, cfg Config) (*Scheduler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s, err := gocron.NewScheduler()
+	var opts []gocron.SchedulerOption
+	if cfg.Leader != nil {
+		opts = append(opts, gocron.WithDistributedElector(cfg.Leader))
+	}
+	s, err := gocron.NewScheduler(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}

@@ -260,6 +260,21 @@ func (s *MemoryStore) Subscribe(id string, add, remove []string, max int) (*sess
 	if !ok || s.box(id) == nil {
 		return nil, ErrSessionNotFound
 	}
+	next, err := Resubscribed(cur, add, remove, max)
+	if err != nil || next == cur {
+		return next, err
+	}
+	if !s.dir.Resubscribe(cur, next) {
+		return nil, ErrSessionNotFound // expired meanwhile (DeleteExpired runs outside mu)
+	}
+	s.record(Op{Kind: OpSession, ID: id, Session: next}) // under mu: before the end Expire records
+	return next, nil
+}
+
+// Resubscribed is cur with the topics add (those it lacks, in order)
+// and without remove, as Store.Subscribe changes a session: cur itself
+// when nothing changes, session.ErrInvalidPayload beyond max topics.
+func Resubscribed(cur *session.Session, add, remove []string, max int) (*session.Session, error) {
 	topics := slices.Clone(cur.Topics)
 	for _, t := range add {
 		if !slices.Contains(topics, t) {
@@ -273,12 +288,7 @@ func (s *MemoryStore) Subscribe(id string, add, remove []string, max int) (*sess
 	if len(topics) > max {
 		return nil, fmt.Errorf("%w: at most %d subscriptions", session.ErrInvalidPayload, max)
 	}
-	next := cur.WithTopics(topics)
-	if !s.dir.Resubscribe(cur, next) {
-		return nil, ErrSessionNotFound // expired meanwhile (DeleteExpired runs outside mu)
-	}
-	s.record(Op{Kind: OpSession, ID: id, Session: next}) // under mu: before the end Expire records
-	return next, nil
+	return cur.WithTopics(topics), nil
 }
 
 // Expire implements Store.
@@ -467,7 +477,12 @@ func (s *MemoryStore) fanOut(sessions []*session.Session, e *Envelope, res *Resu
 func (s *MemoryStore) Session(id string) (*session.Session, bool) { return s.dir.Get(id) }
 
 // Touch implements Store.
-func (s *MemoryStore) Touch(id string) (*session.Session, bool) { return s.dir.Touch(id) }
+func (s *MemoryStore) Touch(id string) (*session.Session, error) {
+	if sess, ok := s.dir.Touch(id); ok {
+		return sess, nil
+	}
+	return nil, ErrSessionNotFound
+}
 
 // Refresh implements Store.
 func (s *MemoryStore) Refresh(sess *session.Session) bool { return s.dir.Refresh(sess) }

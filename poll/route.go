@@ -70,9 +70,9 @@ func (h *Hub) SendAll(id string, pushes []Push) (res []Result, errs []error, err
 
 // send delivers one of the session's sends, not flushed.
 func (h *Hub) send(id string, p Push) (Result, error) {
-	s, ok := h.store.Touch(id)
-	if !ok {
-		return Result{}, ErrSessionNotFound
+	s, err := h.store.Touch(id)
+	if err != nil {
+		return Result{}, err
 	}
 	return h.deliver(p, s.From(), "send:"+s.From()+":")
 }

@@ -59,11 +59,12 @@ type Store interface {
 	Expire(now time.Time) []*session.Session
 
 	// Session returns the online session with id. Touch does too, and
-	// refreshes its idle timer; Refresh refreshes a session the caller
-	// holds and reports whether it is still online (see
-	// session.Registry).
+	// refreshes its idle timer (ErrSessionNotFound, or the store's
+	// failure: a shared store that cannot be reached knows no session);
+	// Refresh refreshes a session the caller holds and reports whether it
+	// is still online (see session.Registry).
 	Session(id string) (*session.Session, bool)
-	Touch(id string) (*session.Session, bool)
+	Touch(id string) (*session.Session, error)
 	Refresh(s *session.Session) bool
 	// ByDevice, ByUser, ByTopic and All return the online sessions of a
 	// device (or nil), a user, a topic, and all of them.

@@ -15,9 +15,9 @@ func (h *Hub) Poll(ctx context.Context, id string, ack uint64, hasAck bool) ([]M
 	if h.stopped() {
 		return nil, ErrClosed
 	}
-	s, ok := h.store.Touch(id)
-	if !ok {
-		return nil, ErrSessionNotFound
+	s, err := h.store.Touch(id)
+	if err != nil {
+		return nil, err
 	}
 	msgs, err := h.store.Wait(ctx, id, h.stop, ack, hasAck)
 	h.store.Refresh(s)
@@ -44,10 +44,10 @@ func (h *Hub) Park(t *Ticket, id string, ack uint64, hasAck bool, hold time.Dura
 		t = new(Ticket)
 	}
 	if t.s == nil || t.s.ID != id || !h.store.Refresh(t.s) {
-		s, ok := h.store.Touch(id)
+		s, err := h.store.Touch(id)
 		*t = Ticket{s: s}
-		if !ok {
-			return nil, ErrSessionNotFound, false
+		if err != nil {
+			return nil, err, false
 		}
 	}
 	s := t.s

@@ -68,6 +68,11 @@ type config struct {
 	// Persistence (README "Persistence").
 	DataDir       string        // "": everything in memory
 	FsyncInterval time.Duration // 0: --fsync always
+
+	// A cluster on Redis (README "Running a cluster").
+	RedisURL     string   // redis:// or rediss://; "": not on Redis
+	RedisCluster []string // a Redis Cluster's node addresses
+	RedisPrefix  string   // the hash tag of the deployment's keys
 }
 
 // listFlag is a flag that may be repeated; its variable form is
@@ -250,6 +255,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.Var(byteSize{&c.MaxStoredBytes}, "max-stored-bytes", "most bytes of messages (mailboxes, offline store) and idempotency ids kept, e.g. 512MiB; beyond: pushes get 503 (0 = no bound)")
 	fs.StringVar(&c.DataDir, "data-dir", "", "keep sessions and messages in this directory, so that they survive a restart or a crash (created if missing); unset: in memory only")
 	fs.Var(fsyncFlag{&c.FsyncInterval}, "fsync", "with --data-dir: always (a 202 means synced to disk) or an interval such as 100ms (a 202 means written; a power loss can lose the last interval)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "keep all state in this Redis (redis://[user:pass@]host:port/db, rediss:// for TLS), shared by every node that names it: any node serves any client")
+	fs.Var(listFlag{&c.RedisCluster}, "redis-cluster", "keep all state in the Redis Cluster of these nodes (host:port, comma-separated or repeated)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "longpoll", "with --redis-url or --redis-cluster: the deployment's name; its keys are {name}:…, one cluster slot")
 	fs.Usage = func() {
 		fmt.Fprint(out, `Usage: longpoll [flags]
        longpoll COMMAND [flags]
@@ -284,7 +292,7 @@ Flags:
 		return c, err
 	}
 	// A list given on the command line replaces its variable's list.
-	stringLists := []*[]string{&c.PublishKeys, &c.ConnectSecrets, &c.CORSOrigins}
+	stringLists := []*[]string{&c.PublishKeys, &c.ConnectSecrets, &c.CORSOrigins, &c.RedisCluster}
 	cidrLists := []*[]netip.Prefix{&c.AllowCIDRs, &c.DenyCIDRs, &c.TrustProxies}
 	envStrings := make([][]string, len(stringLists))
 	for i, l := range stringLists {
@@ -339,6 +347,18 @@ func (c config) validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat))
+	}
+	stores := 0
+	for _, on := range []bool{c.DataDir != "", c.RedisURL != "", len(c.RedisCluster) > 0} {
+		if on {
+			stores++
+		}
+	}
+	if stores > 1 {
+		errs = append(errs, errors.New("--data-dir, --redis-url and --redis-cluster each choose where state lives: give at most one"))
+	}
+	if c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, "{}: \t\n") {
+		errs = append(errs, fmt.Errorf("--redis-prefix must be a non-empty name without braces, colons or spaces, got %q", c.RedisPrefix))
 	}
 	if err := validAddr(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr: %v", err))

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -32,6 +33,7 @@ import (
 	"github.com/longpoll/longpoll/metrics"
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/public"
+	"github.com/longpoll/longpoll/redisstore"
 	"github.com/longpoll/longpoll/wire"
 )
 
@@ -157,6 +159,17 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 			"messages", l.Messages, "offlineMessages", l.OfflineMessages, "idempotencyIds", l.IDs, "took", l.Took.Round(time.Millisecond))
 		hcfg.Store = disk
 	}
+	var red *redisstore.Store
+	if cfg.RedisURL != "" || len(cfg.RedisCluster) > 0 {
+		var err error
+		red, err = redisstore.Open(redisstore.Options{URL: cfg.RedisURL, Cluster: cfg.RedisCluster, Prefix: cfg.RedisPrefix, Logger: log}, hcfg.StoreConfig())
+		if err != nil {
+			return err
+		}
+		defer red.Close()
+		log.Info("state in redis", "url", redactURL(cfg.RedisURL), "cluster", cfg.RedisCluster, "prefix", cfg.RedisPrefix, "node", red.Node())
+		hcfg.Store = red
+	}
 	hub = poll.NewHub(hcfg)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -186,11 +199,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		Metrics:        m.Handler(),
 		Logger:         log,
 	}, tlsConfig)
-	sched, err := jobs.Start(hub, jobs.Config{
+	jcfg := jobs.Config{
 		CleanupInterval:   cfg.CleanupInterval,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            log,
-	})
+	}
+	if red != nil { // once per cluster: the node holding the lease runs them
+		jcfg.Leader = red.Elector(2 * max(cfg.CleanupInterval, cfg.HeartbeatInterval))
+	}
+	sched, err := jobs.Start(hub, jcfg)
 	if err != nil {
 		ln.Close()
 		return err
@@ -246,4 +263,13 @@ func warnInsecure(cfg config, log *slog.Logger) {
 	case len(cfg.PublishKeys) == 0:
 		log.Info("no --publish-key: /push, /stats, /presence and /disconnect accept local clients only (loopback address and Host; behind a proxy on this host, set a key)")
 	}
+}
+
+// redactURL is a Redis URL without its password, for the log.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }

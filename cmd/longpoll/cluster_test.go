@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/redistest"
+	"github.com/longpoll/longpoll/internal/testserver"
+)
+
+// startNodes starts n servers of one deployment on redisArgs.
+func startNodes(t *testing.T, n int, redisArgs ...string) []*testserver.Server {
+	t.Helper()
+	nodes := make([]*testserver.Server, n)
+	for i := range nodes {
+		nodes[i] = testserver.Start(t, append([]string{"--heartbeat-interval", "0"}, redisArgs...)...)
+	}
+	return nodes
+}
+
+func urls(nodes []*testserver.Server) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.URL
+	}
+	return out
+}
+
+// The cluster test: three nodes on one Redis (AOF, appendfsync always),
+// 200 sessions polling on a random node each time, 32 publishers pushing
+// on random nodes; one node killed with SIGKILL mid-run, and Redis killed
+// and started again mid-run. Every push answered 202 is delivered exactly
+// once, in each publisher's order; none refused appears (a 503 while Redis
+// is away may have stored its push or not: such pushes are counted with
+// the cut-off ones).
+func TestClusterKeepsEveryAcceptedMessage(t *testing.T) {
+	const (
+		sessions   = 200
+		publishers = 32
+	)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	rs := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	nodes := startNodes(t, 3, "--redis-url", rs.URL())
+	bases := urls(nodes)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sessions + publishers + 8}}
+
+	sids := make([]string, sessions)
+	for i := range sids {
+		var out struct{ SessionID string }
+		code, err := postJSON(client, bases[i%3]+"/connect", fmt.Sprintf(`{"deviceId":"dev-%d"}`, i), &out)
+		if err != nil || code != http.StatusCreated {
+			t.Fatalf("connect %d: %d %v", i, code, err)
+		}
+		sids[i] = out.SessionID
+	}
+
+	ctx, stopAll := context.WithCancel(context.Background())
+	defer stopAll()
+	col := newCollector(sessions)
+	col.uncertain503 = true
+	var pollers sync.WaitGroup
+	for i, sid := range sids {
+		pollers.Add(1)
+		go func() {
+			defer pollers.Done()
+			col.poll(ctx, t, client, bases, i, sid, 60*time.Second)
+		}()
+	}
+	var published sync.WaitGroup
+	pubCtx, stopPublishing := context.WithCancel(ctx)
+	for p := range publishers {
+		published.Add(1)
+		go func() {
+			defer published.Done()
+			prng := rand.New(rand.NewPCG(seed, uint64(p)+2))
+			for n := 0; pubCtx.Err() == nil; n++ {
+				to := prng.IntN(sessions)
+				base := bases[prng.IntN(len(bases))]
+				body := fmt.Sprintf(`{"to":{"sessionId":%q},"data":{"p":%d,"n":%d}}`, sids[to], p, n)
+				code, err := postJSON(client, base+"/push", body, nil)
+				col.pushed(p, n, to, code, err)
+				if err != nil || code != http.StatusAccepted {
+					select {
+					case <-pubCtx.Done():
+					case <-time.After(5 * time.Millisecond):
+					}
+				}
+			}
+		}()
+	}
+	waitAccepted := func(atLeast int64) {
+		testserver.WaitFor(t, "pushes accepted", 60*time.Second, func() bool { return col.accepted.Load() >= atLeast })
+	}
+
+	waitAccepted(500 + int64(rng.IntN(500)))
+	victim := rng.IntN(len(nodes))
+	nodes[victim].Kill()
+	col.restarts.Add(1)
+	t.Logf("node %d killed at %d accepted", victim, col.accepted.Load())
+	waitAccepted(col.accepted.Load() + 500)
+	rs.Stop()
+	col.restarts.Add(1)
+	t.Logf("redis killed at %d accepted", col.accepted.Load())
+	rs.Restart()
+	waitAccepted(col.accepted.Load() + 500)
+	if err := nodes[victim].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitAccepted(col.accepted.Load() + 500)
+	stopPublishing()
+	published.Wait()
+	for deadline := time.Now().Add(30 * time.Second); !col.allDelivered() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond) // polling a condition, bounded above; nothing to synchronise with
+	}
+	stopAll()
+	pollers.Wait()
+	col.check(t, sids)
+}
+
+// clusterClient is a test's view of one deployment.
+type clusterClient struct {
+	t     *testing.T
+	c     *http.Client
+	nodes []string
+}
+
+func (cc clusterClient) post(node int, path, body string, out any) int {
+	cc.t.Helper()
+	code, err := postJSON(cc.c, cc.nodes[node]+path, body, out)
+	if err != nil {
+		cc.t.Fatalf("POST %s on node %d: %v", path, node, err)
+	}
+	return code
+}
+
+func (cc clusterClient) connect(node int, body string) string {
+	cc.t.Helper()
+	var out struct{ SessionID string }
+	if code := cc.post(node, "/connect", body, &out); code != http.StatusCreated {
+		cc.t.Fatalf("connect %s on node %d: %d", body, node, code)
+	}
+	return out.SessionID
+}
+
+type pollAnswer struct {
+	code int
+	body string
+	msgs []struct {
+		Seq   uint64
+		Topic string
+		Data  json.RawMessage
+	}
+}
+
+// poll polls on node and returns its answer; async, on a channel.
+func (cc clusterClient) poll(node int, sid string, cursor uint64, timeout int) <-chan pollAnswer {
+	ch := make(chan pollAnswer, 1)
+	go func() {
+		url := fmt.Sprintf("%s/data?sessionId=%s&cursor=%d&timeout=%d", cc.nodes[node], sid, cursor, timeout)
+		resp, err := cc.c.Get(url)
+		if err != nil {
+			ch <- pollAnswer{body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		a := pollAnswer{code: resp.StatusCode, body: string(b)}
+		if a.code == http.StatusOK {
+			var v struct {
+				Messages []struct {
+					Seq   uint64
+					Topic string
+					Data  json.RawMessage
+				}
+			}
+			_ = json.Unmarshal(b, &v)
+			a.msgs = v.Messages
+		}
+		ch <- a
+	}()
+	return ch
+}
+
+// parked waits until node says it holds n parked polls.
+func (cc clusterClient) parked(node, n int) {
+	cc.t.Helper()
+	testserver.WaitFor(cc.t, fmt.Sprintf("%d parked polls on node %d", n, node), 10*time.Second, func() bool {
+		var st struct{ Parked int }
+		resp, err := cc.c.Get(cc.nodes[node] + "/stats")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		return st.Parked == n
+	})
+}
+
+func recv(t *testing.T, ch <-chan pollAnswer, what string) pollAnswer {
+	t.Helper()
+	select {
+	case a := <-ch:
+		return a
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s: no answer within 15s", what)
+		return pollAnswer{}
+	}
+}
+
+// Cross-node behaviour, each on three nodes of one Redis (and of a
+// three-master Redis Cluster): a push on one node reaches a poll parked on
+// another; a newer poll on another node supersedes (409); a replacement
+// connect and a disconnect on another node close a parked poll (410);
+// presence events come once per change; an idempotency id is recognised on
+// every node; /stats counts the whole cluster.
+func TestClusterCrossNode(t *testing.T) {
+	t.Run("one server", func(t *testing.T) {
+		rs := redistest.Start(t)
+		crossNode(t, startNodes(t, 3, "--redis-url", rs.URL()))
+	})
+	t.Run("redis cluster", func(t *testing.T) {
+		rc := redistest.Cluster(t)
+		crossNode(t, startNodes(t, 3, "--redis-cluster", strings.Join(redistest.Addrs(rc), ",")))
+	})
+}
+
+func crossNode(t *testing.T, nodes []*testserver.Server) {
+	cc := clusterClient{t: t, c: &http.Client{}, nodes: urls(nodes)}
+	watcher := cc.connect(2, `{"deviceId":"watcher","topics":["$presence"]}`)
+
+	// A push on C reaches a poll parked on B; the poll after it on A.
+	sid := cc.connect(0, `{"deviceId":"lamp","userId":"ann","topics":["news"]}`)
+	p := cc.poll(1, sid, 0, 20)
+	cc.parked(1, 1)
+	if code := cc.post(2, "/push", `{"to":{"topic":"news"},"data":1}`, nil); code != http.StatusAccepted {
+		t.Fatalf("push: %d", code)
+	}
+	if a := recv(t, p, "the poll on B"); a.code != 200 || len(a.msgs) != 1 || a.msgs[0].Seq != 1 {
+		t.Fatalf("the poll on B: %d %s", a.code, a.body)
+	}
+
+	// A newer poll on C supersedes the one parked on A.
+	older := cc.poll(0, sid, 1, 20)
+	cc.parked(0, 1)
+	newer := cc.poll(2, sid, 1, 20)
+	if a := recv(t, older, "the older poll"); a.code != http.StatusConflict || !strings.Contains(a.body, "superseded") {
+		t.Fatalf("the older poll: %d %s", a.code, a.body)
+	}
+	// A disconnect on B closes the poll parked on C; what was not
+	// acknowledged waits offline for the device.
+	cc.parked(2, 1)
+	if code := cc.post(0, "/push", `{"to":{"userId":"ann"},"data":2}`, nil); code != http.StatusAccepted {
+		t.Fatalf("push to the user: %d", code)
+	}
+	if a := recv(t, newer, "the newer poll"); a.code != 200 || len(a.msgs) != 1 || a.msgs[0].Seq != 2 {
+		t.Fatalf("the newer poll: %d %s", a.code, a.body)
+	}
+	parked := cc.poll(2, sid, 1, 20) // 2 not acknowledged: it is answered at once
+	if a := recv(t, parked, "a poll with 2 pending"); a.code != 200 || len(a.msgs) != 1 || a.msgs[0].Seq != 2 {
+		t.Fatalf("a poll with 2 pending: %d %s", a.code, a.body)
+	}
+	parked = cc.poll(2, sid, 2, 20)
+	cc.parked(2, 1)
+	if code := cc.post(1, "/disconnect", fmt.Sprintf(`{"sessionId":%q}`, sid), nil); code != http.StatusOK {
+		t.Fatalf("disconnect: %d", code)
+	}
+	if a := recv(t, parked, "the poll of the disconnected session"); a.code != http.StatusGone {
+		t.Fatalf("the poll of the disconnected session: %d %s", a.code, a.body)
+	}
+
+	// A replacement connect on A closes the poll parked on B.
+	sid = cc.connect(1, `{"deviceId":"lamp","userId":"ann"}`)
+	if code := cc.post(2, "/push", `{"to":{"deviceId":"lamp"},"data":3}`, nil); code != http.StatusAccepted {
+		t.Fatalf("push to the device: %d", code)
+	}
+	if a := recv(t, cc.poll(0, sid, 0, 20), "the first poll"); a.code != 200 || len(a.msgs) != 1 || string(a.msgs[0].Data) != "3" {
+		t.Fatalf("the first poll: %d %s (want 3, kept offline at the disconnect)", a.code, a.body)
+	}
+	parked = cc.poll(1, sid, 1, 20)
+	cc.parked(1, 1)
+	repl := cc.connect(0, `{"deviceId":"lamp","userId":"ann"}`)
+	if a := recv(t, parked, "the replaced session's poll"); a.code != http.StatusGone {
+		t.Fatalf("the replaced session's poll: %d %s", a.code, a.body)
+	}
+	// A replacement on B carries what was not acknowledged.
+	if code := cc.post(2, "/push", fmt.Sprintf(`{"to":{"sessionId":%q},"data":4}`, repl), nil); code != http.StatusAccepted {
+		t.Fatalf("push to the session: %d", code)
+	}
+	repl = cc.connect(1, `{"deviceId":"lamp","userId":"ann"}`)
+	if a := recv(t, cc.poll(2, repl, 0, 20), "the replacement's poll"); a.code != 200 || len(a.msgs) != 1 || string(a.msgs[0].Data) != "4" {
+		t.Fatalf("the replacement's poll: %d %s (want 4, carried)", a.code, a.body)
+	}
+
+	// An idempotency id is recognised on every node.
+	var first, again struct {
+		ID        string
+		Duplicate bool
+	}
+	cc.post(0, "/push", `{"to":{"deviceId":"nobody"},"data":5,"id":"once"}`, &first)
+	cc.post(1, "/push", `{"to":{"deviceId":"nobody"},"data":5,"id":"once"}`, &again)
+	if !again.Duplicate || again.ID != first.ID {
+		t.Fatalf("the same id on another node: %+v after %+v", again, first)
+	}
+
+	// /stats on any node counts the whole cluster: the watcher and lamp.
+	for i := range cc.nodes {
+		var st struct{ Sessions, Devices int }
+		resp, err := cc.c.Get(cc.nodes[i] + "/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if st.Sessions != 2 {
+			t.Fatalf("node %d: /stats says %d sessions, want 2", i, st.Sessions)
+		}
+	}
+
+	// Presence: the watcher heard each change once, whichever node made it.
+	var events []string
+	var cursor uint64
+	for len(events) < 8 {
+		a := recv(t, cc.poll(rand.IntN(3), watcher, cursor, 2), "the watcher's poll")
+		if a.code == http.StatusNoContent {
+			break
+		}
+		if a.code != 200 {
+			t.Fatalf("the watcher's poll: %d %s", a.code, a.body)
+		}
+		for _, m := range a.msgs {
+			cursor = m.Seq
+			var ev struct{ Event, Reason, DeviceID string }
+			_ = json.Unmarshal(m.Data, &ev)
+			events = append(events, ev.Event+"/"+ev.Reason)
+		}
+	}
+	want := []string{"online/connect" /* the watcher's own */, "online/connect", "offline/disconnect", "online/connect", "offline/replaced", "online/connect", "offline/replaced", "online/connect"}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Fatalf("presence events %v, want %v", events, want)
+	}
+	if a := recv(t, cc.poll(0, watcher, cursor, 1), "the watcher's last poll"); a.code != http.StatusNoContent {
+		t.Fatalf("more presence events: %d %s", a.code, a.body)
+	}
+}

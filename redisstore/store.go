@@ -1,0 +1,792 @@
+// Package redisstore is the poll.Store that keeps a deployment's state in
+// Redis (one server or a Redis Cluster), so that any number of longpoll
+// nodes serve the same sessions: a client may connect on one node, poll on
+// a second, and be pushed to from a third.
+//
+// Every operation is one Lua script over the deployment's keys, which
+// share one hash tag and so one slot (scripts.go lists them). A parked
+// poll stays in the process that holds its connection; Redis records its
+// owner, and a script that appends to its mailbox, supersedes it or ends
+// its session tells that node over sharded pub/sub. A lost notification
+// is never a lost message: messages leave a mailbox only when a cursor
+// acknowledges them, and a poll reads the mailbox when it starts and when
+// its hold ends.
+//
+// Redis unreachable: the operation fails with poll.ErrStorage (the
+// methods that return no error answer "not found" or nothing), Err
+// reports it until a ping succeeds again, and the hub answers 503.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longpoll/longpoll/internal/codec"
+	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/session"
+)
+
+// Options say which Redis to use.
+type Options struct {
+	// URL is redis://[user:pass@]host:port/db or rediss:// (TLS) for one
+	// server; Cluster the addresses (host:port) of a Redis Cluster's
+	// nodes. One of them must be set.
+	URL     string
+	Cluster []string
+	// Prefix names the deployment: its keys are "{Prefix}:…" ("longpoll"
+	// when empty). Deployments with different prefixes share a Redis
+	// without meeting.
+	Prefix string
+	// Timeout bounds each command (2s when zero).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Store is the Redis poll.Store. Its methods are safe for concurrent use.
+type Store struct {
+	client rueidis.Client
+	cfg    poll.StoreConfig
+	log    *slog.Logger
+	p      string   // the key prefix, "{name}:"
+	node   string   // this process, in owners and its channel's name
+	keys   []string // KEYS of every script: the sessions hash
+	tmo    time.Duration
+
+	err    atomic.Pointer[error] // why Redis is unusable, until a ping succeeds
+	stored atomic.Int64          // StoredBytes, as last read
+	gen    atomic.Uint64         // parked polls' owners
+
+	mu     sync.Mutex         // parked and each waiter's answered and timer
+	parked map[string]*waiter // session id -> this node's parked poll
+	nPark  atomic.Int64
+
+	cacheMu sync.Mutex
+	cache   map[string]cached // session id -> its last decoded record
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// waiter is a poll parked in this process.
+type waiter struct {
+	id, owner string
+	ticket    *poll.Ticket
+	done      func([]poll.Message, error) func()
+	timer     *time.Timer
+	answered  bool
+}
+
+type cached struct {
+	rec string
+	s   *session.Session
+}
+
+// Open connects to Redis and starts listening for this node's
+// notifications. It fails when Redis does not answer a ping.
+func Open(opts Options, cfg poll.StoreConfig) (*Store, error) {
+	if cfg.MaxStoredBytes == 0 {
+		cfg.MaxStoredBytes = poll.DefaultMaxStoredBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var co rueidis.ClientOption
+	switch {
+	case opts.URL != "" && len(opts.Cluster) > 0:
+		return nil, errors.New("redis: a URL or cluster addresses, not both")
+	case opts.URL != "":
+		o, err := rueidis.ParseURL(opts.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		co = o
+	case len(opts.Cluster) > 0:
+		co.InitAddress = opts.Cluster
+		co.ShuffleInit = true
+	default:
+		return nil, errors.New("redis: no URL and no cluster addresses")
+	}
+	co.DisableCache = true
+	client, err := rueidis.NewClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = "longpoll"
+	}
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	s := &Store{
+		client: client,
+		cfg:    cfg,
+		log:    opts.Logger,
+		p:      "{" + prefix + "}:",
+		node:   base64.RawURLEncoding.EncodeToString(b[:]),
+		tmo:    opts.Timeout,
+		parked: make(map[string]*waiter),
+		cache:  make(map[string]cached),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.tmo <= 0 {
+		s.tmo = 2 * time.Second
+	}
+	s.keys = []string{s.p + "s"}
+	ctx, cancel := context.WithTimeout(context.Background(), s.tmo)
+	defer cancel()
+	if err := client.Do(ctx, client.B().Ping().Build()).Error(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go s.listen()
+	go s.watch()
+	s.refreshStored()
+	return s, nil
+}
+
+// Close stops listening and closes the connections. Parked polls should
+// have been answered (WakeAll) first.
+func (s *Store) Close() error {
+	s.cancel()
+	s.client.Close()
+	s.wg.Wait()
+	return nil
+}
+
+// Node names this process in the cluster.
+func (s *Store) Node() string { return s.node }
+
+// exec runs sc with the prefix and node before args. A failure to reach
+// Redis marks the store unusable until a ping succeeds (Err).
+func (s *Store) exec(sc *rueidis.Lua, args ...string) (rueidis.RedisResult, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.tmo)
+	defer cancel()
+	r := sc.Exec(ctx, s.client, s.keys, append([]string{s.p, s.node}, args...))
+	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		return r, s.failed(err)
+	}
+	return r, nil
+}
+
+// failed turns a Redis error into poll.ErrStorage, and remembers one that
+// is not Redis's answer (a connection, a timeout) as the store's Err.
+func (s *Store) failed(err error) error {
+	werr := fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
+	if re, ok := rueidis.IsRedisErr(err); ok && !unavailable(re) {
+		s.log.Error("redis refused a script", "err", err)
+		return werr
+	}
+	if s.err.Swap(&werr) == nil {
+		s.log.Error("redis unreachable: answering 503 until it is back", "err", err)
+	}
+	return werr
+}
+
+// unavailable reports whether Redis's error says it cannot serve for now
+// (loading its data after a restart, a cluster without its slots, a
+// replica not yet promoted): a failure like an unreachable server, not a
+// refused script.
+func unavailable(re *rueidis.RedisError) bool {
+	msg := re.Error()
+	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "NOREPLICAS"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// watch pings Redis while it is unusable and clears Err once it answers,
+// and keeps StoredBytes fresh.
+func (s *Store) watch() {
+	defer s.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.err.Load() != nil {
+			ctx, cancel := context.WithTimeout(s.ctx, s.tmo)
+			err := s.client.Do(ctx, s.client.B().Ping().Build()).Error()
+			cancel()
+			if err != nil {
+				continue
+			}
+			s.err.Store(nil)
+			s.log.Info("redis reachable again")
+			s.sweep()
+		}
+		s.refreshStored()
+	}
+}
+
+func (s *Store) refreshStored() {
+	if st, err := s.stats(); err == nil {
+		s.stored.Store(st[2])
+	}
+}
+
+// Err implements poll.Store.
+func (s *Store) Err() error {
+	if p := s.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Flush implements poll.Store: every script has run in Redis when it
+// returns (how durable that is, is Redis's appendfsync); a store that
+// could not reach Redis since says so.
+func (s *Store) Flush() error { return s.Err() }
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// envArgs are the fields of a message's record (scripts' hold).
+func envArgs(e *poll.Envelope) []string {
+	sys := "0"
+	if strings.HasPrefix(e.Topic, "$") {
+		sys = "1"
+	}
+	return []string{e.ID, string(codec.Envelope(e)), ms(e.Expires), sys, strconv.Itoa(e.Size())}
+}
+
+// whyErr maps a script's {"E", why}.
+func whyErr(why string) error {
+	switch why {
+	case "notfound":
+		return poll.ErrSessionNotFound
+	case "full":
+		return poll.ErrMailboxFull
+	case "cursor":
+		return poll.ErrInvalidCursor
+	case "toomany":
+		return poll.ErrTooManySessions
+	}
+	return fmt.Errorf("%w: redis: unexpected answer %q", poll.ErrStorage, why)
+}
+
+// reply reads a script's array answer; an {"E", why} answer is its error.
+func reply(r rueidis.RedisResult) ([]rueidis.RedisMessage, error) {
+	arr, err := r.ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
+	}
+	if len(arr) == 2 {
+		if k, err := arr[0].ToString(); err == nil && k == "E" {
+			why, _ := arr[1].ToString()
+			return nil, whyErr(why)
+		}
+	}
+	return arr, nil
+}
+
+// messages decodes a script's take: {first seq, newest seq answered
+// before, records…}.
+func (s *Store) messages(t rueidis.RedisMessage) ([]poll.Message, error) {
+	arr, err := t.ToArray()
+	if err != nil || len(arr) < 2 {
+		return nil, fmt.Errorf("%w: redis: a take of %d fields: %v", poll.ErrStorage, len(arr), err)
+	}
+	first, _ := arr[0].AsInt64()
+	sent, _ := arr[1].AsInt64()
+	out := make([]poll.Message, 0, len(arr)-2)
+	for i, m := range arr[2:] {
+		b, err := m.ToString()
+		if err != nil {
+			return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
+		}
+		e, err := codec.ParseEnvelope([]byte(b))
+		if err != nil {
+			return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
+		}
+		if s.cfg.Render != nil {
+			if e.Rendered, err = s.cfg.Render(e); err != nil {
+				return nil, fmt.Errorf("%w: rendering %s: %v", poll.ErrStorage, e.ID, err)
+			}
+		}
+		seq := uint64(first) + uint64(i)
+		out = append(out, poll.Message{Seq: seq, Redelivery: seq <= uint64(sent), Envelope: e})
+	}
+	return out, nil
+}
+
+// decode returns the session of a record, from the cache while the record
+// is the same.
+func (s *Store) decode(rec string) (*session.Session, error) {
+	sess, err := codec.ParseSession([]byte(rec))
+	if err != nil {
+		return nil, err
+	}
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if c, ok := s.cache[sess.ID]; ok && c.rec == rec {
+		return c.s, nil
+	}
+	if len(s.cache) >= 1<<16 {
+		clear(s.cache)
+	}
+	s.cache[sess.ID] = cached{rec, sess}
+	return sess, nil
+}
+
+// sessionsOf decodes a list of records (nil entries: sessions gone).
+func (s *Store) sessionsOf(arr []rueidis.RedisMessage) []*session.Session {
+	out := make([]*session.Session, 0, len(arr))
+	for _, m := range arr {
+		rec, err := m.ToString()
+		if err != nil {
+			continue // nil: gone meanwhile
+		}
+		if sess, err := s.decode(rec); err == nil {
+			out = append(out, sess)
+		} else {
+			s.log.Error("redis: unreadable session record", "err", err)
+		}
+	}
+	return out
+}
+
+// lookup runs the lookup script.
+func (s *Store) lookup(kind string, args ...string) []*session.Session {
+	r, err := s.exec(lookupScript, append([]string{kind}, args...)...)
+	if err != nil {
+		return nil
+	}
+	arr, err := r.ToArray()
+	if err != nil {
+		return nil
+	}
+	return s.sessionsOf(arr)
+}
+
+// Connect implements poll.Store.
+func (s *Store) Connect(sess *session.Session, maxSessions int, now time.Time) (*session.Session, error) {
+	args := []string{string(codec.Session(sess)), sess.ID, sess.DeviceID, sess.UserID,
+		strconv.Itoa(maxSessions), ms(now), strconv.Itoa(len(sess.Topics))}
+	r, err := s.exec(connectScript, append(args, sess.Topics...)...)
+	if err != nil {
+		return nil, err
+	}
+	arr, err := reply(r)
+	if err != nil {
+		return nil, err
+	}
+	oldRec, _ := arr[0].ToString()
+	if oldRec == "" {
+		return nil, nil
+	}
+	old, err := s.decode(oldRec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", poll.ErrStorage, err)
+	}
+	owner, _ := arr[1].ToString()
+	s.closeLocal(old.ID, owner, poll.ErrSessionClosed)
+	return old, nil
+}
+
+// End implements poll.Store.
+func (s *Store) End(id string, ack uint64, hasAck bool, closeErr error, now time.Time) (*session.Session, error) {
+	r, err := s.exec(endScript, id, ackArg(ack, hasAck), closeCode(closeErr), ms(now), strconv.FormatInt(s.cfg.MaxStoredBytes, 10))
+	if err != nil {
+		return nil, err
+	}
+	arr, err := reply(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.ended(arr[0], arr[1], closeErr)
+}
+
+// ended decodes an ended session's record and answers its local poll.
+func (s *Store) ended(recM, ownerM rueidis.RedisMessage, closeErr error) (*session.Session, error) {
+	rec, _ := recM.ToString()
+	sess, err := s.decode(rec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", poll.ErrStorage, err)
+	}
+	s.cacheMu.Lock()
+	delete(s.cache, sess.ID)
+	s.cacheMu.Unlock()
+	owner, _ := ownerM.ToString()
+	s.closeLocal(sess.ID, owner, closeErr)
+	return sess, nil
+}
+
+func ackArg(ack uint64, hasAck bool) string {
+	if !hasAck {
+		return "-1"
+	}
+	return strconv.FormatUint(ack, 10)
+}
+
+// closeCode is how a script tells a node why a session's poll ended.
+func closeCode(err error) string {
+	if errors.Is(err, poll.ErrSessionNotFound) {
+		return "n"
+	}
+	return "c"
+}
+
+func codeErr(code string) error {
+	if code == "n" {
+		return poll.ErrSessionNotFound
+	}
+	return poll.ErrSessionClosed
+}
+
+// expireBatch is how many sessions one expire script ends at most.
+const expireBatch = 500
+
+// Expire implements poll.Store.
+func (s *Store) Expire(now time.Time) []*session.Session {
+	var out []*session.Session
+	before := ms(now.Add(-s.cfg.SessionTTL))
+	for range 1000 {
+		r, err := s.exec(expireScript, before, ms(now), strconv.FormatInt(s.cfg.MaxStoredBytes, 10), strconv.Itoa(expireBatch))
+		if err != nil {
+			return out
+		}
+		arr, err := r.ToArray()
+		if err != nil {
+			return out
+		}
+		for i := 0; i+1 < len(arr); i += 2 {
+			if sess, err := s.ended(arr[i], arr[i+1], poll.ErrSessionNotFound); err == nil {
+				out = append(out, sess)
+			}
+		}
+		if len(arr) < 2*expireBatch {
+			break
+		}
+	}
+	return out
+}
+
+// Session implements poll.Store.
+func (s *Store) Session(id string) (*session.Session, bool) {
+	list := s.lookup("s", id)
+	if len(list) == 0 {
+		return nil, false
+	}
+	return list[0], true
+}
+
+// Touch implements poll.Store.
+func (s *Store) Touch(id string) (*session.Session, error) {
+	r, err := s.exec(touchScript, id, ms(s.cfg.Now()))
+	if err != nil {
+		return nil, err
+	}
+	rec, err := r.ToString()
+	if err != nil {
+		return nil, poll.ErrSessionNotFound // nil: not online
+	}
+	sess, err := s.decode(rec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", poll.ErrStorage, err)
+	}
+	return sess, nil
+}
+
+// Refresh implements poll.Store.
+func (s *Store) Refresh(sess *session.Session) bool {
+	_, err := s.Touch(sess.ID)
+	return err == nil
+}
+
+// ByDevice implements poll.Store.
+func (s *Store) ByDevice(device string) *session.Session {
+	if list := s.lookup("d", device); len(list) > 0 {
+		return list[0]
+	}
+	return nil
+}
+
+// ByUser implements poll.Store.
+func (s *Store) ByUser(user string) []*session.Session { return s.lookup("u", user) }
+
+// ByTopic implements poll.Store: the subscribers of topic and of every
+// pattern that matches it.
+func (s *Store) ByTopic(topic string) []*session.Session {
+	names := []string{topic}
+	session.MatchingPatterns(topic, func(p string) { names = append(names, p) })
+	return s.lookup("t", names...)
+}
+
+// All implements poll.Store.
+func (s *Store) All() []*session.Session { return s.lookup("a") }
+
+// Counts implements poll.Store: the whole cluster's.
+func (s *Store) Counts() (sessions, users int) {
+	st, err := s.stats()
+	if err != nil {
+		return 0, 0
+	}
+	return int(st[4]), int(st[5])
+}
+
+// Subscribe implements poll.Store. It changes the record only if no one
+// changed it since it was read, and reads again if someone did.
+func (s *Store) Subscribe(id string, add, remove []string, max int) (*session.Session, error) {
+	for range 16 {
+		r, err := s.exec(lookupScript, "s", id)
+		if err != nil {
+			return nil, err
+		}
+		arr, err := r.ToArray()
+		if err != nil || len(arr) == 0 {
+			return nil, poll.ErrSessionNotFound
+		}
+		rec, err := arr[0].ToString()
+		if err != nil {
+			return nil, poll.ErrSessionNotFound
+		}
+		cur, err := s.decode(rec)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", poll.ErrStorage, err)
+		}
+		next, err := poll.Resubscribed(cur, add, remove, max)
+		if err != nil || next == cur {
+			return next, err
+		}
+		var gone, added []string
+		for _, t := range cur.Topics {
+			if !contains(next.Topics, t) {
+				gone = append(gone, t)
+			}
+		}
+		for _, t := range next.Topics {
+			if !contains(cur.Topics, t) {
+				added = append(added, t)
+			}
+		}
+		args := append([]string{id, rec, string(codec.Session(next)), strconv.Itoa(len(gone))}, gone...)
+		r, err = s.exec(resubscribeScript, append(args, added...)...)
+		if err != nil {
+			return nil, err
+		}
+		switch n, _ := r.AsInt64(); n {
+		case 1:
+			return next, nil
+		case -1:
+			return nil, poll.ErrSessionNotFound
+		}
+	}
+	return nil, fmt.Errorf("%w: redis: the session changed under 16 subscribes in a row", poll.ErrStorage)
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Append implements poll.Store. The parked poll, on this node or
+// another, is answered by the store: the Wakeup is always empty.
+func (s *Store) Append(id string, e *poll.Envelope) (poll.Wakeup, error) {
+	r, err := s.exec(appendScript, append([]string{id, strconv.Itoa(s.cfg.MaxMailbox)}, envArgs(e)...)...)
+	if err != nil {
+		return poll.Wakeup{}, err
+	}
+	arr, err := reply(r)
+	if err != nil {
+		return poll.Wakeup{}, err
+	}
+	s.setStored(arr[0])
+	s.answerTakes(arr[1:])
+	return poll.Wakeup{}, nil
+}
+
+// fanOutBatch is how many mailboxes one fan-out script appends to at most.
+const fanOutBatch = 1000
+
+// FanOut implements poll.Store.
+func (s *Store) FanOut(sessions []*session.Session, e *poll.Envelope) (wake []poll.Wakeup, delivered, rejected int) {
+	head := append([]string{strconv.Itoa(s.cfg.MaxMailbox)}, envArgs(e)...)
+	for len(sessions) > 0 {
+		n := min(len(sessions), fanOutBatch)
+		args := append([]string(nil), head...)
+		for _, sess := range sessions[:n] {
+			args = append(args, sess.ID)
+		}
+		sessions = sessions[n:]
+		r, err := s.exec(fanoutScript, args...)
+		if err != nil {
+			return nil, delivered, rejected
+		}
+		arr, err := reply(r)
+		if err != nil || len(arr) < 3 {
+			return nil, delivered, rejected
+		}
+		d, _ := arr[0].AsInt64()
+		j, _ := arr[1].AsInt64()
+		delivered += int(d)
+		rejected += int(j)
+		s.setStored(arr[2])
+		s.answerTakes(arr[3:])
+	}
+	return nil, delivered, rejected
+}
+
+// deliver runs the deliver script to a device ("d") or user ("u").
+func (s *Store) deliver(kind, name string, e *poll.Envelope, limit int, client bool) (res poll.Result, err error) {
+	cl := "0"
+	if client {
+		cl = "1"
+	}
+	args := append([]string{kind, name, strconv.Itoa(s.cfg.MaxMailbox), strconv.Itoa(limit), cl,
+		ms(s.cfg.Now()), strconv.FormatInt(s.cfg.OfflineTTL.Milliseconds(), 10)}, envArgs(e)...)
+	r, err := s.exec(deliverScript, args...)
+	if err != nil {
+		return res, err
+	}
+	arr, err := reply(r)
+	if err != nil {
+		return res, err
+	}
+	d, _ := arr[0].AsInt64()
+	j, _ := arr[1].AsInt64()
+	st, _ := arr[2].AsInt64()
+	res.Delivered, res.Rejected, res.Stored = int(d), int(j), int(st)
+	s.setStored(arr[3])
+	s.answerTakes(arr[4:])
+	return res, nil
+}
+
+// DeliverDevice implements poll.Store.
+func (s *Store) DeliverDevice(device string, e *poll.Envelope, limit int, client bool) (u poll.Wakeup, delivered, stored bool, err error) {
+	res, err := s.deliver("d", device, e, limit, client)
+	return poll.Wakeup{}, res.Delivered > 0, res.Stored > 0, err
+}
+
+// DeliverUser implements poll.Store.
+func (s *Store) DeliverUser(user string, e *poll.Envelope, limit int, client bool) (wake []poll.Wakeup, res poll.Result, err error) {
+	res, err = s.deliver("u", user, e, limit, client)
+	return nil, res, err
+}
+
+// Ack implements poll.Store.
+func (s *Store) Ack(id string, ack uint64) error {
+	r, err := s.exec(ackScript, id, strconv.FormatUint(ack, 10))
+	if err != nil {
+		return err
+	}
+	arr, err := reply(r)
+	if err != nil {
+		return err
+	}
+	s.setStored(arr[0])
+	return nil
+}
+
+// setStored keeps the stored bytes a script answered.
+func (s *Store) setStored(m rueidis.RedisMessage) {
+	if n, err := m.AsInt64(); err == nil {
+		s.stored.Store(n)
+	}
+}
+
+// Remember implements poll.Store.
+func (s *Store) Remember(key string, r poll.Result, ttl time.Duration) (poll.Result, bool) {
+	now := s.cfg.Now()
+	exp := now.Add(ttl)
+	res, err := s.exec(rememberScript, key, string(codec.ID(exp, r)), ms(exp), ms(now), "")
+	if err != nil {
+		return poll.Result{}, false
+	}
+	v, err := res.ToString()
+	if err != nil {
+		return poll.Result{}, false // nil: recorded now
+	}
+	_, prev, err := codec.ParseID([]byte(v))
+	if err != nil {
+		return poll.Result{}, false
+	}
+	return prev, true
+}
+
+// Settle implements poll.Store.
+func (s *Store) Settle(key string, r poll.Result, ttl time.Duration) {
+	exp := s.cfg.Now().Add(ttl)
+	_, _ = s.exec(rememberScript, key, string(codec.ID(exp, r)), ms(exp), ms(s.cfg.Now()), "settle")
+}
+
+// Forget implements poll.Store.
+func (s *Store) Forget(key string) { _, _ = s.exec(forgetScript, key) }
+
+// Cleanup implements poll.Store.
+func (s *Store) Cleanup(now time.Time) int {
+	dropped := 0
+	for range 1000 {
+		r, err := s.exec(cleanupScript, ms(now), strconv.FormatInt(s.cfg.OfflineTTL.Milliseconds(), 10), "1000")
+		if err != nil {
+			break
+		}
+		arr, err := r.ToArray()
+		if err != nil || len(arr) != 2 {
+			break
+		}
+		n, _ := arr[0].AsInt64()
+		more, _ := arr[1].AsInt64()
+		dropped += int(n)
+		if more == 0 {
+			break
+		}
+	}
+	s.refreshStored()
+	return dropped
+}
+
+// stats reads {backlog, offline, stored bytes, ids, sessions, users}.
+func (s *Store) stats() ([]int64, error) {
+	r, err := s.exec(statsScript)
+	if err != nil {
+		return nil, err
+	}
+	arr, err := r.ToArray()
+	if err != nil || len(arr) != 6 {
+		return nil, fmt.Errorf("%w: redis: stats: %v", poll.ErrStorage, err)
+	}
+	out := make([]int64, 6)
+	for i, m := range arr {
+		out[i], _ = m.AsInt64()
+	}
+	return out, nil
+}
+
+// Stats implements poll.Store: Parked counts this node's parked polls,
+// the rest is the whole cluster's.
+func (s *Store) Stats() poll.StoreStats {
+	st := poll.StoreStats{Parked: int(s.nPark.Load()), Store: "redis"}
+	if v, err := s.stats(); err == nil {
+		st.Backlog, st.OfflineMessages, st.StoredBytes, st.IdempotencyIDs = int(v[0]), int(v[1]), v[2], int(v[3])
+		s.stored.Store(v[2])
+	}
+	return st
+}
+
+// StoredBytes implements poll.Store: as the last script that changed it,
+// or the last quarter-second refresh, saw it.
+func (s *Store) StoredBytes() int64 { return s.stored.Load() }
