@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/client"
+	"github.com/longpoll/longpoll/internal/redistest"
 	"github.com/longpoll/longpoll/internal/testserver"
 )
 
@@ -132,86 +134,8 @@ func TestNginxInFront(t *testing.T) {
 	lp := testserver.Start(t, "--heartbeat-interval", "0", "--publish-key", key, "--trust-proxy", "127.0.0.1",
 		"--deny-cidr", "127.0.0.2/32")
 
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755) // nginx's workers may run as another user
-	cert, certKey, pool := selfSigned(t, dir)
-	httpPort, httpsPort := freePort(t), freePort(t)
-	site, err := os.ReadFile("nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	include, _ := filepath.Abs("longpoll_proxy.conf")
-	s := string(site)
-	s = replaceOnce(t, s, "server 127.0.0.1:8080;", "server "+lp.Addr+";")
-	s = replaceOnce(t, s, "listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", httpPort))
-	s = replaceOnce(t, s, "listen [::]:80;", "")
-	s = replaceOnce(t, s, "listen 443 ssl http2;", fmt.Sprintf("listen 127.0.0.1:%d ssl http2;", httpsPort))
-	s = replaceOnce(t, s, "listen [::]:443 ssl http2;", "")
-	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/fullchain.pem", cert)
-	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/privkey.pem", certKey)
-	s = strings.ReplaceAll(s, "/etc/nginx/longpoll_proxy.conf", include)
-	accessLog := filepath.Join(dir, "longpoll.access.log")
-	if n := strings.Count(s, "access_log /var/log/nginx/longpoll.access.log longpoll_noquery;"); n != 2 {
-		t.Fatalf("deploy/nginx.conf: %d access_log lines with the longpoll_noquery format, want one in each server", n)
-	}
-	s = strings.ReplaceAll(s, "/var/log/nginx/longpoll.access.log", accessLog)
-	os.WriteFile(filepath.Join(dir, "longpoll.conf"), []byte(s), 0o644)
-	main := fmt.Sprintf(`worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log info;
-events { worker_connections 256; }
-http {
-    access_log %[1]s/access.log;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    include %[1]s/longpoll.conf;
-}
-`, dir)
-	mainConf := filepath.Join(dir, "nginx.conf")
-	os.WriteFile(mainConf, []byte(main), 0o644)
-
-	if out, err := exec.Command(nginx, "-t", "-p", dir, "-c", mainConf).CombinedOutput(); err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
-	}
-	cmd := exec.Command(nginx, "-p", dir, "-c", mainConf, "-g", "daemon off;")
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt) // nginx: fast shutdown
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx output:\n%s\nerror.log:\n%s", out, log)
-		}
-	})
-	testserver.WaitFor(t, "nginx to listen", 30*time.Second, func() bool {
-		select {
-		case err := <-exited:
-			t.Fatalf("nginx exited: %v\n%s", err, out)
-		default:
-		}
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-
-	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "push.example.com"}, ForceAttemptHTTP2: true}}
-	front := fmt.Sprintf("https://127.0.0.1:%d", httpsPort)
+	site := runSite(t, nginx, lp.Addr)
+	tlsClient, front, httpPort, pool, accessLog := site.client, site.front, site.httpPort, site.pool, site.accessLog
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -330,6 +254,179 @@ http {
 	for _, secret := range []string{"sessionId", other.Session().ID, devSID} {
 		if strings.Contains(string(logged), secret) {
 			t.Errorf("the access log holds %q:\n%s", secret, logged)
+		}
+	}
+}
+
+// nginxSite is deploy/nginx.conf running in a real nginx.
+type nginxSite struct {
+	client    *http.Client // trusts its certificate
+	front     string       // its HTTPS base URL
+	httpPort  int
+	pool      *x509.CertPool
+	accessLog string
+}
+
+// runSite runs deploy/nginx.conf in nginx (its listen addresses, upstream
+// servers, certificate and include paths changed for the test) in front
+// of upstreams until t ends.
+func runSite(t *testing.T, nginx string, upstreams ...string) nginxSite {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // nginx's workers may run as another user
+	cert, certKey, pool := selfSigned(t, dir)
+	httpPort, httpsPort := freePort(t), freePort(t)
+	site, err := os.ReadFile("nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	include, _ := filepath.Abs("longpoll_proxy.conf")
+	s := string(site)
+	servers := ""
+	for _, u := range upstreams {
+		servers += "server " + u + ";\n    "
+	}
+	s = replaceOnce(t, s, "server 127.0.0.1:8080;", servers)
+	s = replaceOnce(t, s, "listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", httpPort))
+	s = replaceOnce(t, s, "listen [::]:80;", "")
+	s = replaceOnce(t, s, "listen 443 ssl http2;", fmt.Sprintf("listen 127.0.0.1:%d ssl http2;", httpsPort))
+	s = replaceOnce(t, s, "listen [::]:443 ssl http2;", "")
+	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/fullchain.pem", cert)
+	s = replaceOnce(t, s, "/etc/letsencrypt/live/push.example.com/privkey.pem", certKey)
+	s = strings.ReplaceAll(s, "/etc/nginx/longpoll_proxy.conf", include)
+	accessLog := filepath.Join(dir, "longpoll.access.log")
+	if n := strings.Count(s, "access_log /var/log/nginx/longpoll.access.log longpoll_noquery;"); n != 2 {
+		t.Fatalf("deploy/nginx.conf: %d access_log lines with the longpoll_noquery format, want one in each server", n)
+	}
+	s = strings.ReplaceAll(s, "/var/log/nginx/longpoll.access.log", accessLog)
+	os.WriteFile(filepath.Join(dir, "longpoll.conf"), []byte(s), 0o644)
+	main := fmt.Sprintf(`worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 256; }
+http {
+    access_log %[1]s/access.log;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[1]s/longpoll.conf;
+}
+`, dir)
+	mainConf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(mainConf, []byte(main), 0o644)
+
+	if out, err := exec.Command(nginx, "-t", "-p", dir, "-c", mainConf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(nginx, "-p", dir, "-c", mainConf, "-g", "daemon off;")
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt) // nginx: fast shutdown
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx output:\n%s\nerror.log:\n%s", out, log)
+		}
+	})
+	testserver.WaitFor(t, "nginx to listen", 30*time.Second, func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("nginx exited: %v\n%s", err, out)
+		default:
+		}
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	return nginxSite{
+		client:    &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "push.example.com"}, ForceAttemptHTTP2: true}},
+		front:     fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
+		httpPort:  httpPort,
+		pool:      pool,
+		accessLog: accessLog,
+	}
+}
+
+// TestNginxInFrontOfACluster runs deploy/nginx.conf with three nodes of
+// one Redis as its upstream servers, round robin and nothing sticky: a
+// device's polls and the publisher's pushes land on any node, and every
+// message arrives once, in order.
+func TestNginxInFrontOfACluster(t *testing.T) {
+	nginx := findNginx(t)
+	const key = "pk-0123456789abcdef-nginx"
+	rs := redistest.Start(t)
+	var addrs []string
+	var nodes []*testserver.Server
+	for range 3 {
+		n := testserver.Start(t, "--heartbeat-interval", "0", "--publish-key", key, "--trust-proxy", "127.0.0.1", "--redis-url", rs.URL())
+		nodes = append(nodes, n)
+		addrs = append(addrs, n.Addr)
+	}
+	site := runSite(t, nginx, addrs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := client.New(site.front, client.WithHTTPClient(site.client), client.WithPublishKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := c.Connect(ctx, client.ConnectRequest{DeviceID: "behind-the-balancer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 64)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- dev.Run(runCtx, func(_ context.Context, m client.Message) error {
+			got <- string(m.Data)
+			return nil
+		})
+	}()
+	const n = 30
+	for i := 1; i <= n; i++ {
+		if _, err := c.Push(ctx, client.Push{To: client.Target{DeviceID: "behind-the-balancer"}, Data: i}); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+		select {
+		case d := <-got:
+			if d != strconv.Itoa(i) {
+				t.Fatalf("got %s, want %d", d, i)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("message %d did not come through the balancer", i)
+		}
+	}
+	stop()
+	<-done
+	// Each node answered some of the polls: nothing kept the device on one.
+	for i, node := range nodes {
+		req, _ := http.NewRequest(http.MethodGet, node.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		m := regexp.MustCompile(`(?m)^longpoll_polls_total\{outcome="messages"\} (\d+)`).FindSubmatch(b)
+		if m == nil || string(m[1]) == "0" {
+			t.Errorf("node %d answered no poll with messages: %s", i, m)
 		}
 	}
 }

@@ -140,6 +140,9 @@ func (h *Hub) Ack(id string, ack uint64) error { return h.store.Ack(id, ack) }
 func (h *Hub) Session(id string) (*session.Session, error) {
 	s, ok := h.store.Session(id)
 	if !ok {
+		if err := h.store.Err(); err != nil { // a shared store that cannot be reached knows no session
+			return nil, err
+		}
 		return nil, ErrSessionNotFound
 	}
 	return s, nil

@@ -13,6 +13,12 @@ import (
 // no more writes until the server is restarted (Store.Err says why).
 var ErrStorage = errors.New("storage failed")
 
+// ErrUnreachable: a shared store (Redis) cannot be reached, or cannot
+// serve for now (loading its data, a cluster without its slots). An
+// operation that failed so may have been done or not; the store takes
+// requests again by itself once it answers.
+var ErrUnreachable = errors.New("the shared store cannot be reached")
+
 // Store keeps the hub's state: the online sessions (with their device,
 // user, topics, permit and idle timer), each session's mailbox of
 // unacknowledged messages (seq and cursor), the offline lists of devices

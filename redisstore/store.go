@@ -12,7 +12,7 @@
 // acknowledges them, and a poll reads the mailbox when it starts and when
 // its hold ends.
 //
-// Redis unreachable: the operation fails with poll.ErrStorage (the
+// Redis unreachable: the operation fails with poll.ErrUnreachable (the
 // methods that return no error answer "not found" or nothing), Err
 // reports it until a ping succeeds again, and the hub answers 503.
 package redisstore
@@ -184,14 +184,15 @@ func (s *Store) exec(sc *rueidis.Lua, args ...string) (rueidis.RedisResult, erro
 	return r, nil
 }
 
-// failed turns a Redis error into poll.ErrStorage, and remembers one that
-// is not Redis's answer (a connection, a timeout) as the store's Err.
+// failed turns a Redis error into poll.ErrStorage (a refused script), or
+// into poll.ErrUnreachable, which it remembers as the store's Err until a
+// ping succeeds (a connection, a timeout, Redis not serving for now).
 func (s *Store) failed(err error) error {
-	werr := fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
 	if re, ok := rueidis.IsRedisErr(err); ok && !unavailable(re) {
 		s.log.Error("redis refused a script", "err", err)
-		return werr
+		return fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
 	}
+	werr := fmt.Errorf("%w: redis: %v", poll.ErrUnreachable, err)
 	if s.err.Swap(&werr) == nil {
 		s.log.Error("redis unreachable: answering 503 until it is back", "err", err)
 	}

@@ -4,7 +4,9 @@
 # when missing), a short run of every micro-benchmark and fuzz target (so
 # they cannot rot; no timing is asserted), and the browser tests in headless
 # Chromium (which install chromium and npm packages when missing), and the
-# Bayeux tests with the npm CometD and Faye clients (installed when missing).
+# Bayeux tests with the npm CometD and Faye clients (installed when missing),
+# and the Redis store against real redis-server processes (Debian's
+# redis-server, installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,26 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 	else
 		echo "nginx is missing and this is not root: the reverse-proxy test will skip" >&2
 	fi
+fi
+
+# The Redis store's tests (redisstore, the three-node tests in
+# cmd/longpoll) run real redis-server processes, a single server and a
+# three-master Redis Cluster (redis-cli joins it). Install Debian's
+# redis-server when missing; the tests then fail rather than skip.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+	if [ "$(id -u)" = 0 ]; then
+		step "installing redis-server for the cluster tests"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+		# The package starts a system redis on 6379; the tests start their own.
+		service redis-server stop >/dev/null 2>&1 || true
+	else
+		echo "redis-server is missing and this is not root: the Redis tests will skip" >&2
+	fi
+fi
+if command -v redis-server >/dev/null 2>&1; then
+	export LONGPOLL_REQUIRE_REDIS=1
 fi
 
 step "go test -race"

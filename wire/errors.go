@@ -80,12 +80,17 @@ var errorTable = []errorRow{
 	{poll.ErrTooManySessions, http.StatusServiceUnavailable, "unavailable", "the server is at its session limit; retry later", false, 0},
 	{poll.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the server is shutting down; retry shortly", false, 0},
 	{poll.ErrStorageFull, http.StatusServiceUnavailable, "unavailable", "the server's message store is full (--max-stored-bytes); retry once clients have caught up", false, storageRetry},
+	{poll.ErrUnreachable, http.StatusServiceUnavailable, "unavailable", "the server cannot reach its shared store (Redis); retry shortly", false, unreachableRetry},
 	{poll.ErrStorage, http.StatusServiceUnavailable, "unavailable", "the server could not write to its data directory; nothing was stored", false, 0},
 }
 
 // storageRetry is the Retry-After of ErrStorageFull: the store drains as
 // clients poll, which they do within their poll timeout.
 const storageRetry = 5 * time.Second
+
+// unreachableRetry is the Retry-After of ErrUnreachable: a node checks
+// its store four times a second.
+const unreachableRetry = time.Second
 
 // ErrInternal is the answer to an error the table does not know: a 500
 // whose detail is not shown to the client.

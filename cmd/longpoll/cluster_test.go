@@ -352,3 +352,121 @@ func crossNode(t *testing.T, nodes []*testserver.Server) {
 		t.Fatalf("more presence events: %d %s", a.code, a.body)
 	}
 }
+
+// Redis unreachable: the client and publisher endpoints answer 503
+// unavailable with Retry-After, /healthz says why, a parked poll is
+// answered by its hold; when Redis is back the node serves again by
+// itself, and the session and its messages are there.
+func TestRedisUnreachableAnswers503ThenRecovers(t *testing.T) {
+	rs := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	node := startNodes(t, 1, "--redis-url", rs.URL())[0]
+	cc := clusterClient{t: t, c: &http.Client{}, nodes: []string{node.URL}}
+	sid := cc.connect(0, `{"deviceId":"lamp"}`)
+	if code := cc.post(0, "/push", `{"to":{"deviceId":"lamp"},"data":1}`, nil); code != http.StatusAccepted {
+		t.Fatalf("push: %d", code)
+	}
+	if a := recv(t, cc.poll(0, sid, 0, 2), "the first poll"); a.code != 200 || len(a.msgs) != 1 {
+		t.Fatalf("the first poll: %d %s", a.code, a.body)
+	}
+	parked := cc.poll(0, sid, 1, 2)
+	cc.parked(0, 1)
+	rs.Stop()
+	if a := recv(t, parked, "the poll parked when Redis went"); a.code != http.StatusNoContent && a.code != http.StatusServiceUnavailable {
+		t.Fatalf("the poll parked when Redis went: %d %s", a.code, a.body)
+	}
+	get := func(path string) (int, http.Header, string) {
+		resp, err := cc.c.Get(node.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	unavailable := func(what string, code int, h http.Header, body string) {
+		t.Helper()
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, `"unavailable"`) {
+			t.Fatalf("%s with Redis away: %d %s", what, code, body)
+		}
+		if what != "/healthz" && h.Get("Retry-After") == "" {
+			t.Fatalf("%s with Redis away: no Retry-After", what)
+		}
+	}
+	code, h, body := get(fmt.Sprintf("/data?sessionId=%s&cursor=1&timeout=1", sid))
+	unavailable("/data", code, h, body)
+	for _, r := range []struct{ path, body string }{
+		{"/push", `{"to":{"deviceId":"lamp"},"data":2}`},
+		{"/connect", `{"deviceId":"tv"}`},
+		{"/send?sessionId=" + sid, `{"to":{"deviceId":"tv"},"data":3}`},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, node.URL+r.path, strings.NewReader(r.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := cc.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		unavailable(r.path, resp.StatusCode, resp.Header, string(b))
+	}
+	code, h, body = get("/healthz")
+	unavailable("/healthz", code, h, body)
+	if !strings.Contains(body, "redis") {
+		t.Fatalf("/healthz does not say Redis is the trouble: %s", body)
+	}
+
+	rs.Restart()
+	testserver.WaitFor(t, "/healthz to say ok again", 20*time.Second, func() bool {
+		code, _, _ := get("/healthz")
+		return code == http.StatusOK
+	})
+	if code := cc.post(0, "/push", `{"to":{"deviceId":"lamp"},"data":4}`, nil); code != http.StatusAccepted {
+		t.Fatalf("push after Redis came back: %d", code)
+	}
+	if a := recv(t, cc.poll(0, sid, 1, 5), "the poll after Redis came back"); a.code != 200 || len(a.msgs) != 1 || string(a.msgs[0].Data) != "4" {
+		t.Fatalf("the poll after Redis came back: %d %s", a.code, a.body)
+	}
+}
+
+// The jobs run once per cluster: three nodes with a heartbeat every
+// second send one $heartbeat a second, not three.
+func TestClusterRunsTheJobsOnce(t *testing.T) {
+	rs := redistest.Start(t)
+	var nodes []*testserver.Server
+	for range 3 {
+		nodes = append(nodes, testserver.Start(t, "--heartbeat-interval", "1s", "--redis-url", rs.URL()))
+	}
+	cc := clusterClient{t: t, c: &http.Client{}, nodes: urls(nodes)}
+	sid := cc.connect(0, `{"deviceId":"lamp"}`)
+	var sent []time.Time
+	var cursor uint64
+	deadline := time.Now().Add(30 * time.Second)
+	for len(sent) < 4 && time.Now().Before(deadline) {
+		a := recv(t, cc.poll(len(sent)%3, sid, cursor, 5), "a poll")
+		if a.code == http.StatusNoContent {
+			continue
+		}
+		if a.code != 200 {
+			t.Fatalf("poll: %d %s", a.code, a.body)
+		}
+		for _, m := range a.msgs {
+			cursor = m.Seq
+			if m.Topic != "$heartbeat" {
+				continue
+			}
+			var hb struct{ Time time.Time }
+			if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Time.IsZero() {
+				t.Fatalf("heartbeat %s: %v", m.Data, err)
+			}
+			sent = append(sent, hb.Time)
+		}
+	}
+	if len(sent) < 4 {
+		t.Fatalf("%d heartbeats in 30s", len(sent))
+	}
+	for i := 1; i < len(sent); i++ {
+		if gap := sent[i].Sub(sent[i-1]); gap < 700*time.Millisecond {
+			t.Fatalf("heartbeats %v apart (%v): more than one node sends them", gap, sent)
+		}
+	}
+}
