@@ -8,6 +8,7 @@
 // count and time and only talks to 127.0.0.0/8 or ::1.
 //
 //	longpoll-bench --target longpoll --url http://127.0.0.1:8080 --scenario all
+//	longpoll-bench --url http://127.0.0.1:8081,http://127.0.0.1:8082 --scenario latency,throughput   # two nodes of a cluster
 //	longpoll-bench table results.jsonl   # side-by-side markdown table
 //	longpoll-bench ab before.jsonl after.jsonl   # one system, two builds
 package main
@@ -34,6 +35,7 @@ import (
 // config holds the flags.
 type config struct {
 	target, url, scenarios, label string
+	urls                          []string // --url split: the nodes (one but for a longpoll cluster)
 	key                           string
 	serverPIDs, sourceIPs         string
 
@@ -85,7 +87,10 @@ func benchMain(args []string) int {
 	var cfg config
 	fs := flag.NewFlagSet("longpoll-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.target, "target", "longpoll", "protocol of the server: longpoll, nchan or golongpoll")
-	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:8080", "server base URL (loopback only)")
+	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:8080", "server base URL (loopback only). --target longpoll also takes a comma-separated list:\n"+
+		"the base URLs of several nodes of one cluster (which share their state in Redis). With n URLs, session i connects\n"+
+		"and polls on URL i%n and pushes to it go to URL (i+1)%n, always another node; a broadcast (fanout) goes to URL 1%n;\n"+
+		"parked polls (/stats) are summed over the nodes. Results name the URLs in params.urls")
 	fs.StringVar(&cfg.key, "key", os.Getenv("LONGPOLL_PUBLISH_KEY"), "longpoll: publish key, sent as Authorization: Bearer on pushes and /stats (LONGPOLL_PUBLISH_KEY; none: the server must take loopback publishers)")
 	fs.StringVar(&cfg.scenarios, "scenario", "all", "comma-separated: "+strings.Join(allScenarios, ", ")+" or all; or fill (leaves its sessions and messages)")
 	fs.StringVar(&cfg.label, "label", "", "free text copied into each result (e.g. the run number)")
@@ -129,7 +134,8 @@ func benchMain(args []string) int {
 	if cfg.latencyDuration == 0 {
 		cfg.latencyDuration = cfg.duration
 	}
-	if err := checkLoopback(cfg.url); err != nil {
+	var err error
+	if cfg.urls, err = parseURLs(cfg.url, cfg.target); err != nil {
 		fmt.Fprintln(os.Stderr, "longpoll-bench:", err)
 		return 2
 	}
@@ -163,17 +169,23 @@ func benchMain(args []string) int {
 	defer cancel()
 
 	// A request is bounded by the longest hold it may ask for plus a margin.
-	cf, err := newClientFactory(cfg.url, &sourceDialer{ips: ips}, time.Duration(max(cfg.hold, cfg.parkHold)+30)*time.Second)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "longpoll-bench:", err)
-		return 2
+	dialer := &sourceDialer{ips: ips}
+	cfs := make([]*clientFactory, len(cfg.urls))
+	for i, u := range cfg.urls {
+		if cfs[i], err = newClientFactory(u, dialer, time.Duration(max(cfg.hold, cfg.parkHold)+30)*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "longpoll-bench:", err)
+			return 2
+		}
 	}
-	e := &env{t: t, cfg: cfg, cf: cf, pids: pids, run: run,
+	e := &env{t: t, cfg: cfg, cfs: cfs, pids: pids, run: run,
 		log: func(format string, a ...any) {
 			if !cfg.quiet {
 				fmt.Fprintf(os.Stderr, "[%s %s] %s\n", time.Now().Format("15:04:05"), cfg.target, fmt.Sprintf(format, a...))
 			}
 		}}
+	if len(cfg.urls) > 1 {
+		e.log("%d nodes: sessions poll on %s by index modulo %d; pushes go to the next node", len(cfg.urls), strings.Join(cfg.urls, ", "), len(cfg.urls))
+	}
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
 		if err != nil {

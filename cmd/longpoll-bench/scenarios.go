@@ -17,7 +17,7 @@ import (
 type env struct {
 	t    target
 	cfg  config
-	cf   *clientFactory
+	cfs  []*clientFactory // one per --url: the nodes
 	pids []int
 	run  string
 	log  func(format string, args ...any)
@@ -37,6 +37,12 @@ type result struct {
 }
 
 func newResult(e *env, scenario string, params map[string]any) *result {
+	if len(e.cfg.urls) > 1 {
+		if params == nil {
+			params = map[string]any{}
+		}
+		params["urls"] = e.cfg.urls
+	}
 	return &result{Target: e.t.name(), Scenario: scenario, Label: e.cfg.label,
 		Time: time.Now().UTC().Format(time.RFC3339), Params: params, Metrics: map[string]float64{}}
 }
@@ -59,15 +65,18 @@ func (r *result) errorf(format string, args ...any) {
 
 func itoa(n int) string { return fmt.Sprint(n) }
 
-// setupSubs creates n subscribers with bounded concurrency.
+// setupSubs creates n subscribers with bounded concurrency. Subscriber i
+// is created on, and will be polled on, node pollNode(i).
 func setupSubs(ctx context.Context, e *env, n int, shared bool) ([]*sub, int, []string) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.setupTimeout)
 	defer cancel()
 	subs := make([]*sub, n)
 	var mu sync.Mutex
 	var errs []string
-	forEach(ctx, e, e.cfg.concurrency, n, func(c *rawClient, i int) {
-		s, err := e.t.newSub(ctx, c, i, shared)
+	nodes := len(e.cfs)
+	forEach(ctx, e, e.cfg.concurrency, n, func(nc *nodeClients, i int) {
+		node := pollNode(i, nodes)
+		s, err := e.t.newSub(ctx, nc.get(node), i, shared)
 		if err != nil {
 			mu.Lock()
 			if len(errs) < 5 {
@@ -76,9 +85,11 @@ func setupSubs(ctx context.Context, e *env, n int, shared bool) ([]*sub, int, []
 			mu.Unlock()
 			return
 		}
+		s.node, s.pushNode = node, pushNode(i, nodes)
 		subs[i] = s
 	})
-	// Keep indexes dense: subscriber k is subs[k] and payloads name k.
+	// Keep indexes dense: subscriber k is subs[k] and payloads name k. A
+	// subscriber keeps the nodes it was set up with.
 	out := subs[:0]
 	for _, s := range subs {
 		if s != nil {
@@ -96,24 +107,24 @@ func cleanup(e *env, subs []*sub) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	forEach(ctx, e, 32, len(subs), func(c *rawClient, i int) { _ = e.t.closeSub(ctx, c, subs[i]) })
+	forEach(ctx, e, 32, len(subs), func(nc *nodeClients, i int) { _ = e.t.closeSub(ctx, nc.get(subs[i].node), subs[i]) })
 }
 
-// forEach runs do(c, i) for i in [0, n) on workers goroutines, each with its
-// own connection, until done or ctx ends.
-func forEach(ctx context.Context, e *env, workers, n int, do func(c *rawClient, i int)) {
+// forEach runs do(nc, i) for i in [0, n) on workers goroutines, each with
+// its own connection to each node it talks to, until done or ctx ends.
+func forEach(ctx context.Context, e *env, workers, n int, do func(nc *nodeClients, i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			c := e.cf.client(ctx, false)
-			defer c.Close()
+			nc := newNodeClients(ctx, e.cfs, false)
+			defer nc.Close()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				do(c, i)
+				do(nc, i)
 			}
 		})
 	}
@@ -197,7 +208,7 @@ func runPark(ctx context.Context, e *env) *result {
 		}
 	}
 	parked := int(g.inflight.Load())
-	if sp, ok := e.t.parked(ctx, g.ctl); ok {
+	if sp, ok := g.serverParked(ctx); ok {
 		r.set("server_parked", float64(sp))
 		parked = min(parked, sp)
 	}
@@ -233,7 +244,7 @@ func runFanout(ctx context.Context, e *env) *result {
 	g := newPollGroup(ctx, e, subs, tr.onMsgs)
 	g.start(pctx)
 
-	pub := e.cf.client(ctx, false)
+	pub := e.cfs[broadcastNode(len(e.cfs))].client(ctx, false)
 	defer pub.Close()
 	minReached := math.Inf(1)
 	meter := startCPU(e.pids)
@@ -372,6 +383,15 @@ func runLoad(ctx context.Context, e *env, spec loadSpec) *result {
 		}
 		pushErrMu.Unlock()
 	}
+	// A batch goes to one node: byPush[node] lists the subscribers whose
+	// pushes go to it (with one node, all of them in order).
+	var byPush [][]int
+	if spec.batch > 0 {
+		byPush = make([][]int, len(e.cfs))
+		for k, s := range subs {
+			byPush[s.pushNode] = append(byPush[s.pushNode], k)
+		}
+	}
 	var reqLat [][]int64 = make([][]int64, spec.publishers)
 	pubCtx, pubCancel := context.WithTimeout(ctx, spec.duration)
 	defer pubCancel()
@@ -379,19 +399,20 @@ func runLoad(ctx context.Context, e *env, spec loadSpec) *result {
 	start := nowNS()
 	var wg sync.WaitGroup
 
-	// Each publisher has its own connection.
-	pcs := make([]*rawClient, spec.publishers)
+	// Each publisher has its own connection to each node it pushes to.
+	pcs := make([]*nodeClients, spec.publishers)
 	for p := range pcs {
-		pcs[p] = e.cf.client(ctx, false)
+		pcs[p] = newNodeClients(ctx, e.cfs, false)
 		defer pcs[p].Close()
 	}
 	// pushOne sends publisher p's next message to k, stamped with sendNS.
 	pushOne := func(p, k int, sendNS int64) {
-		pc := pcs[p]
+		sk := subs[k]
+		pc := pcs[p].get(sk.pushNode)
 		s := tr.next(p, k)
 		data := payloadJSON(payload{R: e.run, K: k, P: p, S: s, T: sendNS})
 		t0 := nowNS()
-		o, err := e.t.push(ctx, pc, subs[k], data)
+		o, err := e.t.push(ctx, pc, sk, data)
 		reqLat[p] = append(reqLat[p], nowNS()-t0)
 		tr.record(p, k, s, o)
 		if err != nil {
@@ -452,14 +473,21 @@ func runLoad(ctx context.Context, e *env, spec loadSpec) *result {
 					datas := make([][]byte, spec.batch)
 					seqs := make([]uint32, spec.batch)
 					now := nowNS()
+					// The first item picks the batch's node; the others
+					// are drawn among the subscribers pushed to there.
+					k := rng.IntN(len(subs))
+					node := subs[k].pushNode
+					same := byPush[node]
 					for i := range items {
-						k := rng.IntN(len(subs))
+						if i > 0 {
+							k = same[rng.IntN(len(same))]
+						}
 						seqs[i] = tr.next(p, k)
 						items[i] = subs[k]
 						datas[i] = payloadJSON(payload{R: e.run, K: k, P: p, S: seqs[i], T: now})
 					}
 					t0 := nowNS()
-					outs, err := e.t.pushBatch(ctx, pcs[p], items, datas)
+					outs, err := e.t.pushBatch(ctx, pcs[p].get(node), items, datas)
 					reqLat[p] = append(reqLat[p], nowNS()-t0)
 					for i, o := range outs {
 						tr.record(p, items[i].idx, seqs[i], o)
@@ -550,15 +578,16 @@ func runConnect(ctx context.Context, e *env) *result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := e.cf.client(ctx, !e.cfg.connectReuse)
-			defer c.Close()
+			nc := newNodeClients(ctx, e.cfs, !e.cfg.connectReuse)
+			defer nc.Close()
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if i >= total {
 					return
 				}
+				node := pollNode(i, len(e.cfs))
 				t0 := nowNS()
-				s, err := e.t.connect(ctx, c, i)
+				s, err := e.t.connect(ctx, nc.get(node), i)
 				if err != nil {
 					if ctx.Err() != nil {
 						return
@@ -572,6 +601,7 @@ func runConnect(ctx context.Context, e *env) *result {
 					continue
 				}
 				lats[w] = append(lats[w], nowNS()-t0)
+				s.node, s.pushNode = node, pushNode(i, len(e.cfs))
 				created[w] = append(created[w], s)
 			}
 		}()
@@ -621,25 +651,34 @@ func runFill(ctx context.Context, e *env) *result {
 	defer cancel()
 	batch := max(1, c.batch)
 	var pushed, refused, fails atomic.Int64
-	forEach(ctx, e, c.publishers, (c.fillMessages+batch-1)/batch, func(cl *rawClient, k int) {
+	nodes := len(e.cfs)
+	forEach(ctx, e, c.publishers, (c.fillMessages+batch-1)/batch, func(nc *nodeClients, k int) {
 		from := k * batch
 		n := min(batch, c.fillMessages-from)
-		items := make([]*sub, n)
-		datas := make([][]byte, n)
+		// With several nodes the batch is split by the node its items
+		// are pushed to (one request per node, in order).
+		items := make([][]*sub, nodes)
+		datas := make([][][]byte, nodes)
 		for i := range n {
-			items[i] = subs[(from+i)%len(subs)]
-			datas[i] = payloadJSON(payload{R: e.run, K: items[i].idx, S: uint32(from + i), T: nowNS()})
+			s := subs[(from+i)%len(subs)]
+			items[s.pushNode] = append(items[s.pushNode], s)
+			datas[s.pushNode] = append(datas[s.pushNode], payloadJSON(payload{R: e.run, K: s.idx, S: uint32(from + i), T: nowNS()}))
 		}
-		outs, err := e.t.pushBatch(ctx, cl, items, datas)
-		if err != nil {
-			fails.Add(1)
-			return
-		}
-		for _, o := range outs {
-			if o == accepted {
-				pushed.Add(1)
-			} else {
-				refused.Add(1)
+		for node := range nodes {
+			if len(items[node]) == 0 {
+				continue
+			}
+			outs, err := e.t.pushBatch(ctx, nc.get(node), items[node], datas[node])
+			if err != nil {
+				fails.Add(1)
+				continue
+			}
+			for _, o := range outs {
+				if o == accepted {
+					pushed.Add(1)
+				} else {
+					refused.Add(1)
+				}
 			}
 		}
 	})

@@ -33,6 +33,9 @@ type sub struct {
 	idx int    // subscriber index inside the scenario
 	id  string // sessionId, channel id or category
 
+	node     int // index into --url of the node it connects, polls and is closed on
+	pushNode int // index into --url of the node pushes to it go to
+
 	cursor  uint64 // longpoll: last acknowledged seq
 	lastMod string // nchan: Last-Modified of the last response
 	etag    string // nchan: Etag of the last response

@@ -168,11 +168,11 @@ func (tr *tracker) tally() tally {
 }
 
 // pollGroup runs one long-poll loop per subscriber, each on its own
-// connection.
+// connection to the subscriber's node.
 type pollGroup struct {
 	t      target
-	cf     *clientFactory
-	ctl    *rawClient // the controller's client for parked()
+	cfs    []*clientFactory // the nodes
+	ctl    []*rawClient     // the controller's clients for parked(), one per node
 	subs   []*sub
 	onMsgs func(k int, recvNS int64, datas [][]byte)
 	once   bool          // park: one poll each, an answer before cancel is a failure
@@ -189,8 +189,26 @@ type pollGroup struct {
 }
 
 func newPollGroup(ctx context.Context, e *env, subs []*sub, onMsgs func(int, int64, [][]byte)) *pollGroup {
-	return &pollGroup{t: e.t, cf: e.cf, ctl: e.cf.client(ctx, false), subs: subs, onMsgs: onMsgs,
+	ctl := make([]*rawClient, len(e.cfs))
+	for i, cf := range e.cfs {
+		ctl[i] = cf.client(ctx, false)
+	}
+	return &pollGroup{t: e.t, cfs: e.cfs, ctl: ctl, subs: subs, onMsgs: onMsgs,
 		launch: make(chan struct{}, 256), errSeen: map[string]int{}}
+}
+
+// serverParked is how many polls the server holds, summed over the nodes
+// (each counts the polls it holds itself), when every node can tell.
+func (g *pollGroup) serverParked(ctx context.Context) (int, bool) {
+	sum := 0
+	for _, c := range g.ctl {
+		n, ok := g.t.parked(ctx, c)
+		if !ok {
+			return 0, false
+		}
+		sum += n
+	}
+	return sum, true
 }
 
 func (g *pollGroup) start(ctx context.Context) {
@@ -203,7 +221,9 @@ func (g *pollGroup) start(ctx context.Context) {
 // stop waits for the pollers (whose context the caller has cancelled).
 func (g *pollGroup) stop() {
 	g.wg.Wait()
-	g.ctl.Close()
+	for _, c := range g.ctl {
+		c.Close()
+	}
 }
 
 func (g *pollGroup) noteErr(err error) {
@@ -231,7 +251,7 @@ func (g *pollGroup) errors() []string {
 
 func (g *pollGroup) loop(ctx context.Context, s *sub) {
 	defer g.wg.Done()
-	c := g.cf.client(ctx, false)
+	c := g.cfs[s.node].client(ctx, false)
 	defer c.Close()
 	// The first poll of each subscriber waits for a launch slot until its
 	// request is written, so that thousands of dials do not overflow the
@@ -294,9 +314,9 @@ func (g *pollGroup) loop(ctx context.Context, s *sub) {
 // held by it).
 func (g *pollGroup) waitParked(ctx context.Context, n int, d time.Duration) bool {
 	ok := waitFor(ctx, d, 20*time.Millisecond, func() bool { return g.inflight.Load() >= int64(n) })
-	if _, can := g.t.parked(ctx, g.ctl); can {
+	if _, can := g.serverParked(ctx); can {
 		ok = waitFor(ctx, d, 50*time.Millisecond, func() bool {
-			p, _ := g.t.parked(ctx, g.ctl)
+			p, _ := g.serverParked(ctx)
 			return p >= n
 		}) && ok
 	}
