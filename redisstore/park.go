@@ -38,7 +38,8 @@ func (s *Store) Park(t *poll.Ticket, id string, ack uint64, hasAck bool, hold ti
 		w.answered = true
 		s.mu.Unlock()
 	}
-	r, err := s.exec(parkScript, id, ackArg(ack, hasAck), w.owner, ms(s.cfg.Now().Add(hold)))
+	now := s.cfg.Now()
+	r, err := s.exec(parkScript, id, ackArg(ack, hasAck), w.owner, ms(now.Add(hold)), ms(now))
 	if err != nil {
 		notParked()
 		return nil, err, false

@@ -421,12 +421,15 @@ for _, l in ipairs(locals) do out[#out + 1] = l end
 return out
 `)
 
-	// park: 3 sid, 4 ack (-1: none), 5 owner, 6 deadline (ms).
+	// park: 3 sid, 4 ack (-1: none), 5 owner, 6 deadline (ms), 7 now (ms):
+	// the session's idle clock moves to now, and to the deadline while the
+	// poll is parked.
 	// → {"E", why}, {"M", take, stored bytes} (answer at once), or {"P",
 	// local owner of the poll it superseded or "", stored bytes}.
 	parkScript = script(`
 local sid, ack, owner = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 if redis.call('HEXISTS', P..'s', sid) == 0 then return {'E', 'notfound'} end
+redis.call('ZADD', P..'i', 'XX', 'GT', ARGV[7], sid)
 if ack >= 0 and acked(sid, ack) then return {'E', 'cursor'} end
 local t = take(sid)
 if t then return {'M', t, stored()} end

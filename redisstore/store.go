@@ -72,7 +72,8 @@ type Store struct {
 	nPark  atomic.Int64
 
 	cacheMu sync.Mutex
-	cache   map[string]cached // session id -> its last decoded record
+	cache   map[string]cached         // session id -> its last decoded record
+	envs    map[string]*poll.Envelope // message record -> the message, rendered
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -138,6 +139,7 @@ func Open(opts Options, cfg poll.StoreConfig) (*Store, error) {
 		tmo:    opts.Timeout,
 		parked: make(map[string]*waiter),
 		cache:  make(map[string]cached),
+		envs:   make(map[string]*poll.Envelope),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -315,20 +317,46 @@ func (s *Store) messages(t rueidis.RedisMessage) ([]poll.Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
 		}
-		e, err := codec.ParseEnvelope([]byte(b))
+		e, err := s.envelope(b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
-		}
-		if s.cfg.Render != nil {
-			if e.Rendered, err = s.cfg.Render(e); err != nil {
-				return nil, fmt.Errorf("%w: rendering %s: %v", poll.ErrStorage, e.ID, err)
-			}
+			return nil, err
 		}
 		seq := uint64(first) + uint64(i)
 		out = append(out, poll.Message{Seq: seq, Redelivery: seq <= uint64(sent), Envelope: e})
 	}
 	return out, nil
 }
+
+// envelope returns the message of a record, rendered, from the cache
+// while it holds it (a fan-out's copies on this node are one, and a
+// redelivery is not decoded again).
+func (s *Store) envelope(rec string) (*poll.Envelope, error) {
+	s.cacheMu.Lock()
+	e, ok := s.envs[rec]
+	s.cacheMu.Unlock()
+	if ok {
+		return e, nil
+	}
+	e, err := codec.ParseEnvelope([]byte(rec))
+	if err != nil {
+		return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
+	}
+	if s.cfg.Render != nil {
+		if e.Rendered, err = s.cfg.Render(e); err != nil {
+			return nil, fmt.Errorf("%w: rendering %s: %v", poll.ErrStorage, e.ID, err)
+		}
+	}
+	s.cacheMu.Lock()
+	if len(s.envs) >= maxCachedEnvelopes {
+		clear(s.envs)
+	}
+	s.envs[rec] = e
+	s.cacheMu.Unlock()
+	return e, nil
+}
+
+// maxCachedEnvelopes bounds the envelope cache (it is emptied when full).
+const maxCachedEnvelopes = 4096
 
 // decode returns the session of a record, from the cache while the record
 // is the same.
@@ -508,11 +536,11 @@ func (s *Store) Touch(id string) (*session.Session, error) {
 	return sess, nil
 }
 
-// Refresh implements poll.Store.
-func (s *Store) Refresh(sess *session.Session) bool {
-	_, err := s.Touch(sess.ID)
-	return err == nil
-}
+// Refresh implements poll.Store without asking Redis: every park moves
+// the session's idle clock (to the end of its hold), so a refresh at the
+// start or the end of a poll has nothing to add. It says yes; a session
+// gone meanwhile is found out by the poll's own script.
+func (s *Store) Refresh(*session.Session) bool { return true }
 
 // ByDevice implements poll.Store.
 func (s *Store) ByDevice(device string) *session.Session {
