@@ -171,3 +171,30 @@ func TestParseConfigRejectsBadSecurityValues(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisFlags(t *testing.T) {
+	env := func(string) string { return "" }
+	c, err := parseConfig([]string{"--redis-cluster", "127.0.0.1:7000,127.0.0.1:7001", "--redis-prefix", "eu"}, env, io.Discard)
+	if err != nil || len(c.RedisCluster) != 2 || c.RedisPrefix != "eu" {
+		t.Fatalf("%+v %v", c.RedisCluster, err)
+	}
+	for _, args := range [][]string{
+		{"--redis-url", "redis://127.0.0.1:6379", "--data-dir", "d"},
+		{"--redis-url", "redis://127.0.0.1:6379", "--redis-cluster", "127.0.0.1:7000"},
+		{"--redis-prefix", "a}b"},
+		{"--redis-prefix", ""},
+	} {
+		if _, err := parseConfig(args, env, io.Discard); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	c, err = parseConfig(nil, func(k string) string {
+		if k == "LONGPOLL_REDIS_URL" {
+			return "redis://127.0.0.1:6390/2"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil || c.RedisURL != "redis://127.0.0.1:6390/2" {
+		t.Fatalf("LONGPOLL_REDIS_URL: %q %v", c.RedisURL, err)
+	}
+}
