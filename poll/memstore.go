@@ -144,10 +144,10 @@ func (s *MemoryStore) Append(id string, e *Envelope) (Wakeup, error) {
 }
 
 // FanOut implements Store.
-func (s *MemoryStore) FanOut(sessions []*session.Session, e *Envelope) (wake []Wakeup, delivered, rejected int) {
+func (s *MemoryStore) FanOut(sessions []*session.Session, e *Envelope) (wake []Wakeup, delivered, rejected int, err error) {
 	var res Result
 	wake = s.fanOut(sessions, e, &res)
-	return wake, res.Delivered, res.Rejected
+	return wake, res.Delivered, res.Rejected, nil
 }
 
 // Wait implements Store.
@@ -494,10 +494,12 @@ func (s *MemoryStore) ByDevice(device string) *session.Session { return s.dir.By
 func (s *MemoryStore) ByUser(user string) []*session.Session { return s.dir.ByUser(user) }
 
 // ByTopic implements Store.
-func (s *MemoryStore) ByTopic(topic string) []*session.Session { return s.dir.ByTopic(topic) }
+func (s *MemoryStore) ByTopic(topic string) ([]*session.Session, error) {
+	return s.dir.ByTopic(topic), nil
+}
 
 // All implements Store.
-func (s *MemoryStore) All() []*session.Session { return s.dir.All() }
+func (s *MemoryStore) All() ([]*session.Session, error) { return s.dir.All(), nil }
 
 // Counts implements Store.
 func (s *MemoryStore) Counts() (sessions, users int) {

@@ -17,11 +17,11 @@ func (h *Hub) Heartbeat(now time.Time) int {
 	if err != nil {
 		return 0
 	}
-	sessions := h.store.All()
-	if !h.systemFits(env, len(sessions)) {
+	sessions, err := h.store.All()
+	if err != nil || !h.systemFits(env, len(sessions)) {
 		return 0
 	}
-	wake, delivered, _ := h.store.FanOut(sessions, env)
+	wake, delivered, _, _ := h.store.FanOut(sessions, env) // a heartbeat that failed is not sent again
 	runWakeups(wake)
 	return delivered
 }
@@ -38,11 +38,17 @@ func (h *Hub) presence(s *session.Session, event, reason string) {
 	if err != nil {
 		return
 	}
-	sessions := h.store.ByTopic(session.TopicPresence)
-	if !h.systemFits(env, len(sessions)) {
+	sessions, err := h.store.ByTopic(session.TopicPresence)
+	if err != nil || !h.systemFits(env, len(sessions)) {
+		if err != nil {
+			h.log.Warn("presence event not sent: the store failed", "event", event, "device", s.DeviceID, "err", err)
+		}
 		return
 	}
-	wake, _, _ := h.store.FanOut(sessions, env)
+	wake, _, _, err := h.store.FanOut(sessions, env)
+	if err != nil {
+		h.log.Warn("presence event not sent to every subscriber: the store failed", "event", event, "device", s.DeviceID, "err", err)
+	}
 	runWakeups(wake)
 }
 

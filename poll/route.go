@@ -179,17 +179,24 @@ func (h *Hub) route(to Target, env *Envelope, client bool) (Result, error) {
 		res = r
 	default:
 		var sessions []*session.Session
+		var err error
 		if to.Kind() == ToTopic {
-			sessions = h.store.ByTopic(to.Topic)
+			sessions, err = h.store.ByTopic(to.Topic)
 		} else {
-			sessions = h.store.All()
+			sessions, err = h.store.All()
+		}
+		if err != nil {
+			return Result{}, err
 		}
 		if !h.fits(int64(env.Size()) + int64(len(sessions))*holderCost) {
 			return Result{}, ErrStorageFull
 		}
-		wake, delivered, rejected := h.store.FanOut(sessions, env)
-		res.Delivered, res.Rejected = delivered, rejected
+		wake, delivered, rejected, err := h.store.FanOut(sessions, env)
 		runWakeups(wake)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Delivered, res.Rejected = delivered, rejected
 	}
 	return res, nil
 }

@@ -73,11 +73,13 @@ type Store interface {
 	Touch(id string) (*session.Session, error)
 	Refresh(s *session.Session) bool
 	// ByDevice, ByUser, ByTopic and All return the online sessions of a
-	// device (or nil), a user, a topic, and all of them.
+	// device (or nil), a user, a topic, and all of them. ByTopic and All
+	// feed fan-outs, and say when the store could not answer (a topic
+	// push must not be accepted as reaching nobody).
 	ByDevice(device string) *session.Session
 	ByUser(user string) []*session.Session
-	ByTopic(topic string) []*session.Session
-	All() []*session.Session
+	ByTopic(topic string) ([]*session.Session, error)
+	All() ([]*session.Session, error)
 	// Counts returns how many sessions and distinct users are online.
 	Counts() (sessions, users int)
 
@@ -105,8 +107,10 @@ type Store interface {
 	Append(id string, e *Envelope) (Wakeup, error)
 	// FanOut appends e to the mailbox of each of sessions still online (a
 	// topic's subscribers, everyone) and returns the parked polls to
-	// answer, how many mailboxes took e and how many were full.
-	FanOut(sessions []*session.Session, e *Envelope) (wake []Wakeup, delivered, rejected int)
+	// answer, how many mailboxes took e and how many were full. An error
+	// means some mailboxes may not have it (a shared store that failed
+	// part-way): the push is not accepted.
+	FanOut(sessions []*session.Session, e *Envelope) (wake []Wakeup, delivered, rejected int, err error)
 	// Wait acknowledges the messages up to ack (when hasAck;
 	// ErrInvalidCursor beyond the newest changes nothing) and returns the
 	// pending ones, at most MaxBatch and about MaxAnswerBytes, waiting

@@ -25,6 +25,13 @@ if not cur and redis.call('SET', k, ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 
 return 0
 `)
 
+// releaseScript gives the lease up if this node holds it (Close).
+var releaseScript = rueidis.NewLuaScript(`
+local k = ARGV[1]..'leader'
+if redis.call('GET', k) == ARGV[2] then redis.call('DEL', k) end
+return 1
+`)
+
 // Elector makes the nodes of one deployment agree on one that runs the
 // periodic jobs (jobs.Leader, gocron's distributed elector): the node
 // that holds a lease in Redis. The holder renews it at every run; when it
@@ -48,6 +55,9 @@ func (e *Elector) IsLeader(ctx context.Context) error {
 	defer cancel()
 	n, err := electScript.Exec(ctx, e.s.client, e.s.keys, []string{e.s.p, e.s.node, e.lease}).AsInt64()
 	if err != nil {
+		if ctx.Err() != nil { // the scheduler stopping, not Redis failing
+			return ctx.Err()
+		}
 		return e.s.failed(err)
 	}
 	if n != 1 {

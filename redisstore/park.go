@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,60 +12,74 @@ import (
 	"github.com/longpoll/longpoll/poll"
 )
 
-// Parked polls. A waiter is answered exactly once, by whoever first takes
-// it off s.parked under s.mu (answer): the messages a script took for it,
-// a notification, its hold passing, Cancel or WakeAll. Redis decides who
-// owns a session's poll; a waiter whose answer comes too late (it was
-// canceled while a script took messages for it) leaves them in the
-// mailbox, unacknowledged, for the next poll.
+// Parked polls. This node's waiters are kept per session (usually one; a
+// second while a newer poll's script runs), each named by its owner
+// ("node:gen"), which Redis records for the poll it holds parked. A
+// waiter is answered exactly once, by whoever first marks it answered
+// under s.mu (answer): the messages a script took for it, a notification,
+// its hold passing, Cancel or WakeAll. A waiter answered too late to
+// carry what a script took for it (it was canceled meanwhile) leaves those
+// messages in the mailbox, unacknowledged, for the next poll.
 
 // Park implements poll.Store.
 func (s *Store) Park(t *poll.Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]poll.Message, error) func()) ([]poll.Message, error, bool) {
+	_, msgs, err, parked := s.park(t, id, ack, hasAck, hold, done)
+	return msgs, err, parked
+}
+
+// park is Park, and returns the waiter.
+func (s *Store) park(t *poll.Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]poll.Message, error) func()) (*waiter, []poll.Message, error, bool) {
 	w := &waiter{id: id, owner: s.node + ":" + strconv.FormatUint(s.gen.Add(1), 36), ticket: t, done: done}
 	s.mu.Lock()
-	prev := s.parked[id]
-	s.parked[id] = w
+	s.parked[id] = append(s.parked[id], w)
 	s.mu.Unlock()
-	// notParked takes w back off (prev, not superseded, is parked again).
+	// notParked takes w off without an answer: Park answers for it.
 	notParked := func() {
 		s.mu.Lock()
-		if s.parked[id] == w {
-			if prev != nil && !prev.answered {
-				s.parked[id] = prev
-			} else {
-				delete(s.parked, id)
-			}
-		}
 		w.answered = true
+		s.remove(w)
 		s.mu.Unlock()
 	}
 	now := s.cfg.Now()
 	r, err := s.exec(parkScript, id, ackArg(ack, hasAck), w.owner, ms(now.Add(hold)), ms(now))
 	if err != nil {
 		notParked()
-		return nil, err, false
+		return nil, nil, err, false
 	}
 	arr, err := reply(r)
 	if err != nil {
 		notParked()
-		return nil, err, false
+		return nil, nil, err, false
 	}
 	s.setStored(arr[2])
 	if k, _ := arr[0].ToString(); k == "M" {
 		notParked()
 		msgs, err := s.messages(arr[1])
-		return msgs, err, false
+		return nil, msgs, err, false
 	}
-	s.nPark.Add(1)
-	if prev != nil {
-		s.answer(prev, nil, poll.ErrSuperseded)
+	if mine, _ := arr[1].ToString(); mine != "" { // this node's poll it superseded
+		if pw := s.local(id, mine); pw != nil {
+			s.answer(pw, nil, poll.ErrSuperseded)
+		}
 	}
 	s.mu.Lock()
-	if !w.answered {
+	if !w.answered { // a script may have answered it already
+		w.counted = true
+		s.nPark.Add(1)
 		w.timer = time.AfterFunc(hold, func() { s.leave(w, "t") })
 	}
 	s.mu.Unlock()
-	return nil, nil, true
+	return w, nil, nil, true
+}
+
+// remove takes w off s.parked. Callers hold s.mu.
+func (s *Store) remove(w *waiter) {
+	list := slices.DeleteFunc(s.parked[w.id], func(x *waiter) bool { return x == w })
+	if len(list) == 0 {
+		delete(s.parked, w.id)
+	} else {
+		s.parked[w.id] = list
+	}
 }
 
 // answer answers w unless it was answered before, and reports whether it
@@ -76,14 +91,15 @@ func (s *Store) answer(w *waiter, msgs []poll.Message, err error) bool {
 		return false
 	}
 	w.answered = true
-	if s.parked[w.id] == w {
-		delete(s.parked, w.id)
-	}
+	s.remove(w)
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+	counted := w.counted
 	s.mu.Unlock()
-	s.nPark.Add(-1)
+	if counted {
+		s.nPark.Add(-1)
+	}
 	if then := w.done(msgs, err); then != nil {
 		then()
 	}
@@ -91,17 +107,20 @@ func (s *Store) answer(w *waiter, msgs []poll.Message, err error) bool {
 }
 
 // leave runs the unpark script for w: "w" (woken: answer if messages are
-// pending), "t" (the hold passed: answer with what is pending), "x"
-// (answered already: give up the ownership).
+// pending), "s" (a sweep after notifications may have been lost: "w", and
+// answer a poll superseded or closed meanwhile), "t" (the hold passed:
+// answer with what is pending), "x" (answered already: give up the
+// ownership).
 func (s *Store) leave(w *waiter, mode string) {
-	r, err := s.exec(unparkScript, w.id, w.owner, mode)
-	if err != nil {
-		if mode == "t" {
-			s.answer(w, nil, nil)
-		}
-		return
+	arg := mode
+	if mode == "s" {
+		arg = "w"
 	}
-	arr, err := r.ToArray()
+	r, err := s.exec(unparkScript, w.id, w.owner, arg)
+	var arr []rueidis.RedisMessage
+	if err == nil {
+		arr, err = r.ToArray()
+	}
 	if err != nil || len(arr) == 0 {
 		if mode == "t" {
 			s.answer(w, nil, nil)
@@ -113,15 +132,15 @@ func (s *Store) leave(w *waiter, mode string) {
 		msgs, err := s.messages(arr[1])
 		s.answer(w, msgs, err)
 	case "X":
-		if mode == "t" { // a notification was lost, or an answer is on its way
-			switch why, _ := arr[1].ToString(); why {
-			case "gone":
-				s.answer(w, nil, poll.ErrSessionClosed)
-			case "other":
-				s.answer(w, nil, poll.ErrSuperseded)
-			default: // taken for w: if its answer was lost, the next poll gets them again
-				s.answer(w, nil, nil)
-			}
+		why, _ := arr[1].ToString()
+		switch {
+		case mode != "t" && mode != "s":
+		case why == "gone":
+			s.answer(w, nil, poll.ErrSessionClosed)
+		case why == "other":
+			s.answer(w, nil, poll.ErrSuperseded)
+		case mode == "t": // taken for w: if its answer was lost, the next poll gets them again
+			s.answer(w, nil, nil)
 		}
 	default:
 		if mode == "t" {
@@ -130,12 +149,14 @@ func (s *Store) leave(w *waiter, mode string) {
 	}
 }
 
-// local returns this node's poll parked on id as owner, or nil.
+// local returns this node's waiter on id named owner, or nil.
 func (s *Store) local(id, owner string) *waiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if w := s.parked[id]; w != nil && w.owner == owner {
-		return w
+	for _, w := range s.parked[id] {
+		if w.owner == owner {
+			return w
+		}
 	}
 	return nil
 }
@@ -167,15 +188,21 @@ func (s *Store) answerTakes(list []rueidis.RedisMessage) {
 	}
 }
 
-// Wait implements poll.Store: a Park whose answer it waits for.
+// Wait implements poll.Store: a Park whose answer it waits for, held
+// until ctx's deadline (a session's ttl without one: the idle clock of
+// the session stays at the end of the hold).
 func (s *Store) Wait(ctx context.Context, id string, stop <-chan struct{}, ack uint64, hasAck bool) ([]poll.Message, error) {
 	type result struct {
 		msgs []poll.Message
 		err  error
 	}
+	hold := s.cfg.SessionTTL
+	if dl, ok := ctx.Deadline(); ok {
+		hold = time.Until(dl)
+	}
+	hold = max(hold, time.Millisecond)
 	ch := make(chan result, 1)
-	t := new(poll.Ticket)
-	msgs, err, parked := s.Park(t, id, ack, hasAck, 24*time.Hour, func(m []poll.Message, err error) func() {
+	w, msgs, err, parked := s.park(nil, id, ack, hasAck, hold, func(m []poll.Message, err error) func() {
 		ch <- result{m, err}
 		return nil
 	})
@@ -188,12 +215,7 @@ func (s *Store) Wait(ctx context.Context, id string, stop <-chan struct{}, ack u
 	case <-ctx.Done():
 	case <-stop:
 	}
-	s.mu.Lock()
-	w := s.parked[id]
-	s.mu.Unlock()
-	if w != nil && w.ticket == t {
-		s.leave(w, "t") // answers it, with what is pending
-	}
+	s.leave(w, "t") // answers it (if nothing did meanwhile), with what is pending
 	r := <-ch
 	return r.msgs, r.err
 }
@@ -204,41 +226,46 @@ func (s *Store) Cancel(id string, t *poll.Ticket) bool {
 		return false
 	}
 	s.mu.Lock()
-	w := s.parked[id]
+	var w *waiter
+	for _, x := range s.parked[id] {
+		if x.ticket == t {
+			w = x
+		}
+	}
 	s.mu.Unlock()
-	if w == nil || w.ticket != t || !s.answer(w, nil, poll.ErrCanceled) {
+	if w == nil || !s.answer(w, nil, poll.ErrCanceled) {
 		return false
 	}
 	go s.leave(w, "x")
 	return true
 }
 
+// waiters returns this node's waiters.
+func (s *Store) waiters() []*waiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*waiter
+	for _, ws := range s.parked {
+		list = append(list, ws...)
+	}
+	return list
+}
+
 // WakeAll implements poll.Store: this node's parked polls are answered
 // empty. Redis still names them owners; the next poll of each session
 // supersedes that.
 func (s *Store) WakeAll() {
-	s.mu.Lock()
-	list := make([]*waiter, 0, len(s.parked))
-	for _, w := range s.parked {
-		list = append(list, w)
-	}
-	s.mu.Unlock()
-	for _, w := range list {
+	for _, w := range s.waiters() {
 		s.answer(w, nil, nil)
 	}
 }
 
 // sweep asks Redis, for every parked poll of this node, whether messages
-// wait for it: after pub/sub was cut, notifications may have been lost.
+// wait for it or it was superseded or closed: after pub/sub was cut,
+// notifications may have been lost.
 func (s *Store) sweep() {
-	s.mu.Lock()
-	list := make([]*waiter, 0, len(s.parked))
-	for _, w := range s.parked {
-		list = append(list, w)
-	}
-	s.mu.Unlock()
-	for _, w := range list {
-		go s.leave(w, "w")
+	for _, w := range s.waiters() {
+		go s.leave(w, "s")
 	}
 }
 
@@ -246,14 +273,24 @@ func (s *Store) sweep() {
 func (s *Store) channel() string { return s.p + "n:" + s.node }
 
 // listen receives this node's notifications until Close, subscribing
-// again after a cut (and then sweeping).
-func (s *Store) listen() {
+// again after a cut; each confirmed subscription but the first sweeps.
+// subscribed is closed at the first.
+func (s *Store) listen(subscribed chan struct{}) {
 	defer s.wg.Done()
-	for first := true; s.ctx.Err() == nil; first = false {
-		if !first {
-			time.AfterFunc(500*time.Millisecond, s.sweep)
+	first := true
+	ctx := rueidis.WithOnSubscriptionHook(s.ctx, func(sub rueidis.PubSubSubscription) {
+		if sub.Kind != "ssubscribe" {
+			return
 		}
-		err := s.client.Receive(s.ctx, s.client.B().Ssubscribe().Channel(s.channel()).Build(), func(m rueidis.PubSubMessage) {
+		if first {
+			first = false
+			close(subscribed)
+			return
+		}
+		s.sweep()
+	})
+	for s.ctx.Err() == nil {
+		err := s.client.Receive(ctx, s.client.B().Ssubscribe().Channel(s.channel()).Build(), func(m rueidis.PubSubMessage) {
 			s.notified(m.Message)
 		})
 		if s.ctx.Err() != nil {
@@ -269,7 +306,9 @@ func (s *Store) listen() {
 }
 
 // notified handles one notification: "w <sid>…" (messages pending),
-// "s <sid> <owner>" (superseded), "c <sid> <owner> <code>" (ended).
+// "s <sid> <owner>" (superseded), "c <sid> <owner> <code>" (ended). It
+// runs on the connection's reader and must not wait: answers go out on
+// goroutines of their own.
 func (s *Store) notified(msg string) {
 	f := strings.Fields(msg)
 	if len(f) < 2 {
@@ -279,22 +318,22 @@ func (s *Store) notified(msg string) {
 	case "w":
 		for _, id := range f[1:] {
 			s.mu.Lock()
-			w := s.parked[id]
+			ws := slices.Clone(s.parked[id])
 			s.mu.Unlock()
-			if w != nil {
+			for _, w := range ws {
 				go s.leave(w, "w")
 			}
 		}
 	case "s":
 		if len(f) == 3 {
 			if w := s.local(f[1], f[2]); w != nil {
-				s.answer(w, nil, poll.ErrSuperseded)
+				go s.answer(w, nil, poll.ErrSuperseded)
 			}
 		}
 	case "c":
 		if len(f) == 4 {
 			if w := s.local(f[1], f[2]); w != nil {
-				s.answer(w, nil, codeErr(f[3]))
+				go s.answer(w, nil, codeErr(f[3]))
 			}
 		}
 	}

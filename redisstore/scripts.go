@@ -6,7 +6,10 @@ import "github.com/redis/rueidis"
 // hash tag makes them one Redis Cluster slot, so that every operation is
 // one script over keys of one node):
 //
-//	P s           HASH  session id -> session record (codec.Session)
+//	P s           HASH  session id -> session record (codec.Session: the
+//	                    client's JSON, which no script reads)
+//	P x:<sid>     HASH  what the scripts index a session by: d (device),
+//	                    u (user), t (topics, newline-separated)
 //	P i           ZSET  session id -> idle clock (ms): the last refresh, or
 //	                    the deadline of its parked poll (which keeps it alive)
 //	P d           HASH  device -> its online session id
@@ -183,20 +186,21 @@ local function online(list, now, max)
   redis.call('ZADD', n, now, list)
 end
 
--- unindex takes the session (record j) out of the directory.
-local function unindex(sid, j)
-  local s = cjson.decode(j)
+-- unindex takes the session sid out of the directory and returns its
+-- device and user.
+local function unindex(sid)
+  local x = redis.call('HMGET', P..'x:'..sid, 'd', 'u', 't')
+  local dev, user = x[1] or '', x[2] or ''
   redis.call('HDEL', P..'s', sid)
   redis.call('ZREM', P..'i', sid)
-  if redis.call('HGET', P..'d', s.deviceId) == sid then redis.call('HDEL', P..'d', s.deviceId) end
-  if s.userId and s.userId ~= '' then
-    redis.call('SREM', P..'u:'..s.userId, sid)
-    if redis.call('HINCRBY', P..'uc', s.userId, -1) <= 0 then redis.call('HDEL', P..'uc', s.userId) end
+  redis.call('DEL', P..'x:'..sid)
+  if redis.call('HGET', P..'d', dev) == sid then redis.call('HDEL', P..'d', dev) end
+  if user ~= '' then
+    redis.call('SREM', P..'u:'..user, sid)
+    if redis.call('HINCRBY', P..'uc', user, -1) <= 0 then redis.call('HDEL', P..'uc', user) end
   end
-  if type(s.topics) == 'table' then
-    for _, t in ipairs(s.topics) do redis.call('SREM', P..'t:'..t, sid) end
-  end
-  return s
+  for t in string.gmatch(x[3] or '', '[^\n]+') do redis.call('SREM', P..'t:'..t, sid) end
+  return dev, user
 end
 
 -- closed ends the parked poll of sid, if any, with code ('c' closed, 'n'
@@ -209,20 +213,20 @@ local function closed(sid, code)
   return ''
 end
 
--- finish ends the session sid (record j): its parked poll is told code,
--- and its unacknowledged messages, but system and expired ones, move to
--- its device's offline list. It returns the local owner of the poll.
-local function finish(sid, j, code, now, maxbytes)
-  local s = unindex(sid, j)
-  online('d:'..s.deviceId, now, maxbytes)
-  if s.userId and s.userId ~= '' then online('u:'..s.userId, now, maxbytes) end
+-- finish ends the session sid: its parked poll is told code, and its
+-- unacknowledged messages, but system and expired ones, move to its
+-- device's offline list. It returns the local owner of the poll.
+local function finish(sid, code, now, maxbytes)
+  local dev, user = unindex(sid)
+  online('d:'..dev, now, maxbytes)
+  if user ~= '' then online('u:'..user, now, maxbytes) end
   local owner = closed(sid, code)
   local b = P..'b:'..sid
   local mids = redis.call('LRANGE', b, 0, -1)
   for _, mid in ipairs(mids) do
     local m = redis.call('HMGET', P..'m:'..mid, 'x', 'y')
     local x = tonumber(m[1])
-    if m[2] == '1' or x <= now then drop(mid) else offput('d:'..s.deviceId, mid, x) end
+    if m[2] == '1' or x <= now then drop(mid) else offput('d:'..dev, mid, x) end
   end
   if #mids > 0 then redis.call('HINCRBY', C, 'backlog', -#mids) end
   redis.call('DEL', b, P..'q:'..sid)
@@ -237,17 +241,17 @@ func script(body string) *rueidis.Lua { return rueidis.NewLuaScript(lib + body) 
 // KEYS[1] is the sessions hash (P s), which routes it to the slot's node.
 var (
 	// connect: 3 record, 4 sid, 5 device, 6 user, 7 max sessions, 8 now,
-	// 9 topic count, then the topics. → {"E", why} or {replaced record, local
+	// 9 topics (newline-separated). → {"E", why} or {replaced record, local
 	// owner of the replaced poll}.
 	connectScript = script(`
 local j, sid, dev, user = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local max, now, nt = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local max, now, topics = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local old = redis.call('HGET', P..'d', dev)
 if not old and max > 0 and redis.call('ZCARD', P..'i') >= max then return {'E', 'toomany'} end
 local oldj, owner, carried = '', '', {}
 if old then
-  oldj = redis.call('HGET', P..'s', old)
-  unindex(old, oldj)
+  oldj = redis.call('HGET', P..'s', old) or ''
+  unindex(old)
   owner = closed(old, 'c')
   carried = redis.call('LRANGE', P..'b:'..old, 0, -1)
   redis.call('DEL', P..'b:'..old, P..'q:'..old)
@@ -259,7 +263,8 @@ if user ~= '' then
   redis.call('SADD', P..'u:'..user, sid)
   redis.call('HINCRBY', P..'uc', user, 1)
 end
-for i = 1, nt do redis.call('SADD', P..'t:'..ARGV[9 + i], sid) end
+redis.call('HSET', P..'x:'..sid, 'd', dev, 'u', user, 't', topics)
+for t in string.gmatch(topics, '[^\n]+') do redis.call('SADD', P..'t:'..t, sid) end
 redis.call('HSET', P..'q:'..sid, 'a', 0, 'v', 0)
 local b = P..'b:'..sid
 for _, mid in ipairs(carried) do redis.call('RPUSH', b, mid) end
@@ -292,7 +297,7 @@ local sid, ack, code, now, maxb = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(
 local j = redis.call('HGET', P..'s', sid)
 if not j then return {'E', 'notfound'} end
 if ack >= 0 and acked(sid, ack) then return {'E', 'cursor'} end
-return {j, finish(sid, j, code, now, maxb)}
+return {j, finish(sid, code, now, maxb)}
 `)
 
 	// expire: 3 idle before (ms), 4 now, 5 max stored bytes, 6 at most.
@@ -305,7 +310,7 @@ for _, sid in ipairs(ids) do
   local j = redis.call('HGET', P..'s', sid)
   if j then
     out[#out + 1] = j
-    out[#out + 1] = finish(sid, j, 'n', now, maxb)
+    out[#out + 1] = finish(sid, 'n', now, maxb)
   else
     redis.call('ZREM', P..'i', sid)
   end
@@ -321,18 +326,20 @@ if j then redis.call('ZADD', P..'i', 'XX', 'GT', ARGV[4], ARGV[3]) end
 return j
 `)
 
-	// resubscribe: 3 sid, 4 record before, 5 record after, 6 count removed,
-	// then removed topics, then added. → 1, or 0 when the record changed
-	// meanwhile (the caller reads again), or -1 when the session is gone.
+	// resubscribe: 3 sid, 4 record before, 5 record after, 6 its topics
+	// (newline-separated), 7 count removed, then removed topics, then
+	// added. → 1, or 0 when the record changed meanwhile (the caller reads
+	// again), or -1 when the session is gone.
 	resubscribeScript = script(`
 local sid = ARGV[3]
 local j = redis.call('HGET', P..'s', sid)
 if not j then return -1 end
 if j ~= ARGV[4] then return 0 end
 redis.call('HSET', P..'s', sid, ARGV[5])
-local nr = tonumber(ARGV[6])
-for i = 7, 6 + nr do redis.call('SREM', P..'t:'..ARGV[i], sid) end
-for i = 7 + nr, #ARGV do redis.call('SADD', P..'t:'..ARGV[i], sid) end
+redis.call('HSET', P..'x:'..sid, 't', ARGV[6])
+local nr = tonumber(ARGV[7])
+for i = 8, 7 + nr do redis.call('SREM', P..'t:'..ARGV[i], sid) end
+for i = 8 + nr, #ARGV do redis.call('SADD', P..'t:'..ARGV[i], sid) end
 return 1
 `)
 
@@ -445,8 +452,8 @@ return {'P', mine, stored()}
 `)
 
 	// unpark: 3 sid, 4 owner, 5 mode: "w" (woken: take the messages if
-	// any, else stay parked), "t" (the hold passed: leave with what is
-	// pending), "x" (leave without messages). → {"X", why} when owner is
+	// any, else stay parked; "s", a sweep, the same), "t" (the hold
+	// passed: leave with what is pending), "x" (leave without messages). → {"X", why} when owner is
 	// not parked there: "gone" (the session ended), "other" (another poll
 	// is), "none" (a script took messages for it, and its node answers
 	// it); {"M", take}, or {"N"} (nothing).
@@ -465,7 +472,7 @@ if t then
   redis.call('HDEL', q, 'o')
   return {'M', t}
 end
-if mode ~= 'w' then redis.call('HDEL', q, 'o') end
+if mode == 't' or mode == 'x' then redis.call('HDEL', q, 'o') end
 return {'N'}
 `)
 
@@ -476,13 +483,14 @@ if acked(ARGV[3], tonumber(ARGV[4])) then return {'E', 'cursor'} end
 return {stored()}
 `)
 
-	// remember: 3 key, 4 result, 5 expires (ms), 6 now, 7 "settle" to
-	// record regardless. → the recorded result when key is live, else nil.
+	// remember: 3 key, 4 result ("": pending, its push under way), 5
+	// expires (ms), 6 now, 7 "settle" to record regardless. → the
+	// recorded result when key is live ("" while pending), else nil.
 	rememberScript = script(`
 local key = ARGV[3]
 if ARGV[7] ~= 'settle' then
   local e = redis.call('ZSCORE', P..'k', key)
-  if e and tonumber(e) > tonumber(ARGV[6]) then return redis.call('HGET', P..'kr', key) end
+  if e and tonumber(e) > tonumber(ARGV[6]) then return redis.call('HGET', P..'kr', key) or '' end
 end
 redis.call('ZADD', P..'k', ARGV[5], key)
 redis.call('HSET', P..'kr', key, ARGV[4])
@@ -533,32 +541,19 @@ return {tonumber(c[1] or '0'), tonumber(c[2] or '0'), stored(), redis.call('ZCAR
   redis.call('ZCARD', P..'i'), redis.call('HLEN', P..'uc')}
 `)
 
-	// lookup: 3 "d" device, "u" user, "t" topics (the rest), "a" all, "s"
-	// session ids (the rest). → the records (nil for a session gone).
+	// lookup: 3 "d" device (4), or "s" session ids (the rest). → the
+	// records (nil for a session gone).
 	lookupScript = rueidis.NewLuaScriptReadOnly(lib + `
-local kind = ARGV[3]
 local ids
-if kind == 'd' then
+if ARGV[3] == 'd' then
   local sid = redis.call('HGET', P..'d', ARGV[4])
   if not sid then return {} end
   ids = {sid}
-elseif kind == 'u' then
-  ids = redis.call('SMEMBERS', P..'u:'..ARGV[4])
-elseif kind == 't' then
-  local keys = {}
-  for i = 4, #ARGV do keys[#keys + 1] = P..'t:'..ARGV[i] end
-  ids = redis.call('SUNION', unpack(keys))
-elseif kind == 'a' then
-  return redis.call('HVALS', P..'s')
 else
   ids = {}
   for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
-local out = {}
-for i = 1, #ids, 1000 do
-  local r = redis.call('HMGET', P..'s', unpack(ids, i, math.min(i + 999, #ids)))
-  for _, j in ipairs(r) do out[#out + 1] = j end
-end
-return out
+if #ids == 0 then return {} end
+return redis.call('HMGET', P..'s', unpack(ids))
 `)
 )

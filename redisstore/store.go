@@ -67,8 +67,8 @@ type Store struct {
 	stored atomic.Int64          // StoredBytes, as last read
 	gen    atomic.Uint64         // parked polls' owners
 
-	mu     sync.Mutex         // parked and each waiter's answered and timer
-	parked map[string]*waiter // session id -> this node's parked poll
+	mu     sync.Mutex           // parked and each waiter's answered, counted and timer
+	parked map[string][]*waiter // session id -> this node's parked polls (see park.go)
 	nPark  atomic.Int64
 
 	cacheMu sync.Mutex
@@ -87,6 +87,7 @@ type waiter struct {
 	done      func([]poll.Message, error) func()
 	timer     *time.Timer
 	answered  bool
+	counted   bool // in nPark
 }
 
 type cached struct {
@@ -137,7 +138,7 @@ func Open(opts Options, cfg poll.StoreConfig) (*Store, error) {
 		p:      "{" + prefix + "}:",
 		node:   base64.RawURLEncoding.EncodeToString(b[:]),
 		tmo:    opts.Timeout,
-		parked: make(map[string]*waiter),
+		parked: make(map[string][]*waiter),
 		cache:  make(map[string]cached),
 		envs:   make(map[string]*poll.Envelope),
 	}
@@ -150,21 +151,38 @@ func Open(opts Options, cfg poll.StoreConfig) (*Store, error) {
 	s.keys = []string{s.p + "s"}
 	ctx, cancel := context.WithTimeout(context.Background(), s.tmo)
 	defer cancel()
-	if err := client.Do(ctx, client.B().Ping().Build()).Error(); err != nil {
+	if err := s.ping(ctx); err != nil {
 		client.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	subscribed := make(chan struct{})
 	s.wg.Add(2)
-	go s.listen()
+	go s.listen(subscribed)
 	go s.watch()
+	select { // notifications sent before the subscription would be lost
+	case <-subscribed:
+	case <-ctx.Done():
+		s.Close()
+		return nil, fmt.Errorf("redis: subscribing to %s: %w", s.channel(), ctx.Err())
+	}
 	s.refreshStored()
 	return s, nil
 }
 
-// Close stops listening and closes the connections. Parked polls should
-// have been answered (WakeAll) first.
+// ping asks the node that serves the deployment's slot (a PING could go
+// to any node of a cluster).
+func (s *Store) ping(ctx context.Context) error {
+	return s.client.Do(ctx, s.client.B().Exists().Key(s.keys[0]).Build()).Error()
+}
+
+// Close answers this node's parked polls (empty), gives the jobs' lease
+// up if this node holds it, stops listening and closes the connections.
 func (s *Store) Close() error {
+	s.WakeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), s.tmo)
+	_ = releaseScript.Exec(ctx, s.client, s.keys, []string{s.p, s.node}).Error()
+	cancel()
 	s.cancel()
 	s.client.Close()
 	s.wg.Wait()
@@ -207,12 +225,12 @@ func (s *Store) failed(err error) error {
 // refused script.
 func unavailable(re *rueidis.RedisError) bool {
 	msg := re.Error()
-	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "NOREPLICAS"} {
+	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "NOREPLICAS", "OOM"} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}
-	return false
+	return strings.Contains(msg, "non local key") // the slot is migrating
 }
 
 // watch pings Redis while it is unusable and clears Err once it answers,
@@ -229,7 +247,7 @@ func (s *Store) watch() {
 		}
 		if s.err.Load() != nil {
 			ctx, cancel := context.WithTimeout(s.ctx, s.tmo)
-			err := s.client.Do(ctx, s.client.B().Ping().Build()).Error()
+			err := s.ping(ctx)
 			cancel()
 			if err != nil {
 				continue
@@ -409,9 +427,8 @@ func (s *Store) lookup(kind string, args ...string) []*session.Session {
 
 // Connect implements poll.Store.
 func (s *Store) Connect(sess *session.Session, maxSessions int, now time.Time) (*session.Session, error) {
-	args := []string{string(codec.Session(sess)), sess.ID, sess.DeviceID, sess.UserID,
-		strconv.Itoa(maxSessions), ms(now), strconv.Itoa(len(sess.Topics))}
-	r, err := s.exec(connectScript, append(args, sess.Topics...)...)
+	r, err := s.exec(connectScript, string(codec.Session(sess)), sess.ID, sess.DeviceID, sess.UserID,
+		strconv.Itoa(maxSessions), ms(now), strings.Join(sess.Topics, "\n"))
 	if err != nil {
 		return nil, err
 	}
@@ -551,18 +568,78 @@ func (s *Store) ByDevice(device string) *session.Session {
 }
 
 // ByUser implements poll.Store.
-func (s *Store) ByUser(user string) []*session.Session { return s.lookup("u", user) }
-
-// ByTopic implements poll.Store: the subscribers of topic and of every
-// pattern that matches it.
-func (s *Store) ByTopic(topic string) []*session.Session {
-	names := []string{topic}
-	session.MatchingPatterns(topic, func(p string) { names = append(names, p) })
-	return s.lookup("t", names...)
+func (s *Store) ByUser(user string) []*session.Session {
+	list, _ := s.members(s.p + "u:" + user)
+	return list
 }
 
-// All implements poll.Store.
-func (s *Store) All() []*session.Session { return s.lookup("a") }
+// ByTopic implements poll.Store: the subscribers of topic and of every
+// pattern that matches it, each once.
+func (s *Store) ByTopic(topic string) ([]*session.Session, error) {
+	keys := []string{s.p + "t:" + topic}
+	session.MatchingPatterns(topic, func(p string) { keys = append(keys, s.p+"t:"+p) })
+	return s.members(keys...)
+}
+
+// members returns the online sessions whose ids are in the sets keys,
+// each once. The sets and the records are read with plain commands, a
+// page at a time, not in one script: a topic of many subscribers must not
+// hold Redis up.
+func (s *Store) members(keys ...string) ([]*session.Session, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.tmo)
+	defer cancel()
+	seen := make(map[string]struct{})
+	var ids []string
+	for _, k := range keys {
+		for cursor := uint64(0); ; {
+			e, err := s.client.Do(ctx, s.client.B().Sscan().Key(k).Cursor(cursor).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				return nil, s.failed(err)
+			}
+			for _, id := range e.Elements {
+				if _, ok := seen[id]; !ok {
+					seen[id] = struct{}{}
+					ids = append(ids, id)
+				}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	var out []*session.Session
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		arr, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.p+"s").Field(ids[:n]...).Build()).ToArray()
+		if err != nil {
+			return nil, s.failed(err)
+		}
+		out = append(out, s.sessionsOf(arr)...)
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+// All implements poll.Store, a page of the sessions hash at a time.
+func (s *Store) All() ([]*session.Session, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 4*s.tmo)
+	defer cancel()
+	var out []*session.Session
+	for cursor := uint64(0); ; {
+		e, err := s.client.Do(ctx, s.client.B().Hscan().Key(s.p+"s").Cursor(cursor).Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return nil, s.failed(err)
+		}
+		for i := 1; i < len(e.Elements); i += 2 { // field, value, …
+			if sess, err := s.decode(e.Elements[i]); err == nil {
+				out = append(out, sess)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return out, nil
+		}
+	}
+}
 
 // Counts implements poll.Store: the whole cluster's.
 func (s *Store) Counts() (sessions, users int) {
@@ -608,7 +685,7 @@ func (s *Store) Subscribe(id string, add, remove []string, max int) (*session.Se
 				added = append(added, t)
 			}
 		}
-		args := append([]string{id, rec, string(codec.Session(next)), strconv.Itoa(len(gone))}, gone...)
+		args := append([]string{id, rec, string(codec.Session(next)), strings.Join(next.Topics, "\n"), strconv.Itoa(len(gone))}, gone...)
 		r, err = s.exec(resubscribeScript, append(args, added...)...)
 		if err != nil {
 			return nil, err
@@ -651,8 +728,9 @@ func (s *Store) Append(id string, e *poll.Envelope) (poll.Wakeup, error) {
 // fanOutBatch is how many mailboxes one fan-out script appends to at most.
 const fanOutBatch = 1000
 
-// FanOut implements poll.Store.
-func (s *Store) FanOut(sessions []*session.Session, e *poll.Envelope) (wake []poll.Wakeup, delivered, rejected int) {
+// FanOut implements poll.Store: a thousand mailboxes a script. A script
+// that fails ends it with its error (the earlier ones have delivered).
+func (s *Store) FanOut(sessions []*session.Session, e *poll.Envelope) (wake []poll.Wakeup, delivered, rejected int, err error) {
 	head := append([]string{strconv.Itoa(s.cfg.MaxMailbox)}, envArgs(e)...)
 	for len(sessions) > 0 {
 		n := min(len(sessions), fanOutBatch)
@@ -663,11 +741,14 @@ func (s *Store) FanOut(sessions []*session.Session, e *poll.Envelope) (wake []po
 		sessions = sessions[n:]
 		r, err := s.exec(fanoutScript, args...)
 		if err != nil {
-			return nil, delivered, rejected
+			return nil, delivered, rejected, err
 		}
 		arr, err := reply(r)
-		if err != nil || len(arr) < 3 {
-			return nil, delivered, rejected
+		if err == nil && len(arr) < 3 {
+			err = fmt.Errorf("%w: redis: a fan-out answered %d fields", poll.ErrStorage, len(arr))
+		}
+		if err != nil {
+			return nil, delivered, rejected, err
 		}
 		d, _ := arr[0].AsInt64()
 		j, _ := arr[1].AsInt64()
@@ -676,7 +757,7 @@ func (s *Store) FanOut(sessions []*session.Session, e *poll.Envelope) (wake []po
 		s.setStored(arr[2])
 		s.answerTakes(arr[3:])
 	}
-	return nil, delivered, rejected
+	return nil, delivered, rejected, nil
 }
 
 // deliver runs the deliver script to a device ("d") or user ("u").
@@ -737,33 +818,61 @@ func (s *Store) setStored(m rueidis.RedisMessage) {
 	}
 }
 
-// Remember implements poll.Store.
+// pendingTTL is how long an idempotency key stays pending (recorded, its
+// push under way) unless Settle or Forget ends that sooner: past it, a
+// push whose node died or lost Redis mid-way no longer holds its key.
+func (s *Store) pendingTTL() time.Duration { return max(10*time.Second, 5*s.tmo) }
+
+// Remember implements poll.Store. The key is recorded as pending (for
+// pendingTTL) until Settle gives it its result and ttl: a push with the
+// same key meanwhile waits for that outcome, so that it is never answered
+// "duplicate" for a push that then fails, nor delivered twice while the
+// first is under way. If the first push's node dies, or loses Redis, the
+// pending key lapses and a retry delivers (at least once, as a retry of
+// an unanswered request does with the memory store).
 func (s *Store) Remember(key string, r poll.Result, ttl time.Duration) (poll.Result, bool) {
-	now := s.cfg.Now()
-	exp := now.Add(ttl)
-	res, err := s.exec(rememberScript, key, string(codec.ID(exp, r)), ms(exp), ms(now), "")
-	if err != nil {
-		return poll.Result{}, false
+	give := time.Now().Add(s.pendingTTL() + s.tmo)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		now := s.cfg.Now()
+		res, err := s.exec(rememberScript, key, "", ms(now.Add(s.pendingTTL())), ms(now), "")
+		if err != nil {
+			return poll.Result{}, false // the push fails on Redis too
+		}
+		v, err := res.ToString()
+		if err != nil {
+			return poll.Result{}, false // nil: recorded now, pending
+		}
+		if v != "" {
+			if _, prev, err := codec.ParseID([]byte(v)); err == nil {
+				return prev, true
+			}
+			return poll.Result{}, false
+		}
+		if time.Now().After(give) {
+			return poll.Result{}, false
+		}
+		select { // another push with the key is under way: its outcome decides
+		case <-time.After(wait):
+		case <-s.ctx.Done():
+			return poll.Result{}, false
+		}
 	}
-	v, err := res.ToString()
-	if err != nil {
-		return poll.Result{}, false // nil: recorded now
-	}
-	_, prev, err := codec.ParseID([]byte(v))
-	if err != nil {
-		return poll.Result{}, false
-	}
-	return prev, true
 }
 
 // Settle implements poll.Store.
 func (s *Store) Settle(key string, r poll.Result, ttl time.Duration) {
 	exp := s.cfg.Now().Add(ttl)
-	_, _ = s.exec(rememberScript, key, string(codec.ID(exp, r)), ms(exp), ms(s.cfg.Now()), "settle")
+	if _, err := s.exec(rememberScript, key, string(codec.ID(exp, r)), ms(exp), ms(s.cfg.Now()), "settle"); err != nil {
+		s.log.Warn("redis: an idempotency key stays pending until it lapses", "err", err)
+	}
 }
 
 // Forget implements poll.Store.
-func (s *Store) Forget(key string) { _, _ = s.exec(forgetScript, key) }
+func (s *Store) Forget(key string) {
+	if _, err := s.exec(forgetScript, key); err != nil {
+		s.log.Warn("redis: a failed push's idempotency key stays pending until it lapses", "err", err)
+	}
+}
 
 // Cleanup implements poll.Store.
 func (s *Store) Cleanup(now time.Time) int {

@@ -261,8 +261,8 @@ func Run(t *testing.T, impl Impl) {
 		if _, err := st.Append(s.ID, msg(clk, "1")); !errors.Is(err, poll.ErrMailboxFull) {
 			t.Fatalf("append past the limit: %v", err)
 		}
-		_, delivered, rejected := st.FanOut([]*session.Session{s}, msg(clk, "1"))
-		if delivered != 0 || rejected != 1 {
+		_, delivered, rejected, err := st.FanOut([]*session.Session{s}, msg(clk, "1"))
+		if err != nil || delivered != 0 || rejected != 1 {
 			t.Fatalf("fan-out to a full mailbox: %d delivered, %d rejected", delivered, rejected)
 		}
 	})
@@ -556,7 +556,11 @@ func Run(t *testing.T, impl Impl) {
 		st.restart(t)
 		byTopic := func(topic string) []string {
 			var out []string
-			for _, x := range st.ByTopic(topic) {
+			list, err := st.ByTopic(topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range list {
 				out = append(out, x.DeviceID+" "+fmt.Sprint(x.Topics))
 			}
 			return out
