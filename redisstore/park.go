@@ -269,6 +269,62 @@ func (s *Store) sweep() {
 	}
 }
 
+// entries handles a notification's "m" and "w" entries (scripts.go,
+// woken): "m\n<sid>\n<owner>\n<first seq>\n<newest seq answered
+// before>\n<count>\n" and count times "<length>\n<record>"; "w\n<sid>\n".
+func (s *Store) entries(msg string) {
+	line := func() string {
+		i := strings.IndexByte(msg, '\n')
+		if i < 0 {
+			msg = ""
+			return ""
+		}
+		l := msg[:i]
+		msg = msg[i+1:]
+		return l
+	}
+	for msg != "" {
+		switch line() {
+		case "w":
+			id := line()
+			s.mu.Lock()
+			ws := slices.Clone(s.parked[id])
+			s.mu.Unlock()
+			for _, w := range ws {
+				go s.leave(w, "w")
+			}
+		case "m":
+			id, owner := line(), line()
+			first, err1 := strconv.ParseUint(line(), 10, 64)
+			sent, err2 := strconv.ParseUint(line(), 10, 64)
+			n, err3 := strconv.Atoi(line())
+			if err1 != nil || err2 != nil || err3 != nil {
+				s.log.Error("redis: a notification this node cannot read")
+				return
+			}
+			recs := make([]string, 0, n)
+			for range n {
+				size, err := strconv.Atoi(line())
+				if err != nil || size > len(msg) {
+					s.log.Error("redis: a notification this node cannot read")
+					return
+				}
+				recs = append(recs, msg[:size])
+				msg = msg[size:]
+			}
+			if w := s.local(id, owner); w != nil {
+				go func() {
+					msgs, err := s.build(first, sent, recs)
+					s.answer(w, msgs, err)
+				}()
+			}
+		default:
+			s.log.Error("redis: a notification this node cannot read")
+			return
+		}
+	}
+}
+
 // channel is this node's sharded pub/sub channel.
 func (s *Store) channel() string { return s.p + "n:" + s.node }
 
@@ -305,25 +361,22 @@ func (s *Store) listen(subscribed chan struct{}) {
 	}
 }
 
-// notified handles one notification: "w <sid>…" (messages pending),
-// "s <sid> <owner>" (superseded), "c <sid> <owner> <code>" (ended). It
-// runs on the connection's reader and must not wait: answers go out on
-// goroutines of their own.
+// notified handles one notification: entries "m" (the messages taken for
+// a parked poll) and "w" (messages pending: read them), or "s <sid>
+// <owner>" (superseded), "c <sid> <owner> <code>" (ended). It runs on the
+// connection's reader and must not wait: answers go out on goroutines of
+// their own. Messages taken for a poll that is no longer here stay in the
+// mailbox, unacknowledged, for its next poll.
 func (s *Store) notified(msg string) {
+	if strings.HasPrefix(msg, "m\n") || strings.HasPrefix(msg, "w\n") {
+		s.entries(msg)
+		return
+	}
 	f := strings.Fields(msg)
 	if len(f) < 2 {
 		return
 	}
 	switch f[0] {
-	case "w":
-		for _, id := range f[1:] {
-			s.mu.Lock()
-			ws := slices.Clone(s.parked[id])
-			s.mu.Unlock()
-			for _, w := range ws {
-				go s.leave(w, "w")
-			}
-		}
 	case "s":
 		if len(f) == 3 {
 			if w := s.local(f[1], f[2]); w != nil {

@@ -231,3 +231,41 @@ func TestFanOutRefusedIsAnError(t *testing.T) {
 		t.Fatal("a refused fan-out reported no error")
 	}
 }
+
+// A push on node B reaches a poll parked on node A: small messages ride
+// in the notification, a large one is read from the mailbox; both carry
+// their seq, and a redelivery is marked.
+func TestCrossNodeDelivery(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openStore(t, srv, "cross", nil)
+	b := openStore(t, srv, "cross", nil)
+	s := newSession("dev")
+	if _, err := a.Connect(s, 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	large := `"` + strings.Repeat("x", 20000) + `"`
+	for i, data := range []string{`"small"`, large} {
+		got := make(chan string, 1)
+		if _, err, ok := a.Park(new(poll.Ticket), s.ID, uint64(i), true, time.Minute, func(m []poll.Message, err error) func() {
+			if len(m) != 1 {
+				got <- fmt.Sprint(len(m), " messages, ", err)
+				return nil
+			}
+			got <- fmt.Sprint(m[0].Seq, " ", m[0].Redelivery, " ", len(m[0].Data), " ", err)
+			return nil
+		}); !ok {
+			t.Fatal("not parked:", err)
+		}
+		if _, err := b.Append(s.ID, message(data)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprint(i+1, " false ", len(data), " <nil>")
+		if r := testwait.Recv(t, got, "the poll on A", 5*time.Second); r != want {
+			t.Fatalf("message %d on A: %s, want %s", i+1, r, want)
+		}
+	}
+	msgs, err, _ := b.Park(nil, s.ID, 1, true, time.Minute, func([]poll.Message, error) func() { return nil })
+	if err != nil || len(msgs) != 1 || msgs[0].Seq != 2 || !msgs[0].Redelivery {
+		t.Fatalf("the unacknowledged message again, on B: %+v %v", msgs, err)
+	}
+}

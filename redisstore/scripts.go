@@ -33,10 +33,11 @@ import "github.com/redis/rueidis"
 //
 // A parked poll lives in the process that holds its connection; Redis
 // knows only its owner (q:<sid> o). A script that appends to a mailbox
-// with a parked poll of another node publishes "w <sid>…" to that node,
-// one that supersedes or ends it "s <sid> <owner>" or "c <sid> <owner>
-// <code>"; for a poll of the calling node it returns the owner instead
-// (and takes the messages for it at once). Messages leave a mailbox only
+// with a parked poll of another node publishes the messages it takes for
+// it to that node ("m" entries, or "w" entries, word to read the mailbox,
+// for a large take), one that supersedes or ends it "s <sid> <owner>" or
+// "c <sid> <owner> <code>"; for a poll of the calling node it returns
+// the owner and the messages instead. Messages leave a mailbox only
 // by acknowledgment (a cursor), never by being handed out, so a lost
 // notification or answer costs a redelivery, never a message.
 
@@ -107,27 +108,40 @@ local function push(sid, mid, max)
   return 0
 end
 
--- woken tells the parked poll of sid, if any, that messages are pending:
--- a poll of another node by pub/sub (collected in remote, node -> sids),
--- a poll of this node by taking them now: the owner and the take.
+-- woken answers the parked poll of sid, if any, with the messages
+-- pending: a poll of this node through locals ({owner, sid, take}), one
+-- of another node through remote (node -> notification parts): the take
+-- itself ("m"), or, when it is larger than INLINE bytes, word to read the
+-- mailbox ("w"; the messages are then not handed out here).
+local INLINE = 8192
 local function woken(sid, remote, locals)
   local q = P..'q:'..sid
   local o = redis.call('HGET', q, 'o')
   if not o then return end
+  local t = take(sid)
+  if not t then return end
   local n = node(o)
   if n == ME then
-    local t = take(sid)
-    if t then
-      redis.call('HDEL', q, 'o')
-      locals[#locals + 1] = {o, sid, t}
-    end
-  else
-    remote[n] = (remote[n] or 'w')..' '..sid
+    redis.call('HDEL', q, 'o')
+    locals[#locals + 1] = {o, sid, t}
+    return
   end
+  local r = remote[n] or {}
+  remote[n] = r
+  local size = 0
+  for i = 3, #t do size = size + #t[i] end
+  if size > INLINE then
+    redis.call('HSET', q, 'v', t[2])
+    r[#r + 1] = 'w\n'..sid..'\n'
+    return
+  end
+  redis.call('HDEL', q, 'o')
+  r[#r + 1] = 'm\n'..sid..'\n'..o..'\n'..t[1]..'\n'..t[2]..'\n'..(#t - 2)..'\n'
+  for i = 3, #t do r[#r + 1] = #t[i]..'\n'..t[i] end
 end
 
 local function flush(remote)
-  for n, msg in pairs(remote) do publish(n, msg) end
+  for n, parts in pairs(remote) do publish(n, table.concat(parts)) end
 end
 
 -- acked acknowledges up to ack: 'C' when ack is beyond the newest seq.

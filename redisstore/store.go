@@ -329,18 +329,28 @@ func (s *Store) messages(t rueidis.RedisMessage) ([]poll.Message, error) {
 	}
 	first, _ := arr[0].AsInt64()
 	sent, _ := arr[1].AsInt64()
-	out := make([]poll.Message, 0, len(arr)-2)
-	for i, m := range arr[2:] {
+	recs := make([]string, 0, len(arr)-2)
+	for _, m := range arr[2:] {
 		b, err := m.ToString()
 		if err != nil {
 			return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
 		}
+		recs = append(recs, b)
+	}
+	return s.build(uint64(first), uint64(sent), recs)
+}
+
+// build makes the messages of a take: the records from seq first on, and
+// the newest seq an earlier answer carried.
+func (s *Store) build(first, sent uint64, recs []string) ([]poll.Message, error) {
+	out := make([]poll.Message, 0, len(recs))
+	for i, b := range recs {
 		e, err := s.envelope(b)
 		if err != nil {
 			return nil, err
 		}
-		seq := uint64(first) + uint64(i)
-		out = append(out, poll.Message{Seq: seq, Redelivery: seq <= uint64(sent), Envelope: e})
+		seq := first + uint64(i)
+		out = append(out, poll.Message{Seq: seq, Redelivery: seq <= sent, Envelope: e})
 	}
 	return out, nil
 }
