@@ -68,8 +68,15 @@ async function nextFrom(native, topic) {
   return found;
 }
 
+// LONGPOLL_EXTRA_ARGS (run.sh sets it for a second pass on Redis) goes to
+// every server startServer starts; on Redis each server is a deployment of
+// its own (--redis-prefix), as a fresh in-memory server would be.
+const extraArgs = (process.env.LONGPOLL_EXTRA_ARGS || '').split(' ').filter(Boolean);
+let deployments = 0;
+
 async function startServer(args = []) {
-  const server = new LongpollServer({ port: await freePort(), args });
+  const own = extraArgs.includes('--redis-url') ? ['--redis-prefix', `bayeux${process.pid}-${++deployments}`] : [];
+  const server = new LongpollServer({ port: await freePort(), args: [...args, ...extraArgs, ...own] });
   await server.start();
   return server;
 }

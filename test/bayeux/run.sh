@@ -29,3 +29,19 @@ cd "$HERE"
 # Every wait inside the tests is bounded; this is the outer bound for the whole run.
 timeout --kill-after=10s 240s node --test --test-reporter=spec --test-concurrency=1 \
   --test-timeout=90000 --test-force-exit bayeux.test.mjs </dev/null
+
+# The same clients against a server whose state is in Redis (--redis-url),
+# when redis-server is installed (scripts/test.sh installs it): the two
+# walk-through tests, each on a fresh deployment name in one redis-server.
+if command -v redis-server >/dev/null; then
+  PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  RDIR="$(mktemp -d)"
+  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$RDIR" >/dev/null &
+  RPID=$!
+  trap 'kill $RPID 2>/dev/null; rm -rf "$BIN_DIR" "$RDIR"' EXIT
+  for _ in $(seq 100); do (echo PING; sleep 0.05) | timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT && cat >&3 && head -c 5 <&3" 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  echo "run.sh: again with the server's state in Redis (127.0.0.1:$PORT)"
+  LONGPOLL_EXTRA_ARGS="--redis-url redis://127.0.0.1:$PORT" \
+    timeout --kill-after=10s 120s node --test --test-reporter=spec --test-concurrency=1 \
+    --test-timeout=90000 --test-force-exit --test-name-pattern '^(CometD|Faye): handshake' bayeux.test.mjs </dev/null
+fi
