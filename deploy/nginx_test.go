@@ -163,15 +163,7 @@ func TestNginxInFront(t *testing.T) {
 		t.Fatal(err)
 	}
 	devSID := dev.Session().ID
-	got := make(chan string, 20)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- dev.Run(runCtx, func(_ context.Context, m client.Message) error {
-			got <- string(m.Data)
-			return nil
-		})
-	}()
+	got, stop := run(ctx, dev)
 	testserver.WaitFor(t, "the device's poll parked behind nginx", 30*time.Second, func() bool {
 		st, err := c.Stats(ctx)
 		return err == nil && st.Parked == 1
@@ -210,7 +202,6 @@ func TestNginxInFront(t *testing.T) {
 		t.Errorf("stats through nginx without the key: %v, want unauthorized", err)
 	}
 	stop()
-	<-done
 	if err := dev.Disconnect(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -389,15 +380,7 @@ func TestNginxInFrontOfACluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan string, 64)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- dev.Run(runCtx, func(_ context.Context, m client.Message) error {
-			got <- string(m.Data)
-			return nil
-		})
-	}()
+	got, stop := run(ctx, dev)
 	const n = 30
 	for i := 1; i <= n; i++ {
 		if _, err := c.Push(ctx, client.Push{To: client.Target{DeviceID: "behind-the-balancer"}, Data: i}); err != nil {
@@ -413,7 +396,6 @@ func TestNginxInFrontOfACluster(t *testing.T) {
 		}
 	}
 	stop()
-	<-done
 	// Each node answered some of the polls: nothing kept the device on one.
 	for i, node := range nodes {
 		req, _ := http.NewRequest(http.MethodGet, node.URL+"/metrics", nil)
@@ -429,4 +411,19 @@ func TestNginxInFrontOfACluster(t *testing.T) {
 			t.Errorf("node %d answered no poll with messages: %s", i, m)
 		}
 	}
+}
+
+// run runs dev (client.Device.Run) until stop, which returns once it has
+// returned; got yields each message's data.
+func run(ctx context.Context, dev *client.Device) (got <-chan string, stop func()) {
+	ch := make(chan string, 64)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- dev.Run(runCtx, func(_ context.Context, m client.Message) error {
+			ch <- string(m.Data)
+			return nil
+		})
+	}()
+	return ch, func() { cancel(); <-done }
 }

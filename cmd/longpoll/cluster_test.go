@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,79 +50,23 @@ func TestClusterKeepsEveryAcceptedMessage(t *testing.T) {
 	rs := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	nodes := startNodes(t, 3, "--redis-url", rs.URL())
 	bases := urls(nodes)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sessions + publishers + 8}}
-
-	sids := make([]string, sessions)
-	for i := range sids {
-		var out struct{ SessionID string }
-		code, err := postJSON(client, bases[i%3]+"/connect", fmt.Sprintf(`{"deviceId":"dev-%d"}`, i), &out)
-		if err != nil || code != http.StatusCreated {
-			t.Fatalf("connect %d: %d %v", i, code, err)
-		}
-		sids[i] = out.SessionID
-	}
-
-	ctx, stopAll := context.WithCancel(context.Background())
-	defer stopAll()
-	col := newCollector(sessions)
-	col.uncertain503 = true
-	var pollers sync.WaitGroup
-	for i, sid := range sids {
-		pollers.Add(1)
-		go func() {
-			defer pollers.Done()
-			col.poll(ctx, t, client, bases, i, sid, 60*time.Second)
-		}()
-	}
-	var published sync.WaitGroup
-	pubCtx, stopPublishing := context.WithCancel(ctx)
-	for p := range publishers {
-		published.Add(1)
-		go func() {
-			defer published.Done()
-			prng := rand.New(rand.NewPCG(seed, uint64(p)+2))
-			for n := 0; pubCtx.Err() == nil; n++ {
-				to := prng.IntN(sessions)
-				base := bases[prng.IntN(len(bases))]
-				body := fmt.Sprintf(`{"to":{"sessionId":%q},"data":{"p":%d,"n":%d}}`, sids[to], p, n)
-				code, err := postJSON(client, base+"/push", body, nil)
-				col.pushed(p, n, to, code, err)
-				if err != nil || code != http.StatusAccepted {
-					select {
-					case <-pubCtx.Done():
-					case <-time.After(5 * time.Millisecond):
-					}
-				}
-			}
-		}()
-	}
-	waitAccepted := func(atLeast int64) {
-		testserver.WaitFor(t, "pushes accepted", 60*time.Second, func() bool { return col.accepted.Load() >= atLeast })
-	}
-
-	waitAccepted(500 + int64(rng.IntN(500)))
+	load := startLoad(t, seed, bases, sessions, publishers, true)
+	load.waitAccepted(t, 500+int64(rng.IntN(500)))
 	victim := rng.IntN(len(nodes))
 	nodes[victim].Kill()
-	col.restarts.Add(1)
-	t.Logf("node %d killed at %d accepted", victim, col.accepted.Load())
-	waitAccepted(col.accepted.Load() + 500)
+	load.col.restarts.Add(1)
+	t.Logf("node %d killed at %d accepted", victim, load.col.accepted.Load())
+	load.waitAccepted(t, load.col.accepted.Load()+500)
 	rs.Stop()
-	col.restarts.Add(1)
-	t.Logf("redis killed at %d accepted", col.accepted.Load())
+	load.col.restarts.Add(1)
+	t.Logf("redis killed at %d accepted", load.col.accepted.Load())
 	rs.Restart()
-	waitAccepted(col.accepted.Load() + 500)
+	load.waitAccepted(t, load.col.accepted.Load()+500)
 	if err := nodes[victim].Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitAccepted(col.accepted.Load() + 500)
-	stopPublishing()
-	published.Wait()
-	for deadline := time.Now().Add(30 * time.Second); !col.allDelivered() && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond) // polling a condition, bounded above; nothing to synchronise with
-	}
-	stopAll()
-	pollers.Wait()
-	col.check(t, sids)
+	load.waitAccepted(t, load.col.accepted.Load()+500)
+	load.finish(t)
 }
 
 // clusterClient is a test's view of one deployment.
@@ -155,11 +97,13 @@ func (cc clusterClient) connect(node int, body string) string {
 type pollAnswer struct {
 	code int
 	body string
-	msgs []struct {
-		Seq   uint64
-		Topic string
-		Data  json.RawMessage
-	}
+	msgs []pollMessage
+}
+
+type pollMessage struct {
+	Seq   uint64
+	Topic string
+	Data  json.RawMessage
 }
 
 // poll polls on node and returns its answer; async, on a channel.
@@ -176,19 +120,31 @@ func (cc clusterClient) poll(node int, sid string, cursor uint64, timeout int) <
 		b, _ := io.ReadAll(resp.Body)
 		a := pollAnswer{code: resp.StatusCode, body: string(b)}
 		if a.code == http.StatusOK {
-			var v struct {
-				Messages []struct {
-					Seq   uint64
-					Topic string
-					Data  json.RawMessage
-				}
-			}
+			var v struct{ Messages []pollMessage }
 			_ = json.Unmarshal(b, &v)
 			a.msgs = v.Messages
 		}
 		ch <- a
 	}()
 	return ch
+}
+
+// next polls sid on node from *cursor, holding at most hold seconds, and
+// moves the cursor past what it got; false: the hold ended empty (204).
+func (cc clusterClient) next(node int, sid string, cursor *uint64, hold int) ([]pollMessage, bool) {
+	cc.t.Helper()
+	a := recv(cc.t, cc.poll(node, sid, *cursor, hold), "a poll")
+	switch a.code {
+	case http.StatusNoContent:
+		return nil, false
+	case http.StatusOK:
+	default:
+		cc.t.Fatalf("poll of %s on node %d: %d %s", sid, node, a.code, a.body)
+	}
+	for _, m := range a.msgs {
+		*cursor = m.Seq
+	}
+	return a.msgs, true
 }
 
 // parked waits until node says it holds n parked polls.
@@ -330,15 +286,11 @@ func crossNode(t *testing.T, nodes []*testserver.Server) {
 	var events []string
 	var cursor uint64
 	for len(events) < 8 {
-		a := recv(t, cc.poll(rand.IntN(3), watcher, cursor, 2), "the watcher's poll")
-		if a.code == http.StatusNoContent {
+		msgs, ok := cc.next(rand.IntN(3), watcher, &cursor, 2)
+		if !ok {
 			break
 		}
-		if a.code != 200 {
-			t.Fatalf("the watcher's poll: %d %s", a.code, a.body)
-		}
-		for _, m := range a.msgs {
-			cursor = m.Seq
+		for _, m := range msgs {
 			var ev struct{ Event, Reason, DeviceID string }
 			_ = json.Unmarshal(m.Data, &ev)
 			events = append(events, ev.Event+"/"+ev.Reason)
@@ -442,15 +394,8 @@ func TestClusterRunsTheJobsOnce(t *testing.T) {
 	var cursor uint64
 	deadline := time.Now().Add(30 * time.Second)
 	for len(sent) < 4 && time.Now().Before(deadline) {
-		a := recv(t, cc.poll(len(sent)%3, sid, cursor, 5), "a poll")
-		if a.code == http.StatusNoContent {
-			continue
-		}
-		if a.code != 200 {
-			t.Fatalf("poll: %d %s", a.code, a.body)
-		}
-		for _, m := range a.msgs {
-			cursor = m.Seq
+		msgs, _ := cc.next(len(sent)%3, sid, &cursor, 5)
+		for _, m := range msgs {
 			if m.Topic != "$heartbeat" {
 				continue
 			}

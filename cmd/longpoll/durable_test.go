@@ -42,72 +42,17 @@ func TestCrashRestartKeepsEveryAcceptedMessage(t *testing.T) {
 	dir := t.TempDir()
 	srv := testserver.Start(t, "--data-dir", dir, "--heartbeat-interval", "0")
 	base := srv.URL
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sessions + publishers + 8, MaxConnsPerHost: 0}}
-
-	// Connect every session.
-	sids := make([]string, sessions)
-	for i := range sids {
-		var out struct{ SessionID string }
-		code, err := postJSON(client, base+"/connect", fmt.Sprintf(`{"deviceId":"dev-%d"}`, i), &out)
-		if err != nil || code != http.StatusCreated {
-			t.Fatalf("connect %d: %d %v", i, code, err)
-		}
-		sids[i] = out.SessionID
-	}
-
-	ctx, stopAll := context.WithCancel(context.Background())
-	defer stopAll()
-	col := newCollector(sessions)
-
-	// Pollers: each keeps its cursor across restarts and retries while the
-	// server is down, for at most downBound in a row.
-	const downBound = 60 * time.Second
-	var pollers sync.WaitGroup
-	for i, sid := range sids {
-		pollers.Add(1)
-		go func() {
-			defer pollers.Done()
-			col.poll(ctx, t, client, []string{base}, i, sid, downBound)
-		}()
-	}
-
-	// Publishers: message n of publisher p goes to session target(p, n);
-	// each waits for its answer before the next, so a session gets each
-	// publisher's messages in order.
-	var published sync.WaitGroup
-	pubCtx, stopPublishing := context.WithCancel(ctx)
-	for p := range publishers {
-		published.Add(1)
-		go func() {
-			defer published.Done()
-			prng := rand.New(rand.NewPCG(seed, uint64(p)+2))
-			for n := 0; pubCtx.Err() == nil; n++ {
-				to := prng.IntN(sessions)
-				body := fmt.Sprintf(`{"to":{"sessionId":%q},"data":{"p":%d,"n":%d}}`, sids[to], p, n)
-				code, err := postJSON(client, base+"/push", body, nil)
-				col.pushed(p, n, to, code, err)
-				if err != nil || code != http.StatusAccepted {
-					select { // the server is down or draining: try the next message shortly
-					case <-pubCtx.Done():
-					case <-time.After(5 * time.Millisecond):
-					}
-				}
-			}
-		}()
-	}
+	load := startLoad(t, seed, []string{base}, sessions, publishers, false)
 
 	// Kill at random moments, then stop gracefully once.
-	waitAccepted := func(atLeast int64) {
-		testserver.WaitFor(t, "pushes accepted", 60*time.Second, func() bool { return col.accepted.Load() >= atLeast })
-	}
 	for k := range kills + 1 {
-		waitAccepted(col.accepted.Load() + 200 + int64(rng.IntN(800)))
+		load.waitAccepted(t, load.col.accepted.Load()+200+int64(rng.IntN(800)))
 		if k < kills {
 			srv.Kill()
 		} else if err := srv.Stop(); err != nil {
 			t.Fatalf("graceful stop: %v", err)
 		}
-		col.restarts.Add(1)
+		load.col.restarts.Add(1)
 		if err := srv.Restart(); err != nil {
 			t.Fatal(err)
 		}
@@ -115,18 +60,94 @@ func TestCrashRestartKeepsEveryAcceptedMessage(t *testing.T) {
 			t.Fatalf("restarted on %s, not %s", srv.URL, base)
 		}
 	}
-	waitAccepted(col.accepted.Load() + 200)
-	stopPublishing()
-	published.Wait()
+	load.waitAccepted(t, load.col.accepted.Load()+200)
+	load.finish(t)
+}
 
-	// Every accepted message arrives (bounded: past it, check names the
-	// missing ones), then the pollers stop.
-	for deadline := time.Now().Add(30 * time.Second); !col.allDelivered() && time.Now().Before(deadline); {
+// load is the crash tests' load: sessions, each polling with its cursor
+// on one of the servers at random each time (and retrying while they are
+// down, for at most a minute in a row), and publishers pushing numbered
+// messages to random sessions on random servers, each waiting for its
+// answer before the next, so that a session gets each publisher's
+// messages in order; col records what was answered and what arrived.
+type load struct {
+	col            *collector
+	sids           []string
+	stopAll        context.CancelFunc
+	stopPublishing context.CancelFunc
+	pollers        sync.WaitGroup
+	published      sync.WaitGroup
+}
+
+// startLoad connects sessions (on bases in turn) and starts the pollers
+// and publishers. uncertain503: see collector.
+func startLoad(t *testing.T, seed uint64, bases []string, sessions, publishers int, uncertain503 bool) *load {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sessions + publishers + 8}}
+	l := &load{col: newCollector(sessions), sids: make([]string, sessions)}
+	l.col.uncertain503 = uncertain503
+	for i := range l.sids {
+		var out struct{ SessionID string }
+		code, err := postJSON(client, bases[i%len(bases)]+"/connect", fmt.Sprintf(`{"deviceId":"dev-%d"}`, i), &out)
+		if err != nil || code != http.StatusCreated {
+			t.Fatalf("connect %d: %d %v", i, code, err)
+		}
+		l.sids[i] = out.SessionID
+	}
+	ctx, stopAll := context.WithCancel(context.Background())
+	l.stopAll = stopAll
+	t.Cleanup(stopAll)
+	for i, sid := range l.sids {
+		l.pollers.Add(1)
+		go func() {
+			defer l.pollers.Done()
+			l.col.poll(ctx, t, client, bases, i, sid, time.Minute)
+		}()
+	}
+	pubCtx, stopPublishing := context.WithCancel(ctx)
+	l.stopPublishing = stopPublishing
+	for p := range publishers {
+		l.published.Add(1)
+		go func() {
+			defer l.published.Done()
+			prng := rand.New(rand.NewPCG(seed, uint64(p)+2))
+			for n := 0; pubCtx.Err() == nil; n++ {
+				to := prng.IntN(sessions)
+				base := bases[prng.IntN(len(bases))]
+				body := fmt.Sprintf(`{"to":{"sessionId":%q},"data":{"p":%d,"n":%d}}`, l.sids[to], p, n)
+				code, err := postJSON(client, base+"/push", body, nil)
+				l.col.pushed(p, n, to, code, err)
+				if err != nil || code != http.StatusAccepted {
+					select { // a server is down or draining: try the next message shortly
+					case <-pubCtx.Done():
+					case <-time.After(5 * time.Millisecond):
+					}
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// waitAccepted waits (bounded) until atLeast pushes were answered 202.
+func (l *load) waitAccepted(t *testing.T, atLeast int64) {
+	t.Helper()
+	testserver.WaitFor(t, "pushes accepted", 60*time.Second, func() bool { return l.col.accepted.Load() >= atLeast })
+}
+
+// finish stops the publishers, waits (bounded: past it, check names the
+// missing ones) until every accepted message has arrived, stops the
+// pollers and checks what arrived.
+func (l *load) finish(t *testing.T) {
+	t.Helper()
+	l.stopPublishing()
+	l.published.Wait()
+	for deadline := time.Now().Add(30 * time.Second); !l.col.allDelivered() && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond) // polling a condition, bounded above; nothing to synchronise with
 	}
-	stopAll()
-	pollers.Wait()
-	col.check(t, sids)
+	l.stopAll()
+	l.pollers.Wait()
+	l.col.check(t, l.sids)
 }
 
 // postJSON posts body and decodes a 2xx answer into out (if not nil).
