@@ -268,7 +268,20 @@ func crossNode(t *testing.T, nodes []*testserver.Server) {
 		t.Fatalf("the same id on another node: %+v after %+v", again, first)
 	}
 
-	// /stats on any node counts the whole cluster: the watcher and lamp.
+	// /stats on any node counts the whole cluster: the watcher and lamp;
+	// GET /presence on any node finds lamp's session, connected on node B.
+	for i := range cc.nodes {
+		var pr struct{ Sessions []struct{ SessionID string } }
+		resp, err := cc.c.Get(cc.nodes[i] + "/presence?deviceId=lamp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&pr)
+		resp.Body.Close()
+		if len(pr.Sessions) != 1 || pr.Sessions[0].SessionID != repl {
+			t.Fatalf("node %d: /presence?deviceId=lamp says %+v, want %s", i, pr.Sessions, repl)
+		}
+	}
 	for i := range cc.nodes {
 		var st struct{ Sessions, Devices int }
 		resp, err := cc.c.Get(cc.nodes[i] + "/stats")
