@@ -69,6 +69,26 @@ func TestClusterKeepsEveryAcceptedMessage(t *testing.T) {
 	load.finish(t)
 }
 
+// The same load on three nodes of a three-master Redis Cluster, one node
+// killed with SIGKILL mid-run and started again.
+func TestClusterOnRedisClusterKeepsEveryAcceptedMessage(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rc := redistest.Cluster(t)
+	nodes := startNodes(t, 3, "--redis-cluster", strings.Join(redistest.Addrs(rc), ","))
+	load := startLoad(t, seed, urls(nodes), 200, 32, false)
+	load.waitAccepted(t, 500)
+	victim := int(seed % 3)
+	nodes[victim].Kill()
+	load.col.restarts.Add(1)
+	load.waitAccepted(t, load.col.accepted.Load()+500)
+	if err := nodes[victim].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	load.waitAccepted(t, load.col.accepted.Load()+500)
+	load.finish(t)
+}
+
 // clusterClient is a test's view of one deployment.
 type clusterClient struct {
 	t     *testing.T
