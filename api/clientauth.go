@@ -32,7 +32,11 @@ func (a *API) grantConnect(g *auth.Grant, req session.Request) (session.Request,
 	if err != nil {
 		return req, err
 	}
-	if cur := a.hub.OnlineDevice(req.DeviceID); cur != nil && cur.UserID != req.UserID {
+	cur := a.hub.OnlineDevice(req.DeviceID)
+	if err := a.hub.StoreErr(); cur == nil && err != nil {
+		return req, err // the owner check cannot be made: refuse, do not wave through
+	}
+	if cur != nil && cur.UserID != req.UserID {
 		return req, apiError(http.StatusForbidden, "forbidden", "deviceId "+strconv.Quote(req.DeviceID)+" is online for another user")
 	}
 	return req, nil

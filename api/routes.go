@@ -167,6 +167,9 @@ func (a *API) presence(c echo.Context) error {
 	} else if s := a.hub.OnlineDevice(device); s != nil {
 		list = append(list, s)
 	}
+	if err := a.hub.StoreErr(); len(list) == 0 && err != nil {
+		return err // a shared store that cannot be reached knows nobody: not "offline"
+	}
 	return a.json(c, http.StatusOK, wire.NewPresence(list))
 }
 
@@ -206,7 +209,14 @@ func (a *API) disconnect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.json(c, http.StatusOK, wire.Disconnected{Disconnected: a.hub.EndSessions(to)})
+	if err := a.hub.StoreErr(); err != nil {
+		return err
+	}
+	n := a.hub.EndSessions(to)
+	if err := a.hub.StoreErr(); n == 0 && err != nil {
+		return err // nobody found because the store could not look: not "none online"
+	}
+	return a.json(c, http.StatusOK, wire.Disconnected{Disconnected: n})
 }
 
 func parseDisconnect(body []byte) (poll.Target, error) {

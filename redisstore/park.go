@@ -29,7 +29,7 @@ func (s *Store) Park(t *poll.Ticket, id string, ack uint64, hasAck bool, hold ti
 
 // park is Park, and returns the waiter.
 func (s *Store) park(t *poll.Ticket, id string, ack uint64, hasAck bool, hold time.Duration, done func([]poll.Message, error) func()) (*waiter, []poll.Message, error, bool) {
-	w := &waiter{id: id, owner: s.node + ":" + strconv.FormatUint(s.gen.Add(1), 36), ticket: t, done: done}
+	w := &waiter{id: id, owner: s.node + ":" + strconv.FormatUint(s.gen.Add(1), 36), ticket: t, done: done, inflight: true}
 	s.mu.Lock()
 	s.parked[id] = append(s.parked[id], w)
 	s.mu.Unlock()
@@ -63,12 +63,21 @@ func (s *Store) park(t *poll.Ticket, id string, ack uint64, hasAck bool, hold ti
 		}
 	}
 	s.mu.Lock()
+	w.inflight = false
+	woken := w.woken
 	if !w.answered { // a script may have answered it already
 		w.counted = true
 		s.nPark.Add(1)
 		w.timer = time.AfterFunc(hold, func() { s.leave(w, "t") })
 	}
 	s.mu.Unlock()
+	if woken { // WakeAll ran while the script did
+		go func() {
+			if s.answer(w, nil, nil) {
+				s.leave(w, "x")
+			}
+		}()
+	}
 	return w, nil, nil, true
 }
 
@@ -112,11 +121,7 @@ func (s *Store) answer(w *waiter, msgs []poll.Message, err error) bool {
 // answer with what is pending), "x" (answered already: give up the
 // ownership).
 func (s *Store) leave(w *waiter, mode string) {
-	arg := mode
-	if mode == "s" {
-		arg = "w"
-	}
-	r, err := s.exec(unparkScript, w.id, w.owner, arg)
+	r, err := s.exec(unparkScript, w.id, w.owner, mode)
 	var arr []rueidis.RedisMessage
 	if err == nil {
 		arr, err = r.ToArray()
@@ -139,7 +144,7 @@ func (s *Store) leave(w *waiter, mode string) {
 			s.answer(w, nil, poll.ErrSessionClosed)
 		case why == "other":
 			s.answer(w, nil, poll.ErrSuperseded)
-		case mode == "t": // taken for w: if its answer was lost, the next poll gets them again
+		default: // no longer parked there, nothing pending: let the client poll again
 			s.answer(w, nil, nil)
 		}
 	default:
@@ -228,7 +233,7 @@ func (s *Store) Cancel(id string, t *poll.Ticket) bool {
 	s.mu.Lock()
 	var w *waiter
 	for _, x := range s.parked[id] {
-		if x.ticket == t {
+		if x.ticket == t && !x.inflight {
 			w = x
 		}
 	}
@@ -240,13 +245,23 @@ func (s *Store) Cancel(id string, t *poll.Ticket) bool {
 	return true
 }
 
-// waiters returns this node's waiters.
-func (s *Store) waiters() []*waiter {
+// waiters returns this node's waiters whose park script has answered
+// (Park must not both answer and call done). With wake, those whose
+// script is still under way are marked woken: park answers them once it
+// sees they parked. (A sweep leaves them be: their script reads Redis as
+// it is now.)
+func (s *Store) waiters(wake bool) []*waiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var list []*waiter
 	for _, ws := range s.parked {
-		list = append(list, ws...)
+		for _, w := range ws {
+			if !w.inflight {
+				list = append(list, w)
+			} else if wake {
+				w.woken = true
+			}
+		}
 	}
 	return list
 }
@@ -255,7 +270,7 @@ func (s *Store) waiters() []*waiter {
 // empty. Redis still names them owners; the next poll of each session
 // supersedes that.
 func (s *Store) WakeAll() {
-	for _, w := range s.waiters() {
+	for _, w := range s.waiters(true) {
 		s.answer(w, nil, nil)
 	}
 }
@@ -264,7 +279,7 @@ func (s *Store) WakeAll() {
 // wait for it or it was superseded or closed: after pub/sub was cut,
 // notifications may have been lost.
 func (s *Store) sweep() {
-	for _, w := range s.waiters() {
+	for _, w := range s.waiters(false) {
 		go s.leave(w, "s")
 	}
 }
@@ -298,14 +313,14 @@ func (s *Store) entries(msg string) {
 			first, err1 := strconv.ParseUint(line(), 10, 64)
 			sent, err2 := strconv.ParseUint(line(), 10, 64)
 			n, err3 := strconv.Atoi(line())
-			if err1 != nil || err2 != nil || err3 != nil {
+			if err1 != nil || err2 != nil || err3 != nil || n < 0 || n > len(msg) {
 				s.log.Error("redis: a notification this node cannot read")
 				return
 			}
 			recs := make([]string, 0, n)
 			for range n {
 				size, err := strconv.Atoi(line())
-				if err != nil || size > len(msg) {
+				if err != nil || size < 0 || size > len(msg) {
 					s.log.Error("redis: a notification this node cannot read")
 					return
 				}
@@ -346,8 +361,12 @@ func (s *Store) listen(subscribed chan struct{}) {
 		s.sweep()
 	})
 	for s.ctx.Err() == nil {
-		err := s.client.Receive(ctx, s.client.B().Ssubscribe().Channel(s.channel()).Build(), func(m rueidis.PubSubMessage) {
-			s.notified(m.Message)
+		// On a connection of its own: Redis's pub/sub output limit, or a
+		// cut, then never fails the node's commands.
+		err := s.client.Dedicated(func(dc rueidis.DedicatedClient) error {
+			return dc.Receive(ctx, dc.B().Ssubscribe().Channel(s.channel()).Build(), func(m rueidis.PubSubMessage) {
+				s.notified(m.Message)
+			})
 		})
 		if s.ctx.Err() != nil {
 			return

@@ -266,3 +266,85 @@ func TestCrossNodeDelivery(t *testing.T) {
 		t.Fatalf("the unacknowledged message again, on B: %+v %v", msgs, err)
 	}
 }
+
+// A notification carrying messages ("m") that is lost — the node's
+// subscription was cut as they were sent — is made up for by the sweep
+// after it subscribes again: the poll gets them then, not at its hold's
+// end (flagged as a redelivery: they may have been carried).
+func TestLostHandOffIsRecoveredBySweep(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openStore(t, srv, "lost", nil)
+	b := openStore(t, srv, "lost", nil)
+	s := newSession("dev")
+	if _, err := a.Connect(s, 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	if _, err, ok := a.Park(new(poll.Ticket), s.ID, 0, false, time.Minute, func(m []poll.Message, err error) func() {
+		if len(m) == 1 {
+			got <- fmt.Sprint(len(m), " ", m[0].Redelivery, " ", err)
+		} else {
+			got <- fmt.Sprint(len(m), " ", err)
+		}
+		return nil
+	}); !ok {
+		t.Fatal("not parked:", err)
+	}
+	if _, err := srv.Command("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(s.ID, message("1")); err != nil { // its notification finds nobody
+		t.Fatal(err)
+	}
+	if r := testwait.Recv(t, got, "the poll, after the sweep", 10*time.Second); r != "1 true <nil>" {
+		t.Fatalf("the poll: %s, want the message", r)
+	}
+}
+
+// WakeAll (a shutdown) while a park's script is under way does not answer
+// that poll twice: either Park returns what it found, or done is called,
+// never both.
+func TestWakeAllDuringAPark(t *testing.T) {
+	srv := redistest.Start(t)
+	st := openStore(t, srv, "inflight", nil)
+	for _, pending := range []bool{true, false} {
+		s := newSession(fmt.Sprint("dev-", pending))
+		if _, err := st.Connect(s, 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if pending {
+			if _, err := st.Append(s.ID, message("1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var calls atomic.Int32
+		type result struct {
+			n      int
+			parked bool
+		}
+		parkDone := make(chan result, 1)
+		// Redis holds every client's commands for 300 ms: the park's
+		// script waits in line while WakeAll runs.
+		if _, err := srv.Command("CLIENT", "PAUSE", "300", "ALL"); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			msgs, _, parked := st.Park(new(poll.Ticket), s.ID, 0, false, time.Minute, func([]poll.Message, error) func() {
+				calls.Add(1)
+				return nil
+			})
+			parkDone <- result{len(msgs), parked}
+		}()
+		time.Sleep(50 * time.Millisecond) // the park under way; were it not yet, the test would be weaker, not wrong
+		st.WakeAll()
+		r := testwait.Recv(t, parkDone, "the park", 10*time.Second)
+		if !r.parked {
+			time.Sleep(100 * time.Millisecond) // a wrong second answer would come within this; nothing to wait for otherwise
+			if n := calls.Load(); n != 0 {
+				t.Fatalf("pending %v: Park returned %d messages and done was called %d times", pending, r.n, n)
+			}
+		} else {
+			testwait.For(t, "the woken park to be answered", 5*time.Second, func() bool { return calls.Load() == 1 })
+		}
+	}
+}

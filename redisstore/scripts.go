@@ -111,9 +111,14 @@ end
 -- woken answers the parked poll of sid, if any, with the messages
 -- pending: a poll of this node through locals ({owner, sid, take}), one
 -- of another node through remote (node -> notification parts): the take
--- itself ("m"), or, when it is larger than INLINE bytes, word to read the
--- mailbox ("w"; the messages are then not handed out here).
+-- itself ("m"), or, when it is larger than INLINE bytes or the
+-- notification to that node would pass NOTE bytes, word to read the
+-- mailbox ("w"; the messages are then not handed out here, and the owner
+-- stays). A lost "m" is recovered by the poll's own unpark (its hold's
+-- end, or the sweep after a cut), which takes what is pending again.
 local INLINE = 8192
+local NOTE = 262144
+local noted = {}
 local function woken(sid, remote, locals)
   local q = P..'q:'..sid
   local o = redis.call('HGET', q, 'o')
@@ -130,11 +135,12 @@ local function woken(sid, remote, locals)
   remote[n] = r
   local size = 0
   for i = 3, #t do size = size + #t[i] end
-  if size > INLINE then
+  if size > INLINE or (noted[n] or 0) + size > NOTE then
     redis.call('HSET', q, 'v', t[2])
     r[#r + 1] = 'w\n'..sid..'\n'
     return
   end
+  noted[n] = (noted[n] or 0) + size
   redis.call('HDEL', q, 'o')
   r[#r + 1] = 'm\n'..sid..'\n'..o..'\n'..t[1]..'\n'..t[2]..'\n'..(#t - 2)..'\n'
   for i = 3, #t do r[#r + 1] = #t[i]..'\n'..t[i] end
@@ -466,8 +472,9 @@ return {'P', mine, stored()}
 `)
 
 	// unpark: 3 sid, 4 owner, 5 mode: "w" (woken: take the messages if
-	// any, else stay parked; "s", a sweep, the same), "t" (the hold
-	// passed: leave with what is pending), "x" (leave without messages). → {"X", why} when owner is
+	// any, else stay parked), "s" (a sweep after notifications may have
+	// been lost: "w", and what a lost "m" carried), "t" (the hold passed:
+	// leave with what is pending), "x" (leave without messages). → {"X", why} when owner is
 	// not parked there: "gone" (the session ended), "other" (another poll
 	// is), "none" (a script took messages for it, and its node answers
 	// it); {"M", take}, or {"N"} (nothing).
@@ -478,6 +485,12 @@ local o = redis.call('HGET', q, 'o')
 if o ~= owner then
   if redis.call('HEXISTS', P..'s', sid) == 0 then return {'X', 'gone'} end
   if o then return {'X', 'other'} end
+  if mode == 't' or mode == 's' then
+    -- a script took messages for this poll: if their notification was
+    -- lost they are still pending (only a cursor removes them)
+    local t = take(sid)
+    if t then return {'M', t} end
+  end
   return {'X', 'none'}
 end
 local t = nil
@@ -497,9 +510,9 @@ if acked(ARGV[3], tonumber(ARGV[4])) then return {'E', 'cursor'} end
 return {stored()}
 `)
 
-	// remember: 3 key, 4 result ("": pending, its push under way), 5
-	// expires (ms), 6 now, 7 "settle" to record regardless. → the
-	// recorded result when key is live ("" while pending), else nil.
+	// remember: 3 key, 4 result ("p:<token>": pending, the push of that
+	// token under way), 5 expires (ms), 6 now, 7 "settle" to record
+	// regardless. → the recorded value when key is live, else nil.
 	rememberScript = script(`
 local key = ARGV[3]
 if ARGV[7] ~= 'settle' then
@@ -511,10 +524,13 @@ redis.call('HSET', P..'kr', key, ARGV[4])
 return false
 `)
 
-	// forget: 3 key.
+	// forget: 3 key, 4 the pending value of the push that gives it up
+	// (another push's key stays), or "": whatever it holds.
 	forgetScript = script(`
-redis.call('ZREM', P..'k', ARGV[3])
-redis.call('HDEL', P..'kr', ARGV[3])
+if ARGV[4] == '' or redis.call('HGET', P..'kr', ARGV[3]) == ARGV[4] then
+  redis.call('ZREM', P..'k', ARGV[3])
+  redis.call('HDEL', P..'kr', ARGV[3])
+end
 return 1
 `)
 

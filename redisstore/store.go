@@ -71,6 +71,9 @@ type Store struct {
 	parked map[string][]*waiter // session id -> this node's parked polls (see park.go)
 	nPark  atomic.Int64
 
+	pendingMu sync.Mutex
+	pending   map[string]string // idempotency key -> the pending value this node's push recorded
+
 	cacheMu sync.Mutex
 	cache   map[string]cached         // session id -> its last decoded record
 	envs    map[string]*poll.Envelope // message record -> the message, rendered
@@ -88,6 +91,8 @@ type waiter struct {
 	timer     *time.Timer
 	answered  bool
 	counted   bool // in nPark
+	inflight  bool // its park script has not answered yet
+	woken     bool // WakeAll ran while it was in flight
 }
 
 type cached struct {
@@ -132,15 +137,16 @@ func Open(opts Options, cfg poll.StoreConfig) (*Store, error) {
 	var b [9]byte
 	_, _ = rand.Read(b[:])
 	s := &Store{
-		client: client,
-		cfg:    cfg,
-		log:    opts.Logger,
-		p:      "{" + prefix + "}:",
-		node:   base64.RawURLEncoding.EncodeToString(b[:]),
-		tmo:    opts.Timeout,
-		parked: make(map[string][]*waiter),
-		cache:  make(map[string]cached),
-		envs:   make(map[string]*poll.Envelope),
+		client:  client,
+		cfg:     cfg,
+		log:     opts.Logger,
+		p:       "{" + prefix + "}:",
+		node:    base64.RawURLEncoding.EncodeToString(b[:]),
+		tmo:     opts.Timeout,
+		parked:  make(map[string][]*waiter),
+		cache:   make(map[string]cached),
+		envs:    make(map[string]*poll.Envelope),
+		pending: make(map[string]string),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -635,12 +641,17 @@ func (s *Store) All() ([]*session.Session, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 4*s.tmo)
 	defer cancel()
 	var out []*session.Session
+	seen := make(map[string]struct{})
 	for cursor := uint64(0); ; {
 		e, err := s.client.Do(ctx, s.client.B().Hscan().Key(s.p+"s").Cursor(cursor).Count(1000).Build()).AsScanEntry()
 		if err != nil {
 			return nil, s.failed(err)
 		}
-		for i := 1; i < len(e.Elements); i += 2 { // field, value, …
+		for i := 1; i < len(e.Elements); i += 2 { // field, value, …; a scan may repeat one
+			if _, dup := seen[e.Elements[i-1]]; dup {
+				continue
+			}
+			seen[e.Elements[i-1]] = struct{}{}
 			if sess, err := s.decode(e.Elements[i]); err == nil {
 				out = append(out, sess)
 			}
@@ -842,17 +853,21 @@ func (s *Store) pendingTTL() time.Duration { return max(10*time.Second, 5*s.tmo)
 // an unanswered request does with the memory store).
 func (s *Store) Remember(key string, r poll.Result, ttl time.Duration) (poll.Result, bool) {
 	give := time.Now().Add(s.pendingTTL() + s.tmo)
+	mine := "p:" + s.node + ":" + strconv.FormatUint(s.gen.Add(1), 36)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		now := s.cfg.Now()
-		res, err := s.exec(rememberScript, key, "", ms(now.Add(s.pendingTTL())), ms(now), "")
+		res, err := s.exec(rememberScript, key, mine, ms(now.Add(s.pendingTTL())), ms(now), "")
 		if err != nil {
 			return poll.Result{}, false // the push fails on Redis too
 		}
 		v, err := res.ToString()
-		if err != nil {
-			return poll.Result{}, false // nil: recorded now, pending
+		if err != nil { // nil: recorded now, pending as ours
+			s.pendingMu.Lock()
+			s.pending[key] = mine
+			s.pendingMu.Unlock()
+			return poll.Result{}, false
 		}
-		if v != "" {
+		if !strings.HasPrefix(v, "p:") {
 			if _, prev, err := codec.ParseID([]byte(v)); err == nil {
 				return prev, true
 			}
@@ -871,15 +886,24 @@ func (s *Store) Remember(key string, r poll.Result, ttl time.Duration) (poll.Res
 
 // Settle implements poll.Store.
 func (s *Store) Settle(key string, r poll.Result, ttl time.Duration) {
+	s.pendingMu.Lock()
+	delete(s.pending, key)
+	s.pendingMu.Unlock()
 	exp := s.cfg.Now().Add(ttl)
 	if _, err := s.exec(rememberScript, key, string(codec.ID(exp, r)), ms(exp), ms(s.cfg.Now()), "settle"); err != nil {
 		s.log.Warn("redis: an idempotency key stays pending until it lapses", "err", err)
 	}
 }
 
-// Forget implements poll.Store.
+// Forget implements poll.Store. A key this node's push holds pending goes
+// only if it still holds it (not another push's, recorded after it
+// lapsed); any other key goes whatever it holds.
 func (s *Store) Forget(key string) {
-	if _, err := s.exec(forgetScript, key); err != nil {
+	s.pendingMu.Lock()
+	mine := s.pending[key] // "" when this node holds no pending key
+	delete(s.pending, key)
+	s.pendingMu.Unlock()
+	if _, err := s.exec(forgetScript, key, mine); err != nil {
 		s.log.Warn("redis: a failed push's idempotency key stays pending until it lapses", "err", err)
 	}
 }

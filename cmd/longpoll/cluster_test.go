@@ -379,10 +379,13 @@ func TestRedisUnreachableAnswers503ThenRecovers(t *testing.T) {
 	}
 	code, h, body := get(fmt.Sprintf("/data?sessionId=%s&cursor=1&timeout=1", sid))
 	unavailable("/data", code, h, body)
+	code, h, body = get("/presence?deviceId=lamp")
+	unavailable("/presence", code, h, body)
 	for _, r := range []struct{ path, body string }{
 		{"/push", `{"to":{"deviceId":"lamp"},"data":2}`},
 		{"/connect", `{"deviceId":"tv"}`},
 		{"/send?sessionId=" + sid, `{"to":{"deviceId":"tv"},"data":3}`},
+		{"/disconnect", `{"deviceId":"lamp"}`},
 	} {
 		req, _ := http.NewRequest(http.MethodPost, node.URL+r.path, strings.NewReader(r.body))
 		req.Header.Set("Content-Type", "application/json")
