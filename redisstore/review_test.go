@@ -348,3 +348,35 @@ func TestWakeAllDuringAPark(t *testing.T) {
 		}
 	}
 }
+
+// A push that is still under way keeps its idempotency key pending past
+// the pending time (its node renews it), so a retry on another node waits
+// for its outcome instead of delivering again.
+func TestPendingKeyRenewedWhileItsPushRuns(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := newClock()
+	a := openStore(t, srv, "renew", clk)
+	b := openStore(t, srv, "renew", clk)
+	if _, seen := a.Remember("k", poll.Result{ID: "m_1"}, time.Hour); seen {
+		t.Fatal("a new key seen")
+	}
+	first, err := srv.Command("ZSCORE", "{renew}:k", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(9 * time.Second) // A's push is slow
+	testwait.For(t, "A to renew its pending key", 10*time.Second, func() bool {
+		cur, err := srv.Command("ZSCORE", "{renew}:k", "k")
+		return err == nil && cur != first
+	})
+	clk.advance(5 * time.Second) // past the first pending time
+	got := make(chan string, 1)
+	go func() {
+		prev, seen := b.Remember("k", poll.Result{ID: "m_2"}, time.Hour)
+		got <- fmt.Sprint(prev.ID, " ", seen)
+	}()
+	a.Settle("k", poll.Result{ID: "m_1", Delivered: 1}, time.Hour)
+	if r := testwait.Recv(t, got, "the retry on B", 10*time.Second); r != "m_1 true" {
+		t.Fatalf("the retry on B: %s, want a duplicate of m_1", r)
+	}
+}

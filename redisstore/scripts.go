@@ -524,6 +524,13 @@ redis.call('HSET', P..'kr', key, ARGV[4])
 return false
 `)
 
+	// renew: 3 key, 4 the pending value of the push under way, 5 its new
+	// expiry (ms): extended only while that push holds the key.
+	renewScript = script(`
+if redis.call('HGET', P..'kr', ARGV[3]) == ARGV[4] then redis.call('ZADD', P..'k', 'XX', ARGV[5], ARGV[3]) end
+return 1
+`)
+
 	// forget: 3 key, 4 the pending value of the push that gives it up
 	// (another push's key stays), or "": whatever it holds.
 	forgetScript = script(`

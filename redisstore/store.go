@@ -245,11 +245,14 @@ func (s *Store) watch() {
 	defer s.wg.Done()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if tick%8 == 0 {
+			s.renewPending()
 		}
 		if s.err.Load() != nil {
 			ctx, cancel := context.WithTimeout(s.ctx, s.tmo)
@@ -881,6 +884,23 @@ func (s *Store) Remember(key string, r poll.Result, ttl time.Duration) (poll.Res
 		case <-s.ctx.Done():
 			return poll.Result{}, false
 		}
+	}
+}
+
+// renewPending extends the pending idempotency keys of this node's pushes
+// still under way (every 2 s, by watch): a key lapses only when its node
+// stops renewing it (it died, or lost Redis), never under a push that is
+// merely slow, such as a fan-out to many sessions.
+func (s *Store) renewPending() {
+	s.pendingMu.Lock()
+	keys := make(map[string]string, len(s.pending))
+	for k, v := range s.pending {
+		keys[k] = v
+	}
+	s.pendingMu.Unlock()
+	exp := ms(s.cfg.Now().Add(s.pendingTTL()))
+	for k, v := range keys {
+		_, _ = s.exec(renewScript, k, v, exp)
 	}
 }
 

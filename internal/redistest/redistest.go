@@ -89,8 +89,9 @@ func (s *Server) ping() error {
 	return err
 }
 
-// Command sends one command (inline) and returns its first answer line
-// without the type byte.
+// Command sends one command (inline) and returns its answer: a simple
+// string, an integer or a bulk string ("" for nil); an error reply is an
+// error. (Arrays are not read: only their length comes back.)
 func (s *Server) Command(args ...string) (string, error) {
 	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
 	if err != nil {
@@ -101,13 +102,20 @@ func (s *Server) Command(args ...string) (string, error) {
 	if _, err := fmt.Fprintf(c, "%s\r\n", strings.Join(args, " ")); err != nil {
 		return "", err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err
 	}
 	line = strings.TrimRight(line, "\r\n")
-	if strings.HasPrefix(line, "-") {
+	switch {
+	case strings.HasPrefix(line, "-"):
 		return "", fmt.Errorf("redis: %s", line[1:])
+	case strings.HasPrefix(line, "$") && line != "$-1":
+		v, err := r.ReadString('\n')
+		return strings.TrimRight(v, "\r\n"), err
+	case line == "$-1":
+		return "", nil
 	}
 	return line[1:], nil
 }
