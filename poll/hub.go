@@ -195,7 +195,7 @@ type Stats struct {
 	// it; IdempotencyIDs counts the idempotency ids among it.
 	StoredBytes    int64
 	IdempotencyIDs int
-	// Store names the store: "memory", "disk".
+	// Store names the store: "memory", "disk", "redis".
 	Store string
 }
 

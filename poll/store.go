@@ -38,9 +38,10 @@ var ErrUnreachable = errors.New("the shared store cannot be reached")
 // (immutable), so that a shared store (Redis) can do each operation as
 // one script or transaction on keys of its own.
 //
-// MemoryStore keeps everything in the process; DiskStore writes it
-// through to a data directory as well and reads it back at start; a
-// shared store (Redis) would let several nodes serve the same sessions.
+// MemoryStore keeps everything in the process; diskstore.Store writes it
+// through to a data directory as well and reads it back at start;
+// redisstore.Store keeps it in Redis, where several nodes serve the same
+// sessions.
 // The conformance suite (package storetest) runs the same table of
 // behaviours against each.
 type Store interface {
@@ -182,6 +183,6 @@ type StoreStats struct {
 	// IdempotencyIDs the ids among it.
 	StoredBytes    int64
 	IdempotencyIDs int
-	// Store names the implementation: "memory", "disk".
+	// Store names the implementation: "memory", "disk", "redis".
 	Store string
 }
