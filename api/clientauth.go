@@ -32,8 +32,8 @@ func (a *API) grantConnect(g *auth.Grant, req session.Request) (session.Request,
 	if err != nil {
 		return req, err
 	}
-	cur := a.hub.OnlineDevice(req.DeviceID)
-	if err := a.hub.StoreErr(); cur == nil && err != nil {
+	cur, err := a.hub.OnlineDevice(req.DeviceID)
+	if err != nil {
 		return req, err // the owner check cannot be made: refuse, do not wave through
 	}
 	if cur != nil && cur.UserID != req.UserID {

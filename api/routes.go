@@ -162,13 +162,17 @@ func (a *API) presence(c echo.Context) error {
 		return apiError(http.StatusBadRequest, "invalid_payload", "give exactly one of the userId and deviceId query parameters")
 	}
 	var list []*session.Session
+	var err error
 	if user != "" {
-		list = a.hub.OnlineUser(user)
-	} else if s := a.hub.OnlineDevice(device); s != nil {
-		list = append(list, s)
+		list, err = a.hub.OnlineUser(user)
+	} else {
+		var s *session.Session
+		if s, err = a.hub.OnlineDevice(device); s != nil {
+			list = append(list, s)
+		}
 	}
-	if err := a.hub.StoreErr(); len(list) == 0 && err != nil {
-		return err // a shared store that cannot be reached knows nobody: not "offline"
+	if err != nil {
+		return err
 	}
 	return a.json(c, http.StatusOK, wire.NewPresence(list))
 }
@@ -209,12 +213,9 @@ func (a *API) disconnect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.hub.StoreErr(); err != nil {
+	n, err := a.hub.EndSessions(to)
+	if err != nil {
 		return err
-	}
-	n := a.hub.EndSessions(to)
-	if err := a.hub.StoreErr(); n == 0 && err != nil {
-		return err // nobody found because the store could not look: not "none online"
 	}
 	return a.json(c, http.StatusOK, wire.Disconnected{Disconnected: n})
 }

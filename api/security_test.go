@@ -194,7 +194,7 @@ func TestConnectAuthDeviceOfAnotherUser(t *testing.T) {
 	before := s.hub.Stats()
 	wantError(t, s.do(t, "POST", "/connect", ctJSON, `{"deviceId":"bob-phone"}`, as("mallory")), 403, "forbidden")
 	wantStats(t, s, before)
-	if sess := s.hub.OnlineDevice("bob-phone"); sess == nil || sess.UserID != "bob" {
+	if sess, err := s.hub.OnlineDevice("bob-phone"); err != nil || sess == nil || sess.UserID != "bob" {
 		t.Errorf("bob's device was taken over: %+v", sess)
 	}
 	if rec := s.do(t, "POST", "/connect", ctJSON, `{"deviceId":"bob-phone"}`, as("bob")); rec.Code != 201 {

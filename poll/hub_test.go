@@ -543,17 +543,17 @@ func TestHubMaxSessionsAndEndSessions(t *testing.T) {
 		t.Fatalf("connect beyond max: %v", err)
 	}
 	connect(t, h, "b", "u") // a replacement is always allowed
-	if n := h.EndSessions(Target{SessionID: b.ID}); n != 0 {
+	if n, err := h.EndSessions(Target{SessionID: b.ID}); err != nil || n != 0 {
 		t.Fatalf("replaced session ended again: %d", n)
 	}
-	if n := h.EndSessions(Target{UserID: "u"}); n != 2 {
+	if n, err := h.EndSessions(Target{UserID: "u"}); err != nil || n != 2 {
 		t.Fatalf("ended %d sessions of user u, want 2", n)
 	}
 	if st := h.Stats(); st.Sessions != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	connect(t, h, "c", "")
-	if n := h.EndSessions(Target{DeviceID: "c"}); n != 1 {
+	if n, err := h.EndSessions(Target{DeviceID: "c"}); err != nil || n != 1 {
 		t.Fatalf("ended %d sessions of device c", n)
 	}
 }

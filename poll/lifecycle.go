@@ -1,6 +1,7 @@
 package poll
 
 import (
+	"errors"
 	"slices"
 
 	"github.com/longpoll/longpoll/session"
@@ -61,20 +62,32 @@ func mergeByOrder(a, b []*Envelope) []*Envelope {
 
 // EndSessions ends every session that to names: a sessionId, a deviceId or
 // a userId (reason "disconnect", as Disconnect). It returns how many ended;
-// other target kinds end nothing.
-func (h *Hub) EndSessions(to Target) int {
+// other target kinds end nothing. An error is the store's: it could not
+// look them up.
+func (h *Hub) EndSessions(to Target) (int, error) {
 	var list []*session.Session
 	switch to.Kind() {
 	case ToSession:
-		if s, ok := h.store.Session(to.SessionID); ok {
+		s, err := h.store.Session(to.SessionID)
+		if err != nil && !errors.Is(err, ErrSessionNotFound) {
+			return 0, err
+		}
+		if s != nil {
 			list = append(list, s)
 		}
 	case ToDevice:
-		if s := h.store.ByDevice(to.DeviceID); s != nil {
+		s, err := h.OnlineDevice(to.DeviceID)
+		if err != nil {
+			return 0, err
+		}
+		if s != nil {
 			list = append(list, s)
 		}
 	case ToUser:
-		list = h.store.ByUser(to.UserID)
+		var err error
+		if list, err = h.store.ByUser(to.UserID); err != nil {
+			return 0, err
+		}
 	}
 	n := 0
 	for _, s := range list {
@@ -82,7 +95,7 @@ func (h *Hub) EndSessions(to Target) int {
 			n++
 		}
 	}
-	return n
+	return n, nil
 }
 
 // Disconnect ends the session with id (reason "disconnect"), first
@@ -136,24 +149,15 @@ func (h *Hub) Subscribe(id string, add, remove []string) (*session.Session, erro
 // ErrInvalidCursor.
 func (h *Hub) Ack(id string, ack uint64) error { return h.store.Ack(id, ack) }
 
-// Session returns the online session with id.
-func (h *Hub) Session(id string) (*session.Session, error) {
-	s, ok := h.store.Session(id)
-	if !ok {
-		if err := h.store.Err(); err != nil { // a shared store that cannot be reached knows no session
-			return nil, err
-		}
-		return nil, ErrSessionNotFound
-	}
-	return s, nil
-}
+// Session returns the online session with id (ErrSessionNotFound).
+func (h *Hub) Session(id string) (*session.Session, error) { return h.store.Session(id) }
 
 // OnlineUser returns the online sessions of user, oldest first.
-func (h *Hub) OnlineUser(user string) []*session.Session {
-	list := h.store.ByUser(user)
+func (h *Hub) OnlineUser(user string) ([]*session.Session, error) {
+	list, err := h.store.ByUser(user)
 	slices.SortFunc(list, func(a, b *session.Session) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return list
+	return list, err
 }
 
 // OnlineDevice returns the online session of device, or nil.
-func (h *Hub) OnlineDevice(device string) *session.Session { return h.store.ByDevice(device) }
+func (h *Hub) OnlineDevice(device string) (*session.Session, error) { return h.store.ByDevice(device) }

@@ -474,7 +474,12 @@ func (s *MemoryStore) fanOut(sessions []*session.Session, e *Envelope, res *Resu
 }
 
 // Session implements Store.
-func (s *MemoryStore) Session(id string) (*session.Session, bool) { return s.dir.Get(id) }
+func (s *MemoryStore) Session(id string) (*session.Session, error) {
+	if sess, ok := s.dir.Get(id); ok {
+		return sess, nil
+	}
+	return nil, ErrSessionNotFound
+}
 
 // Touch implements Store.
 func (s *MemoryStore) Touch(id string) (*session.Session, error) {
@@ -488,10 +493,14 @@ func (s *MemoryStore) Touch(id string) (*session.Session, error) {
 func (s *MemoryStore) Refresh(sess *session.Session) bool { return s.dir.Refresh(sess) }
 
 // ByDevice implements Store.
-func (s *MemoryStore) ByDevice(device string) *session.Session { return s.dir.ByDevice(device) }
+func (s *MemoryStore) ByDevice(device string) (*session.Session, error) {
+	return s.dir.ByDevice(device), nil
+}
 
 // ByUser implements Store.
-func (s *MemoryStore) ByUser(user string) []*session.Session { return s.dir.ByUser(user) }
+func (s *MemoryStore) ByUser(user string) ([]*session.Session, error) {
+	return s.dir.ByUser(user), nil
+}
 
 // ByTopic implements Store.
 func (s *MemoryStore) ByTopic(topic string) ([]*session.Session, error) {

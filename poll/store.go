@@ -65,20 +65,20 @@ type Store interface {
 	// (refreshed instead), and returns them.
 	Expire(now time.Time) []*session.Session
 
-	// Session returns the online session with id. Touch does too, and
-	// refreshes its idle timer (ErrSessionNotFound, or the store's
-	// failure: a shared store that cannot be reached knows no session);
-	// Refresh refreshes a session the caller holds and reports whether it
-	// is still online (see session.Registry).
-	Session(id string) (*session.Session, bool)
+	// Session returns the online session with id (ErrSessionNotFound, or
+	// the store's failure: a shared store that cannot be reached knows no
+	// session). Touch does too, and refreshes its idle timer; Refresh
+	// refreshes a session the caller holds and reports whether it is
+	// still online (see session.Registry).
+	Session(id string) (*session.Session, error)
 	Touch(id string) (*session.Session, error)
 	Refresh(s *session.Session) bool
 	// ByDevice, ByUser, ByTopic and All return the online sessions of a
-	// device (or nil), a user, a topic, and all of them. ByTopic and All
-	// feed fan-outs, and say when the store could not answer (a topic
-	// push must not be accepted as reaching nobody).
-	ByDevice(device string) *session.Session
-	ByUser(user string) []*session.Session
+	// device (or nil), a user, a topic, and all of them, or the store's
+	// failure: "nobody" must never stand for "could not look" (a push
+	// accepted as reaching no one, a disconnect of no one).
+	ByDevice(device string) (*session.Session, error)
+	ByUser(user string) ([]*session.Session, error)
 	ByTopic(topic string) ([]*session.Session, error)
 	All() ([]*session.Session, error)
 	// Counts returns how many sessions and distinct users are online.

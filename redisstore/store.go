@@ -432,16 +432,16 @@ func (s *Store) sessionsOf(arr []rueidis.RedisMessage) []*session.Session {
 }
 
 // lookup runs the lookup script.
-func (s *Store) lookup(kind string, args ...string) []*session.Session {
+func (s *Store) lookup(kind string, args ...string) ([]*session.Session, error) {
 	r, err := s.exec(lookupScript, append([]string{kind}, args...)...)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	arr, err := r.ToArray()
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("%w: redis: %v", poll.ErrStorage, err)
 	}
-	return s.sessionsOf(arr)
+	return s.sessionsOf(arr), nil
 }
 
 // Connect implements poll.Store.
@@ -547,12 +547,15 @@ func (s *Store) Expire(now time.Time) []*session.Session {
 }
 
 // Session implements poll.Store.
-func (s *Store) Session(id string) (*session.Session, bool) {
-	list := s.lookup("s", id)
-	if len(list) == 0 {
-		return nil, false
+func (s *Store) Session(id string) (*session.Session, error) {
+	list, err := s.lookup("s", id)
+	if err != nil {
+		return nil, err
 	}
-	return list[0], true
+	if len(list) == 0 {
+		return nil, poll.ErrSessionNotFound
+	}
+	return list[0], nil
 }
 
 // Touch implements poll.Store.
@@ -579,18 +582,16 @@ func (s *Store) Touch(id string) (*session.Session, error) {
 func (s *Store) Refresh(*session.Session) bool { return true }
 
 // ByDevice implements poll.Store.
-func (s *Store) ByDevice(device string) *session.Session {
-	if list := s.lookup("d", device); len(list) > 0 {
-		return list[0]
+func (s *Store) ByDevice(device string) (*session.Session, error) {
+	list, err := s.lookup("d", device)
+	if err != nil || len(list) == 0 {
+		return nil, err
 	}
-	return nil
+	return list[0], nil
 }
 
 // ByUser implements poll.Store.
-func (s *Store) ByUser(user string) []*session.Session {
-	list, _ := s.members(s.p + "u:" + user)
-	return list
-}
+func (s *Store) ByUser(user string) ([]*session.Session, error) { return s.members(s.p + "u:" + user) }
 
 // ByTopic implements poll.Store: the subscribers of topic and of every
 // pattern that matches it, each once.
