@@ -73,14 +73,22 @@ func (a *API) corsHeaders(h http.Header, origin string, credentials bool) bool {
 	if !a.sec.originAllowed(origin) {
 		return false
 	}
+	a.allowOrigin(h, origin, credentials)
+	h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After")
+	return true
+}
+
+// allowOrigin sets Access-Control-Allow-Origin for an allowed origin and,
+// with credentials, grants them to an origin listed in --cors-origins (not
+// "*"); it reports whether it granted them.
+func (a *API) allowOrigin(h http.Header, origin string, credentials bool) bool {
 	if credentials && a.sec.origins[normalizeOrigin(origin)] {
 		h.Set(echo.HeaderAccessControlAllowOrigin, origin)
 		h.Set(echo.HeaderAccessControlAllowCredentials, "true")
-	} else {
-		h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
+		return true
 	}
-	h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After")
-	return true
+	h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
+	return false
 }
 
 func (a *API) allowOriginValue(origin string) string {
@@ -118,12 +126,8 @@ func (a *API) preflight(method string, credentials bool) echo.HandlerFunc {
 			return apiError(http.StatusForbidden, "forbidden", "this endpoint accepts "+method+" only, not "+strconv.Quote(want))
 		}
 		allowHeaders := "Authorization, Content-Type"
-		if credentials && a.sec.origins[normalizeOrigin(origin)] {
-			h.Set(echo.HeaderAccessControlAllowOrigin, origin)
-			h.Set(echo.HeaderAccessControlAllowCredentials, "true")
+		if a.allowOrigin(h, origin, credentials) {
 			allowHeaders += ", Pragma" // Faye's
-		} else {
-			h.Set(echo.HeaderAccessControlAllowOrigin, a.allowOriginValue(origin))
 		}
 		h.Set(echo.HeaderAccessControlAllowMethods, method)
 		h.Set(echo.HeaderAccessControlAllowHeaders, allowHeaders)

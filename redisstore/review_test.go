@@ -201,11 +201,7 @@ func TestFailedPushDoesNotKeepItsKey(t *testing.T) {
 		t.Fatalf("the retry of a push that failed is a duplicate of %+v", prev)
 	}
 	// While a push with the key is under way, another waits for its outcome.
-	got := make(chan string, 1)
-	go func() {
-		prev, seen := st.Remember("k", poll.Result{ID: "m_3"}, time.Hour)
-		got <- fmt.Sprint(prev.ID, " ", seen)
-	}()
+	got := rememberAsync(st, "k", "m_3")
 	st.Settle("k", poll.Result{ID: "m_2", Delivered: 1}, time.Hour)
 	if r := testwait.Recv(t, got, "the concurrent push", 10*time.Second); r != "m_2 true" {
 		t.Fatalf("the concurrent push: %s, want a duplicate of m_2", r)
@@ -244,11 +240,7 @@ func TestCrossNodeDelivery(t *testing.T) {
 	for i, data := range []string{`"small"`, large} {
 		got := make(chan string, 1)
 		if _, err, ok := a.Park(new(poll.Ticket), s.ID, uint64(i), true, time.Minute, func(m []poll.Message, err error) func() {
-			if len(m) != 1 {
-				got <- fmt.Sprint(len(m), " messages, ", err)
-				return nil
-			}
-			got <- fmt.Sprint(m[0].Seq, " ", m[0].Redelivery, " ", len(m[0].Data), " ", err)
+			got <- describe(m, err)
 			return nil
 		}); !ok {
 			t.Fatal("not parked:", err)
@@ -256,7 +248,7 @@ func TestCrossNodeDelivery(t *testing.T) {
 		if _, err := b.Append(s.ID, message(data)); err != nil {
 			t.Fatal(err)
 		}
-		want := fmt.Sprint(i+1, " false ", len(data), " <nil>")
+		want := fmt.Sprint("1: ", i+1, " false ", len(data), " <nil>")
 		if r := testwait.Recv(t, got, "the poll on A", 5*time.Second); r != want {
 			t.Fatalf("message %d on A: %s, want %s", i+1, r, want)
 		}
@@ -281,11 +273,7 @@ func TestLostHandOffIsRecoveredBySweep(t *testing.T) {
 	}
 	got := make(chan string, 1)
 	if _, err, ok := a.Park(new(poll.Ticket), s.ID, 0, false, time.Minute, func(m []poll.Message, err error) func() {
-		if len(m) == 1 {
-			got <- fmt.Sprint(len(m), " ", m[0].Redelivery, " ", err)
-		} else {
-			got <- fmt.Sprint(len(m), " ", err)
-		}
+		got <- describe(m, err)
 		return nil
 	}); !ok {
 		t.Fatal("not parked:", err)
@@ -296,7 +284,7 @@ func TestLostHandOffIsRecoveredBySweep(t *testing.T) {
 	if _, err := b.Append(s.ID, message("1")); err != nil { // its notification finds nobody
 		t.Fatal(err)
 	}
-	if r := testwait.Recv(t, got, "the poll, after the sweep", 10*time.Second); r != "1 true <nil>" {
+	if r := testwait.Recv(t, got, "the poll, after the sweep", 10*time.Second); r != fmt.Sprint("1: 1 true ", len("1"), " <nil>") {
 		t.Fatalf("the poll: %s, want the message", r)
 	}
 }
@@ -370,13 +358,29 @@ func TestPendingKeyRenewedWhileItsPushRuns(t *testing.T) {
 		return err == nil && cur != first
 	})
 	clk.advance(5 * time.Second) // past the first pending time
-	got := make(chan string, 1)
-	go func() {
-		prev, seen := b.Remember("k", poll.Result{ID: "m_2"}, time.Hour)
-		got <- fmt.Sprint(prev.ID, " ", seen)
-	}()
+	got := rememberAsync(b, "k", "m_2")
 	a.Settle("k", poll.Result{ID: "m_1", Delivered: 1}, time.Hour)
 	if r := testwait.Recv(t, got, "the retry on B", 10*time.Second); r != "m_1 true" {
 		t.Fatalf("the retry on B: %s, want a duplicate of m_1", r)
 	}
+}
+
+// rememberAsync runs st.Remember(key) for a push with message id on
+// another goroutine; the channel yields "<recorded id> <seen>".
+func rememberAsync(st *redisstore.Store, key, id string) <-chan string {
+	got := make(chan string, 1)
+	go func() {
+		prev, seen := st.Remember(key, poll.Result{ID: id}, time.Hour)
+		got <- fmt.Sprint(prev.ID, " ", seen)
+	}()
+	return got
+}
+
+// describe is a poll's answer in brief: "<count>: <first seq> <its
+// redelivery flag> <its data's length> <error>".
+func describe(m []poll.Message, err error) string {
+	if len(m) == 0 {
+		return fmt.Sprint("0: ", err)
+	}
+	return fmt.Sprint(len(m), ": ", m[0].Seq, " ", m[0].Redelivery, " ", len(m[0].Data), " ", err)
 }

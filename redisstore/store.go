@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -701,12 +702,12 @@ func (s *Store) Subscribe(id string, add, remove []string, max int) (*session.Se
 		}
 		var gone, added []string
 		for _, t := range cur.Topics {
-			if !contains(next.Topics, t) {
+			if !slices.Contains(next.Topics, t) {
 				gone = append(gone, t)
 			}
 		}
 		for _, t := range next.Topics {
-			if !contains(cur.Topics, t) {
+			if !slices.Contains(cur.Topics, t) {
 				added = append(added, t)
 			}
 		}
@@ -723,15 +724,6 @@ func (s *Store) Subscribe(id string, add, remove []string, max int) (*session.Se
 		}
 	}
 	return nil, fmt.Errorf("%w: redis: the session changed under 16 subscribes in a row", poll.ErrStorage)
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Append implements poll.Store. The parked poll, on this node or
