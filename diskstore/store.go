@@ -78,6 +78,8 @@ type Store struct {
 
 	loaded    LoadStats
 	backupSrv *http.Server // nil: no backup socket
+	logSync   string       // LogSync
+	closeRing func()       // releases the io_uring once the engine is closed
 
 	closeOnce sync.Once
 	closeErr  error
@@ -86,6 +88,12 @@ type Store struct {
 	stopSpace chan struct{}
 	space     Options // MinFreeBytes and FreeBytes, when checked
 }
+
+// LogSync names how the engine's log is made durable: "io_uring" (Linux
+// 5.1 and later: the kernel runs each fdatasync in a worker of its own,
+// and no Go thread waits in the system call) or "fdatasync" (the system
+// call, which holds a thread for as long as the disk takes).
+func (s *Store) LogSync() string { return s.logSync }
 
 // LoadStats say what Open read back.
 type LoadStats struct {
@@ -125,15 +133,26 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 	}
 	removeCheckpoints(dir)
 	popts := &pebble.Options{Logger: pebbleLogger{opt.Logger, &errorLimiter{}}, FormatMajorVersion: pebble.FormatNewest, FS: opt.FS}
+	closeRing := func() {}
+	logSync := "fdatasync"
+	if opt.FS == nil {
+		if fs, closeFS, err := logSyncFS(); err == nil {
+			popts.FS, closeRing, logSync = fs, closeFS, "io_uring"
+		} else {
+			opt.Logger.Info("storage: the engine's log is synced with fdatasync, which blocks a thread for each sync", "reason", err)
+		}
+	}
 	db, err := openPebble(dir, popts)
 	if err != nil {
+		closeRing()
 		lock.Close()
 		return nil, err
 	}
-	s := &Store{MemoryStore: poll.NewMemoryStore(cfg), dir: dir, db: db, lock: lock, log: opt.Logger}
+	s := &Store{MemoryStore: poll.NewMemoryStore(cfg), dir: dir, db: db, lock: lock, log: opt.Logger, logSync: logSync, closeRing: closeRing}
 	loaded, err := s.load(cfg)
 	if err != nil {
 		db.Close()
+		closeRing()
 		lock.Close()
 		return nil, fmt.Errorf("data directory %s cannot be read: %w; restore it from a backup (longpoll backup), or move it away to start empty", dir, err)
 	}
@@ -336,6 +355,7 @@ func (s *Store) Close() error {
 		if s.j.Err() != nil {
 			s.closeErr = nil // the failure was reported when it happened
 		}
+		s.closeRing()
 		s.lock.Close()
 	})
 	return s.closeErr

@@ -47,11 +47,13 @@ const shutdownGrace = 5 * time.Second
 const defaultGCPercent = 400
 
 // minDiskProcs is the fewest Go processors (GOMAXPROCS) the server runs
-// with a data directory: the storage engine's syncs block an OS thread in
-// fsync, and with a single processor the scheduler takes up to
-// milliseconds to notice and run everything else meanwhile (BENCHMARKS.md:
-// a third of the throughput on one CPU). GOMAXPROCS in the environment
-// wins.
+// with a data directory whose log is synced with the blocking system call
+// (no io_uring: diskstore.Store.LogSync): each sync then blocks an OS
+// thread in fdatasync, and with a single processor the scheduler takes up
+// to milliseconds to notice and run everything else meanwhile
+// (BENCHMARKS.md: a third of the throughput on one CPU). Through io_uring
+// no thread waits, and one processor per CPU is fastest. GOMAXPROCS in
+// the environment wins.
 const minDiskProcs = 2
 
 func main() {
@@ -140,14 +142,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 		Render:         wire.Render,
 	}
 	if cfg.DataDir != "" {
-		if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minDiskProcs {
-			runtime.GOMAXPROCS(minDiskProcs)
-		}
 		var err error
 		disk, err = diskstore.Open(cfg.DataDir, hcfg.StoreConfig(), diskstore.Options{
 			SyncInterval: cfg.FsyncInterval, Logger: log, OnCommit: m.StorageCommitted})
 		if err != nil {
 			return err
+		}
+		if disk.LogSync() != "io_uring" && os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minDiskProcs {
+			runtime.GOMAXPROCS(minDiskProcs)
 		}
 		defer func() {
 			if err := disk.Close(); err != nil {
@@ -155,7 +157,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, certs *certReloade
 			}
 		}()
 		l := disk.Loaded()
-		log.Info("data directory opened", "dir", disk.Dir(), "fsync", fsyncFlag{&cfg.FsyncInterval}.String(), "sessions", l.Sessions,
+		log.Info("data directory opened", "dir", disk.Dir(), "fsync", fsyncFlag{&cfg.FsyncInterval}.String(), "logSync", disk.LogSync(), "sessions", l.Sessions,
 			"messages", l.Messages, "offlineMessages", l.OfflineMessages, "idempotencyIds", l.IDs, "took", l.Took.Round(time.Millisecond))
 		hcfg.Store = disk
 	}

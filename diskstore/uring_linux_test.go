@@ -1,0 +1,146 @@
+package diskstore
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/longpoll/longpoll/poll"
+	"github.com/longpoll/longpoll/session"
+)
+
+// newTestRing is a ring for a test, or a skip where the kernel has none
+// (a failure when LONGPOLL_REQUIRE_URING is set).
+func newTestRing(t *testing.T) *ring {
+	t.Helper()
+	r, err := newRing()
+	if err != nil {
+		if os.Getenv("LONGPOLL_REQUIRE_URING") != "" {
+			t.Fatal(err)
+		}
+		t.Skipf("no io_uring here: %v", err)
+	}
+	t.Cleanup(r.close)
+	return r
+}
+
+func TestRingSyncsFiles(t *testing.T) {
+	r := newTestRing(t)
+	f, err := os.Create(filepath.Join(t.TempDir(), "x.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("hello"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.sync(f.Fd(), false); err != nil {
+		t.Fatalf("fdatasync through the ring: %v", err)
+	}
+	if err := r.sync(f.Fd(), true); err != nil {
+		t.Fatalf("fsync through the ring: %v", err)
+	}
+}
+
+// The kernel's error comes back: a pipe cannot be synced (EINVAL), a
+// closed descriptor neither (EBADF).
+func TestRingReportsTheKernelsError(t *testing.T) {
+	r := newTestRing(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	if err := r.sync(pw.Fd(), false); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("syncing a pipe: %v, want EINVAL", err)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "closed.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := f.Fd()
+	f.Close()
+	if err := r.sync(fd, false); !errors.Is(err, syscall.EBADF) {
+		t.Fatalf("syncing a closed descriptor: %v, want EBADF", err)
+	}
+}
+
+// More syncs at once than the ring has entries: each is answered (the
+// ones beyond the ring's size with the system call), and none twice.
+func TestRingManyConcurrentSyncs(t *testing.T) {
+	r := newTestRing(t)
+	dir := t.TempDir()
+	const n = 4 * ringEntries
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.Create(filepath.Join(dir, "f"+string(rune('a'+i%26))+string(rune('a'+i/26))+".log"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			if _, err := f.WriteString("x"); err != nil {
+				errs <- err
+				return
+			}
+			errs <- r.sync(f.Fd(), false)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.waiters) != 0 {
+		t.Fatalf("%d syncs still waiting after every one returned", len(r.waiters))
+	}
+}
+
+// A store opened on the operating system's file system syncs its log
+// through the ring where the kernel has one, and what it accepted is
+// there after a restart.
+func TestStoreSyncsItsLogThroughTheRing(t *testing.T) {
+	newTestRing(t) // skips where there is none
+	dir := t.TempDir()
+	cfg := poll.Config{}.StoreConfig()
+	s, err := Open(dir, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.LogSync(); got != "io_uring" {
+		t.Fatalf("LogSync = %q, want io_uring", got)
+	}
+	hub := poll.NewHub(poll.Config{Store: s})
+	sess, err := hub.Connect(session.Request{DeviceID: "ring"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hub.Publish(poll.Push{To: poll.Target{SessionID: sess.ID}, Data: json.RawMessage(`"hi"`)}); err != nil {
+		t.Fatal(err)
+	}
+	hub.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if l := s.Loaded(); l.Sessions != 1 || l.Messages != 1 {
+		t.Fatalf("after the restart: %+v, want 1 session and 1 message", l)
+	}
+}
