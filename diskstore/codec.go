@@ -14,23 +14,31 @@ import (
 //
 //	v                       format version (formatVersion)
 //	s <sid>                 session record (encodeSession)
-//	m <sid> <seq>           a message in the session's mailbox (encodeEnvelope)
-//	q <sid>                 the seq up to which the mailbox was acknowledged when it
-//	                        last became empty (8 bytes): the newest seq it gave is
-//	                        its newest message's, or this when it holds none
+//	r <n>                   the messages one write appended to mailboxes (8-byte
+//	                        number, in write order; records.go): session, seq and
+//	                        message (codec.Envelope) of each
+//	a <sid>                 the seq up to which messages left the session's mailbox
+//	                        (8 bytes): a record's message above it is still there;
+//	                        the newest seq the mailbox gave is its newest message's,
+//	                        or this when it holds none
+//	m <sid> <seq>           a message in the session's mailbox, written by earlier
+//	                        versions (read, deleted when it leaves; not written)
+//	q <sid>                 earlier versions: the seq up to which the mailbox was
+//	                        acknowledged when it last became empty (read, not written)
 //	o <listKey> <order>     a message in an offline list ("device:…", "user:…")
 //	i <idempotency key>     expiry and result of an idempotency key (encodeID)
 //	n <nameKey>             when a device or user was last online (8 bytes, Unix ns)
 //
-// A message is written whole under each key that holds it (a fan-out's
-// once per mailbox): one write to append, one delete to acknowledge, and
-// no count of holders to keep. Reading back, the copies of one message id
-// become one envelope again.
+// An offline message is written whole under each list that holds it; a
+// fan-out's message is written once a record. Reading back, the copies of
+// one message id become one envelope again.
 const (
 	kindVersion = 'v'
 	kindSession = 's'
 	kindLastSeq = 'q'
 	kindMessage = 'm'
+	kindRecord  = 'r'
+	kindAcked   = 'a'
 	kindOffline = 'o'
 	kindID      = 'i'
 	kindName    = 'n'
@@ -42,15 +50,12 @@ const formatVersion = "longpoll-data/1"
 // errCorrupt wraps what a record that cannot be read says.
 var errCorrupt = codec.ErrCorrupt
 
-func key(kind byte, id string) []byte { return appendKey(nil, kind, id) }
-
 func appendKey(dst []byte, kind byte, id string) []byte {
 	return append(append(dst, kind), id...)
 }
 
-// keyN is a key with a trailing 8-byte number (a seq, an order).
-func keyN(kind byte, id string, n uint64) []byte { return appendKeyN(nil, kind, id, n) }
-
+// appendKeyN appends a key with a trailing 8-byte number (a seq, an
+// order).
 func appendKeyN(dst []byte, kind byte, id string, n uint64) []byte {
 	return binary.BigEndian.AppendUint64(appendKey(dst, kind, id), n)
 }

@@ -22,3 +22,13 @@ func CorruptForTest(s *Store, kind byte) error {
 
 // CheckSpaceNow looks at the free space now rather than at the next tick.
 func CheckSpaceNow(s *Store) { s.checkSpace(s.space) }
+
+// KeysForTest counts the records of kind.
+func KeysForTest(s *Store, kind byte) int {
+	n := 0
+	_ = s.scan(kind, func(_, _ []byte) error { n++; return nil })
+	return n
+}
+
+// SetForTest writes a raw record, synced.
+func SetForTest(s *Store, k, v []byte) error { return s.db.Set(k, v, pebble.Sync) }

@@ -111,7 +111,7 @@ func TestOpenCorruptRecord(t *testing.T) {
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := diskstore.CorruptForTest(st, 'm'); err != nil {
+	if err := diskstore.CorruptForTest(st, 'r'); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -54,8 +54,9 @@ type journal struct {
 	syncStopped chan struct{} // closed when it has
 	syncing     sync.Mutex    // one sync at a time (the syncer's, Sync's, close's)
 
-	kbuf, vbuf []byte // the writer's scratch buffers
-	stage      stage  // the writer's changes, sorted before they are written
+	kbuf, vbuf []byte       // the writer's scratch buffers
+	stage      stage        // the writer's changes, sorted before they are written
+	records    recordWriter // the writer's record of appends, and acknowledgements
 
 	// What written batches appended, to show polls once synced, and how
 	// far the writes went. syncMu guards them.
@@ -68,8 +69,9 @@ type journal struct {
 	syncNeeded   chan struct{}
 }
 
-func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration)) *journal {
+func newJournal(db *pebble.DB, interval time.Duration, onCommit func(time.Duration), x *recIndex) *journal {
 	j := &journal{db: db, interval: interval, onCommit: onCommit, stopped: make(chan struct{}),
+		records:  recordWriter{x: x, acked: make(map[string]uint64)},
 		stopSync: make(chan struct{}), syncStopped: make(chan struct{}),
 		unsynced: make(map[*poll.Mailbox]uint64), released: make(map[*poll.Mailbox]uint64), syncNeeded: make(chan struct{}, 1)}
 	j.work.L = &j.mu
@@ -215,6 +217,8 @@ func (j *journal) write(ops []poll.Op) (err error) {
 	// encoded once.
 	st := &j.stage
 	st.reset()
+	rw := &j.records
+	rw.reset()
 	k, v := j.kbuf[:0], j.vbuf[:0]
 	var encoded *poll.Envelope
 	enc := func(e *poll.Envelope) []byte {
@@ -230,23 +234,21 @@ func (j *journal) write(ops []poll.Op) (err error) {
 			k = appendKey(k[:0], kindSession, op.ID)
 			st.Set(k, codec.Session(op.Session))
 		case poll.OpSessionEnd:
+			rw.end(op.ID)
 			k = appendKey(k[:0], kindSession, op.ID)
 			st.Delete(k)
 			k = appendKey(k[:0], kindLastSeq, op.ID)
 			st.Delete(k)
+			k = appendKey(k[:0], kindAcked, op.ID)
+			st.Delete(k)
 		case poll.OpAppend:
-			k = appendKeyN(k[:0], kindMessage, op.ID, op.Seq)
-			st.Set(k, enc(op.Env))
+			rw.appendMsg(op.ID, op.Seq, op.Env, enc)
 		case poll.OpRemove:
-			// A mailbox's key is written once (seqs never repeat) and
-			// deleted once: a single delete, which the engine drops with
-			// the write it deletes as soon as they meet (in a flush, most
-			// often), instead of carrying a tombstone down the levels.
-			k = appendKeyN(k[:0], kindMessage, op.ID, op.Seq)
-			st.SingleDelete(k)
-			if op.Last { // the mailbox is empty: its newest seq has no message to tell it
-				k = appendKey(k[:0], kindLastSeq, op.ID)
-				st.Set(k, u64(op.Seq))
+			if rw.removeMsg(op.ID, op.Seq) {
+				// A message an earlier version kept under a key of its
+				// own: written once and deleted once, a single delete.
+				k = appendKeyN(k[:0], kindMessage, op.ID, op.Seq)
+				st.SingleDelete(k)
 			}
 		case poll.OpOfflinePut:
 			k = appendKeyN(k[:0], kindOffline, op.ID, op.Env.Order())
@@ -268,6 +270,7 @@ func (j *journal) write(ops []poll.Op) (err error) {
 			st.Delete(k)
 		}
 	}
+	k = rw.finish(st, k)
 	j.kbuf, j.vbuf = k, v
 	b := j.db.NewBatch()
 	defer b.Close()

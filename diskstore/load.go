@@ -2,6 +2,7 @@ package diskstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -20,6 +21,7 @@ import (
 // a reference to a message that is not there is corruption.
 func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 	var st LoadStats
+	s.recs = newRecIndex()
 	v, closer, err := s.db.Get([]byte{kindVersion})
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -67,23 +69,28 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 	}); err != nil {
 		return st, err
 	}
-	lastSeq := make(map[string]uint64)
+	// Each session's seq up to which messages left its mailbox: its 'a'
+	// key, or the 'q' key of an earlier version.
+	acked := make(map[string]uint64)
 	var garbage [][]byte
-	if err := s.scan(kindLastSeq, func(k, v []byte) error {
-		sid := string(k[1:])
-		if sessions[sid] == nil {
-			garbage = append(garbage, bytes.Clone(k))
+	for _, kind := range []byte{kindLastSeq, kindAcked} {
+		if err := s.scan(kind, func(k, v []byte) error {
+			sid := string(k[1:])
+			if sessions[sid] == nil {
+				garbage = append(garbage, bytes.Clone(k))
+				return nil
+			}
+			n, err := readU64(v)
+			if err != nil {
+				return fmt.Errorf("session %s: %w", sid, err)
+			}
+			acked[sid] = max(acked[sid], n)
 			return nil
+		}); err != nil {
+			return st, err
 		}
-		n, err := readU64(v)
-		if err != nil {
-			return fmt.Errorf("session %s: %w", sid, err)
-		}
-		lastSeq[sid] = n
-		return nil
-	}); err != nil {
-		return st, err
 	}
+	x := s.recs
 	msgs := make(map[string][]poll.Message)
 	if err := s.scan(kindMessage, func(k, v []byte) error {
 		sid, seq, err := splitN(k)
@@ -99,6 +106,44 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 			return fmt.Errorf("session %s, seq %d: %w", sid, seq, err)
 		}
 		msgs[sid] = append(msgs[sid], poll.Message{Seq: seq, Envelope: e}) // keys sort by seq
+		x.add(sid, seq, 0)
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	// Records come in the order they were written, so each mailbox's
+	// messages come in seq order, after any kept under keys of their own
+	// (older).
+	if err := s.scan(kindRecord, func(k, v []byte) error {
+		if len(k) != 9 {
+			return fmt.Errorf("%w: record key %q", errCorrupt, k)
+		}
+		rec := binary.BigEndian.Uint64(k[1:])
+		x.next = max(x.next, rec+1)
+		var last []byte
+		var e *poll.Envelope
+		live := 0
+		if err := parseRecord(v, func(sid string, seq uint64, env []byte) error {
+			if sessions[sid] == nil || seq <= acked[sid] {
+				return nil // left its mailbox
+			}
+			if len(last) != len(env) || len(env) > 0 && &last[0] != &env[0] {
+				var err error
+				if e, err = envelope(env); err != nil {
+					return fmt.Errorf("session %s, seq %d: %w", sid, seq, err)
+				}
+				last = env
+			}
+			msgs[sid] = append(msgs[sid], poll.Message{Seq: seq, Envelope: e})
+			x.add(sid, seq, rec)
+			live++
+			return nil
+		}); err != nil {
+			return fmt.Errorf("record %d: %w", rec, err)
+		}
+		if live == 0 {
+			garbage = append(garbage, bytes.Clone(k))
+		}
 		return nil
 	}); err != nil {
 		return st, err
@@ -110,7 +155,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		}
 		byDevice[sess.DeviceID] = sess
 		list := msgs[sess.ID]
-		last := lastSeq[sess.ID]
+		last := acked[sess.ID]
 		if n := len(list); n > 0 {
 			if list[n-1].Seq-list[0].Seq != uint64(n-1) || list[0].Seq <= last {
 				return st, fmt.Errorf("%w: the mailbox of session %s has seqs %d…%d (%d messages), acknowledged up to %d", errCorrupt, sess.ID, list[0].Seq, list[n-1].Seq, n, last)

@@ -80,6 +80,7 @@ type Store struct {
 	backupSrv *http.Server // nil: no backup socket
 	logSync   string       // LogSync
 	closeRing func()       // releases the io_uring once the engine is closed
+	recs      *recIndex    // what load found of the records, for the journal
 
 	closeOnce sync.Once
 	closeErr  error
@@ -158,7 +159,8 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 	}
 	loaded.Took = time.Since(start)
 	s.loaded = loaded
-	s.j = newJournal(db, opt.SyncInterval, opt.OnCommit)
+	s.j = newJournal(db, opt.SyncInterval, opt.OnCommit, s.recs)
+	s.recs = nil // the writer's now
 	s.MemoryStore.Attach(s.j)
 	s.j.start()
 	s.serveBackups()
