@@ -137,7 +137,7 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 	closeRing := func() {}
 	logSync := "fdatasync"
 	if opt.FS == nil {
-		if fs, closeFS, err := logSyncFS(); err == nil {
+		if fs, closeFS, err := logSyncFS(opt.Logger); err == nil {
 			popts.FS, closeRing, logSync = fs, closeFS, "io_uring"
 		} else {
 			opt.Logger.Info("storage: the engine's log is synced with fdatasync, which blocks a thread for each sync", "reason", err)

@@ -2,6 +2,7 @@ package diskstore
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -46,6 +47,8 @@ type ring struct {
 	err     error // the reaper's failure: every later sync fails with it
 	mmaps   [][]byte
 	reaped  chan struct{} // closed when the reaper has returned
+	reaping bool          // the reaper was started (newRing's last step)
+	log     *slog.Logger
 }
 
 const (
@@ -85,13 +88,13 @@ type uringParams struct {
 // newRing sets up a ring, or returns an error when the kernel has none
 // (before Linux 5.1, or io_uring disabled): the caller then syncs with
 // the system call.
-func newRing() (*ring, error) {
+func newRing(log *slog.Logger) (*ring, error) {
 	var p uringParams
 	fd, _, errno := syscall.Syscall(sysIOUringSetup, ringEntries, uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
-	r := &ring{fd: int(fd), waiters: make(map[uint64]chan int32), reaped: make(chan struct{})}
+	r := &ring{fd: int(fd), waiters: make(map[uint64]chan int32), reaped: make(chan struct{}), log: log}
 	fail := func(err error) (*ring, error) {
 		r.close()
 		return nil, err
@@ -131,9 +134,17 @@ func newRing() (*ring, error) {
 	}
 	r.event = os.NewFile(uintptr(efd), "io_uring-eventfd") // non-blocking: read through the poller
 	e32 := int32(efd)
-	if _, _, errno := syscall.Syscall6(sysIOUringRegister, uintptr(r.fd), ioringRegisterEventfd, uintptr(unsafe.Pointer(&e32)), 1, 0, 0); errno != 0 {
-		return fail(fmt.Errorf("io_uring: registering the eventfd: %w", errno))
+	for {
+		_, _, errno := syscall.Syscall6(sysIOUringRegister, uintptr(r.fd), ioringRegisterEventfd, uintptr(unsafe.Pointer(&e32)), 1, 0, 0)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return fail(fmt.Errorf("io_uring: registering the eventfd: %w", errno))
+		}
+		break
 	}
+	r.reaping = true
 	go r.reap()
 	return r, nil
 }
@@ -143,7 +154,9 @@ func newRing() (*ring, error) {
 func (r *ring) close() {
 	if r.event != nil {
 		r.event.Close()
-		<-r.reaped
+		if r.reaping {
+			<-r.reaped
+		}
 	}
 	for _, m := range r.mmaps {
 		_ = unix.Munmap(m)
@@ -186,15 +199,16 @@ func (r *ring) sync(fd uintptr, full bool) error {
 	}
 	r.waiters[id] = done
 	atomic.StoreUint32(r.sqTail, tail+1)
-	for {
-		_, _, errno := syscall.Syscall6(sysIOUringEnter, uintptr(r.fd), 1, 0, 0, 0, 0)
-		if errno == syscall.EINTR {
-			continue
+	for tries := 1; ; tries++ {
+		n, _, errno := syscall.Syscall6(sysIOUringEnter, uintptr(r.fd), 1, 0, 0, 0, 0)
+		if errno == syscall.EINTR || (errno == syscall.EAGAIN || errno == syscall.EBUSY) && tries < enterTries {
+			continue // interrupted, or short of kernel memory for a moment
 		}
-		if errno != 0 { // the entry may never run: sync with the system call from now on
+		if errno != 0 || n != 1 { // the entry may never run: sync with the system call from now on
 			delete(r.waiters, id)
 			r.broken = true
 			r.mu.Unlock()
+			r.log.Error("storage: io_uring_enter failed: the log is synced with fdatasync, which blocks a thread, from now on; restart to use io_uring again (with GOMAXPROCS=2 if it fails again)", "err", errno, "submitted", n)
 			return syscallSync(fd, full)
 		}
 		break
@@ -212,6 +226,10 @@ func (r *ring) sync(fd uintptr, full bool) error {
 	}
 	return nil
 }
+
+// enterTries bounds the attempts at submitting one sync while the kernel
+// answers EAGAIN or EBUSY.
+const enterTries = 10
 
 // syscallSync is sync as a blocking system call.
 func syscallSync(fd uintptr, full bool) error {
@@ -305,8 +323,8 @@ func (fs ringFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCa
 // synced through an io_uring, and what releases the ring once the engine
 // is closed; an error when the kernel has no io_uring (before Linux 5.1,
 // or disabled by /proc/sys/kernel/io_uring_disabled or a seccomp filter).
-func logSyncFS() (vfs.FS, func(), error) {
-	r, err := newRing()
+func logSyncFS(log *slog.Logger) (vfs.FS, func(), error) {
+	r, err := newRing(log)
 	if err != nil {
 		return nil, nil, err
 	}

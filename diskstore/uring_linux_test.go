@@ -3,11 +3,18 @@ package diskstore
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/longpoll/longpoll/poll"
 	"github.com/longpoll/longpoll/session"
@@ -17,7 +24,7 @@ import (
 // (a failure when LONGPOLL_REQUIRE_URING is set).
 func newTestRing(t *testing.T) *ring {
 	t.Helper()
-	r, err := newRing()
+	r, err := newRing(slog.Default())
 	if err != nil {
 		if os.Getenv("LONGPOLL_REQUIRE_URING") != "" {
 			t.Fatal(err)
@@ -142,5 +149,66 @@ func TestStoreSyncsItsLogThroughTheRing(t *testing.T) {
 	defer s.Close()
 	if l := s.Loaded(); l.Sessions != 1 || l.Messages != 1 {
 		t.Fatalf("after the restart: %+v, want 1 session and 1 message", l)
+	}
+}
+
+// Where io_uring_setup works but io_uring_register is refused (a seccomp
+// profile can do that), newRing fails at once, without waiting for a
+// reaper it never started, and a store falls back to fdatasync. The
+// filter is installed in a child process (it cannot be removed).
+func TestRingRefusedRegisterFallsBack(t *testing.T) {
+	if os.Getenv("LONGPOLL_RING_CHILD") == "1" {
+		refuseRegister(t)
+		done := make(chan error, 1)
+		go func() {
+			r, err := newRing(slog.Default())
+			if r != nil {
+				r.close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, syscall.EPERM) {
+				t.Fatalf("newRing with register refused: %v, want EPERM", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("newRing still blocked after 10 s")
+		}
+		s, err := Open(t.TempDir(), poll.Config{}.StoreConfig(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if got := s.LogSync(); got != "fdatasync" {
+			t.Fatalf("LogSync = %q, want fdatasync", got)
+		}
+		return
+	}
+	newTestRing(t) // skips where there is no ring at all
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRingRefusedRegisterFallsBack$", "-test.v")
+	cmd.Env = append(os.Environ(), "LONGPOLL_RING_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// refuseRegister makes io_uring_register fail with EPERM in every thread
+// of this process, from now on.
+func refuseRegister(t *testing.T) {
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // the system call's number
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: sysIOUringRegister},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	const setModeFilter, filterFlagTsync = 1, 1
+	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, setModeFilter, filterFlagTsync, uintptr(unsafe.Pointer(&fprog))); e != 0 {
+		t.Fatal(e)
 	}
 }
