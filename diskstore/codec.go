@@ -44,8 +44,14 @@ const (
 	kindName    = 'n'
 )
 
-// formatVersion is the value of the v key: what this code writes and reads.
-const formatVersion = "longpoll-data/1"
+// formatVersion is the value of the v key: what this code writes and
+// reads. It reads formatVersion1 too (mailbox messages under 'm' keys,
+// 'q' keys), and marks such a directory as formatVersion when it opens
+// it: a longpoll that reads only formatVersion1 refuses it then.
+const (
+	formatVersion  = "longpoll-data/2"
+	formatVersion1 = "longpoll-data/1"
+)
 
 // errCorrupt wraps what a record that cannot be read says.
 var errCorrupt = codec.ErrCorrupt

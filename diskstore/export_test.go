@@ -32,3 +32,13 @@ func KeysForTest(s *Store, kind byte) int {
 
 // SetForTest writes a raw record, synced.
 func SetForTest(s *Store, k, v []byte) error { return s.db.Set(k, v, pebble.Sync) }
+
+// GetForTest reads a raw record ("" when there is none).
+func GetForTest(s *Store, k []byte) string {
+	v, closer, err := s.db.Get(k)
+	if err != nil {
+		return ""
+	}
+	defer closer.Close()
+	return string(v)
+}

@@ -34,8 +34,19 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 	}
 	version := string(v)
 	closer.Close()
-	if version != formatVersion {
-		return st, fmt.Errorf("its format is %q, this longpoll reads %q", version, formatVersion)
+	switch version {
+	case formatVersion:
+	case formatVersion1:
+		// Read as it is (its 'm' and 'q' keys); marked as the new format
+		// before anything of it is written, so that an earlier longpoll
+		// refuses it rather than miss the records (it would lose the
+		// messages in them and give their seqs again).
+		if err := s.db.Set([]byte{kindVersion}, []byte(formatVersion), pebble.Sync); err != nil {
+			return st, err
+		}
+		s.log.Info("storage: the data directory's format is now "+formatVersion+"; an earlier longpoll refuses it (keep a backup taken before to go back)", "was", version)
+	default:
+		return st, fmt.Errorf("its format is %q, this longpoll reads %q and %q", version, formatVersion, formatVersion1)
 	}
 
 	// A message several mailboxes or lists hold is kept once per holder;

@@ -101,9 +101,10 @@ func TestRecordsAreDeletedOnceEveryMessageLeft(t *testing.T) {
 	}
 }
 
-// A directory written by an earlier version keeps each mailbox message
-// under a key of its own ('m'): it is read back, and deleted when the
-// message is acknowledged.
+// A directory written by an earlier version (format longpoll-data/1)
+// keeps each mailbox message under a key of its own ('m'): it is read
+// back, deleted when the message is acknowledged, and the directory is
+// marked longpoll-data/2, which an earlier version refuses.
 func TestMessagesUnderKeysOfTheirOwnAreReadAndDeleted(t *testing.T) {
 	dir := t.TempDir()
 	st := open(t, dir, cfg(), diskstore.Options{})
@@ -112,6 +113,9 @@ func TestMessagesUnderKeysOfTheirOwnAreReadAndDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := diskstore.SetForTest(st, []byte{'v'}, []byte("longpoll-data/1")); err != nil {
 		t.Fatal(err)
 	}
 	for seq := uint64(1); seq <= 2; seq++ {
@@ -124,6 +128,9 @@ func TestMessagesUnderKeysOfTheirOwnAreReadAndDeleted(t *testing.T) {
 	st = open(t, dir, cfg(), diskstore.Options{})
 	if got := pending(t, st, s.ID); !reflect.DeepEqual(got, []string{`"old 1"`, `"old 2"`}) {
 		t.Fatalf("after the restart: %v", got)
+	}
+	if v := diskstore.GetForTest(st, []byte{'v'}); v != "longpoll-data/2" {
+		t.Fatalf("format version after opening an earlier version's directory: %q, want longpoll-data/2 (an earlier longpoll must refuse it)", v)
 	}
 	if _, err := st.Append(s.ID, env(`"new"`)); err != nil {
 		t.Fatal(err)
