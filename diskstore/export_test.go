@@ -42,3 +42,18 @@ func GetForTest(s *Store, k []byte) string {
 	defer closer.Close()
 	return string(v)
 }
+
+// SweepForTest makes the record sweep run every `every` writes on records
+// older than age writes, until the test ends.
+func SweepForTest(t interface{ Cleanup(func()) }, every, age int) {
+	e, a := sweepEvery, sweepAge
+	sweepEvery, sweepAge = every, age
+	t.Cleanup(func() { sweepEvery, sweepAge = e, a })
+}
+
+// RecordBytesForTest sums the bytes of the mailbox records.
+func RecordBytesForTest(s *Store) int {
+	n := 0
+	_ = s.scan(kindRecord, func(_, v []byte) error { n += len(v); return nil })
+	return n
+}

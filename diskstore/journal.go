@@ -1,6 +1,7 @@
 package diskstore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -270,6 +271,14 @@ func (j *journal) write(ops []poll.Op) (err error) {
 			st.Delete(k)
 		}
 	}
+	if rw.x.writes++; rw.x.writes >= sweepEvery {
+		rw.x.writes = 0
+		for _, rec := range rw.x.sparse() {
+			if k, err = j.relocate(rec, st, k); err != nil {
+				return err
+			}
+		}
+	}
 	k = rw.finish(st, k)
 	j.kbuf, j.vbuf = k, v
 	b := j.db.NewBatch()
@@ -278,6 +287,18 @@ func (j *journal) write(ops []poll.Op) (err error) {
 		return err
 	}
 	return b.Commit(pebble.NoSync) // the syncer syncs
+}
+
+// relocate has the records writer write rec's messages that are still in
+// a mailbox again, and delete rec, with this write.
+func (j *journal) relocate(rec uint64, st *stage, k []byte) ([]byte, error) {
+	k = binary.BigEndian.AppendUint64(append(k[:0], kindRecord), rec)
+	v, closer, err := j.db.Get(k)
+	if err != nil {
+		return k, fmt.Errorf("reading record %d to rewrite what is left of it: %w", rec, err)
+	}
+	defer closer.Close()
+	return j.records.relocate(rec, v, st, k)
 }
 
 // wrote takes note of a written batch: what it appended is shown to polls

@@ -2,9 +2,11 @@ package diskstore
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -102,7 +104,15 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		}
 	}
 	x := s.recs
-	msgs := make(map[string][]poll.Message)
+	// Each session's messages with where they are kept, sorted by seq
+	// below: a record rewritten by the sweep (records.go) holds older
+	// seqs than records written before it.
+	type kept struct {
+		poll.Message
+		rec  uint64
+		size int
+	}
+	msgs := make(map[string][]kept)
 	if err := s.scan(kindMessage, func(k, v []byte) error {
 		sid, seq, err := splitN(k)
 		if err != nil {
@@ -116,15 +126,11 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		if err != nil {
 			return fmt.Errorf("session %s, seq %d: %w", sid, seq, err)
 		}
-		msgs[sid] = append(msgs[sid], poll.Message{Seq: seq, Envelope: e}) // keys sort by seq
-		x.add(sid, seq, 0)
+		msgs[sid] = append(msgs[sid], kept{Message: poll.Message{Seq: seq, Envelope: e}})
 		return nil
 	}); err != nil {
 		return st, err
 	}
-	// Records come in the order they were written, so each mailbox's
-	// messages come in seq order, after any kept under keys of their own
-	// (older).
 	if err := s.scan(kindRecord, func(k, v []byte) error {
 		if len(k) != 9 {
 			return fmt.Errorf("%w: record key %q", errCorrupt, k)
@@ -134,7 +140,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		var last []byte
 		var e *poll.Envelope
 		live := 0
-		if err := parseRecord(v, func(sid string, seq uint64, env []byte) error {
+		if err := parseRecord(v, func(sid string, seq uint64, env []byte, size int) error {
 			if sessions[sid] == nil || seq <= acked[sid] {
 				return nil // left its mailbox
 			}
@@ -145,8 +151,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 				}
 				last = env
 			}
-			msgs[sid] = append(msgs[sid], poll.Message{Seq: seq, Envelope: e})
-			x.add(sid, seq, rec)
+			msgs[sid] = append(msgs[sid], kept{poll.Message{Seq: seq, Envelope: e}, rec, size})
 			live++
 			return nil
 		}); err != nil {
@@ -154,6 +159,8 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		}
 		if live == 0 {
 			garbage = append(garbage, bytes.Clone(k))
+		} else {
+			x.recs[rec] = &recInfo{allBytes: len(v)}
 		}
 		return nil
 	}); err != nil {
@@ -165,7 +172,13 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 			return st, fmt.Errorf("%w: sessions %s and %s are both online for device %q", errCorrupt, other.ID, sess.ID, sess.DeviceID)
 		}
 		byDevice[sess.DeviceID] = sess
-		list := msgs[sess.ID]
+		ks := msgs[sess.ID]
+		slices.SortFunc(ks, func(a, b kept) int { return cmp.Compare(a.Seq, b.Seq) })
+		list := make([]poll.Message, len(ks))
+		for i, m := range ks {
+			list[i] = m.Message
+			x.add(sess.ID, m.Seq, m.rec, m.size)
+		}
 		last := acked[sess.ID]
 		if n := len(list); n > 0 {
 			if list[n-1].Seq-list[0].Seq != uint64(n-1) || list[0].Seq <= last {

@@ -1,8 +1,10 @@
 package diskstore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/longpoll/longpoll/poll"
 )
@@ -20,34 +22,79 @@ import (
 //
 // Reading back, a record's message is in its session's mailbox when the
 // session is there and its seq is above the session's acked seq.
+//
+// A message that stays in a mailbox (a client that polls but does not
+// acknowledge) keeps its whole record on disk, with the messages of
+// others that have left. So that this costs at most a few times what is
+// still in mailboxes, the writer looks at the records older than
+// sweepAge writes every sweepEvery writes: one whose messages still in a
+// mailbox are a quarter of its bytes or less (and that has at least
+// minRelocateBytes) has them written again into the current write's
+// record, and is deleted in the same write.
 
-// recEntry is where one message of a mailbox is kept: its seq and the
+// recEntry is where one message of a mailbox is kept: its seq, the
 // number of the record that holds it (0: a key of its own, kindMessage,
-// written by an earlier version of this code).
+// written by an earlier version of this code) and the bytes of its entry
+// there.
 type recEntry struct {
 	seq, rec uint64
+	size     int
 }
 
-// recIndex is what the writer knows of the records: how many of each
-// record's messages are still in a mailbox, and each mailbox's messages'
-// records in seq order (messages leave a mailbox oldest first). The
-// writer goroutine alone uses it once the store is open.
+// recInfo is what the writer knows of one record: how many of its
+// messages are still in a mailbox, and their bytes and all its bytes.
+type recInfo struct {
+	live                int
+	liveBytes, allBytes int
+}
+
+// The record sweep (see above).
+var (
+	sweepEvery = 1024 // writes
+	sweepAge   = 1024 // writes
+)
+
+const (
+	minRelocateBytes = 4 << 10
+	maxRelocate      = 64 // records relocated by one write, at most
+)
+
+// recIndex is what the writer knows of the records: each record's
+// recInfo, and each mailbox's messages' records in seq order (messages
+// leave a mailbox oldest first). The writer goroutine alone uses it once
+// the store is open.
 type recIndex struct {
-	next  uint64                // the number of the next record written
-	live  map[uint64]int        // record -> its messages still in a mailbox
-	boxes map[string][]recEntry // session -> its messages, oldest first
+	next   uint64                // the number of the next record written
+	recs   map[uint64]*recInfo   // the records with a message still in a mailbox
+	boxes  map[string][]recEntry // session -> its messages, oldest first
+	writes int                   // writes since the last sweep
 }
 
 func newRecIndex() *recIndex {
-	return &recIndex{next: 1, live: make(map[uint64]int), boxes: make(map[string][]recEntry)}
+	return &recIndex{next: 1, recs: make(map[uint64]*recInfo), boxes: make(map[string][]recEntry)}
 }
 
-// add notes that the message at seq of session sid is kept in rec.
-func (x *recIndex) add(sid string, seq, rec uint64) {
-	x.boxes[sid] = append(x.boxes[sid], recEntry{seq, rec})
+// add notes that the message at seq of session sid is kept in rec, in
+// an entry of size bytes.
+func (x *recIndex) add(sid string, seq, rec uint64, size int) {
+	x.boxes[sid] = append(x.boxes[sid], recEntry{seq, rec, size})
 	if rec != 0 {
-		x.live[rec]++
+		x.info(rec).add(size)
 	}
+}
+
+func (x *recIndex) info(rec uint64) *recInfo {
+	r := x.recs[rec]
+	if r == nil {
+		r = &recInfo{}
+		x.recs[rec] = r
+	}
+	return r
+}
+
+func (r *recInfo) add(size int) {
+	r.live++
+	r.liveBytes += size
 }
 
 // remove notes that the message at seq left the mailbox of sid and
@@ -80,16 +127,45 @@ func (x *recIndex) setBox(sid string, q []recEntry) {
 	}
 }
 
-// release drops one of rec's messages and reports whether it was its
-// last (the record is to be deleted).
-func (x *recIndex) release(rec uint64) (last bool) {
-	n := x.live[rec] - 1
-	if n > 0 {
-		x.live[rec] = n
+// release drops the message of entry e from its record and reports
+// whether it was the record's last (the record is to be deleted).
+func (x *recIndex) release(e recEntry) (last bool) {
+	r := x.recs[e.rec]
+	if r == nil {
 		return false
 	}
-	delete(x.live, rec)
+	r.live--
+	r.liveBytes -= e.size
+	if r.live > 0 {
+		return false
+	}
+	delete(x.recs, e.rec)
 	return true
+}
+
+// find returns the index of sid's message at seq in its entries, or -1.
+func (x *recIndex) find(sid string, seq uint64) int {
+	q := x.boxes[sid]
+	i, ok := slices.BinarySearchFunc(q, seq, func(e recEntry, seq uint64) int { return cmp.Compare(e.seq, seq) })
+	if !ok {
+		return -1
+	}
+	return i
+}
+
+// sparse returns up to maxRelocate records older than sweepAge writes
+// whose messages still in a mailbox are a quarter of their bytes or less.
+func (x *recIndex) sparse() []uint64 {
+	var out []uint64
+	for rec, r := range x.recs {
+		if rec+uint64(sweepAge) < x.next && r.allBytes >= minRelocateBytes && r.liveBytes*4 <= r.allBytes {
+			out = append(out, rec)
+			if len(out) == maxRelocate {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // appendRecordEntry appends one message of a record: the session, the
@@ -108,10 +184,12 @@ func appendRecordEntry(b []byte, sid string, seq uint64, env []byte, same bool) 
 }
 
 // parseRecord calls fn with each message of a record in order; env is
-// the message's bytes (the previous entry's for a repeated one).
-func parseRecord(v []byte, fn func(sid string, seq uint64, env []byte) error) error {
+// the message's bytes (the previous entry's for a repeated one), size
+// the bytes of its entry in the record.
+func parseRecord(v []byte, fn func(sid string, seq uint64, env []byte, size int) error) error {
 	var env []byte
 	for len(v) > 0 {
+		start := len(v)
 		n, k := binary.Uvarint(v)
 		if k <= 0 || uint64(len(v)-k) < n {
 			return fmt.Errorf("%w: record entry", errCorrupt)
@@ -142,7 +220,7 @@ func parseRecord(v []byte, fn func(sid string, seq uint64, env []byte) error) er
 		if sid == "" || seq == 0 {
 			return fmt.Errorf("%w: record entry", errCorrupt)
 		}
-		if err := fn(sid, seq, env); err != nil {
+		if err := fn(sid, seq, env, start-len(v)); err != nil {
 			return err
 		}
 	}
@@ -154,7 +232,7 @@ func parseRecord(v []byte, fn func(sid string, seq uint64, env []byte) error) er
 type recordWriter struct {
 	x       *recIndex
 	rec     uint64 // this write's record number
-	count   int    // its messages still in a mailbox
+	live    recInfo
 	buf     []byte // its value
 	lastEnv *poll.Envelope
 	acked   map[string]uint64 // session -> the newest seq this write removed
@@ -162,7 +240,10 @@ type recordWriter struct {
 }
 
 func (w *recordWriter) reset() {
-	w.rec, w.count, w.buf, w.lastEnv = w.x.next, 0, w.buf[:0], nil
+	w.rec, w.live, w.buf, w.lastEnv = w.x.next, recInfo{}, w.buf[:0], nil
+	if len(w.acked) > 1024 { // a burst's map is not kept
+		w.acked = make(map[string]uint64)
+	}
 	clear(w.acked)
 	w.deleted = w.deleted[:0]
 	if cap(w.buf) > maxKeptArena {
@@ -177,29 +258,36 @@ func (w *recordWriter) appendMsg(sid string, seq uint64, env *poll.Envelope, enc
 	if !same {
 		b = enc(env)
 	}
+	n := len(w.buf)
 	w.buf = appendRecordEntry(w.buf, sid, seq, b, same)
 	w.lastEnv = env
-	w.x.boxes[sid] = append(w.x.boxes[sid], recEntry{seq, w.rec})
-	w.count++
+	size := len(w.buf) - n
+	w.x.boxes[sid] = append(w.x.boxes[sid], recEntry{seq, w.rec, size})
+	w.live.add(size)
 }
 
 // removeMsg notes that the message at seq left sid's mailbox. It returns
-// false when the message has a key of its own (kindMessage), which the
+// true when the message has a key of its own (kindMessage), which the
 // caller deletes.
 func (w *recordWriter) removeMsg(sid string, seq uint64) (ownKey bool) {
 	w.acked[sid] = max(w.acked[sid], seq)
 	e, ok := w.x.remove(sid, seq)
+	if ok {
+		w.drop(e)
+	}
+	return ok && e.rec == 0
+}
+
+// drop takes the message of e out of its record's count.
+func (w *recordWriter) drop(e recEntry) {
 	switch {
-	case !ok:
-		return false
 	case e.rec == 0:
-		return true
 	case e.rec == w.rec:
-		w.count--
-	case w.x.release(e.rec):
+		w.live.live--
+		w.live.liveBytes -= e.size
+	case w.x.release(e):
 		w.deleted = append(w.deleted, e.rec)
 	}
-	return false
 }
 
 // end forgets sid, which went offline: nothing more is acknowledged for
@@ -207,21 +295,45 @@ func (w *recordWriter) removeMsg(sid string, seq uint64) (ownKey bool) {
 func (w *recordWriter) end(sid string) {
 	delete(w.acked, sid)
 	for _, e := range w.x.boxes[sid] { // none, normally: its messages left before
-		if e.rec == w.rec {
-			w.count--
-		} else if e.rec != 0 && w.x.release(e.rec) {
-			w.deleted = append(w.deleted, e.rec)
-		}
+		w.drop(e)
 	}
 	delete(w.x.boxes, sid)
+}
+
+// relocate writes the messages of rec that are still in a mailbox again,
+// into this write's record, and deletes rec with this write. value is
+// rec's value as read from the engine.
+func (w *recordWriter) relocate(rec uint64, value []byte, st *stage, k []byte) ([]byte, error) {
+	err := parseRecord(value, func(sid string, seq uint64, env []byte, _ int) error {
+		i := w.x.find(sid, seq)
+		if i < 0 || w.x.boxes[sid][i].rec != rec {
+			return nil // left its mailbox
+		}
+		n := len(w.buf)
+		w.buf = appendRecordEntry(w.buf, sid, seq, env, false)
+		size := len(w.buf) - n
+		w.x.boxes[sid][i] = recEntry{seq, w.rec, size}
+		w.live.add(size)
+		return nil
+	})
+	if err != nil {
+		return k, fmt.Errorf("record %d: %w", rec, err)
+	}
+	w.lastEnv = nil // the next append writes its message whole
+	delete(w.x.recs, rec)
+	k = binary.BigEndian.AppendUint64(append(k[:0], kindRecord), rec)
+	st.SingleDelete(k)
+	return k, nil
 }
 
 // finish stages this write's record (when one of its messages is still
 // in a mailbox), its acknowledgements and its records' deletes.
 func (w *recordWriter) finish(st *stage, k []byte) []byte {
 	if len(w.buf) > 0 {
-		if w.count > 0 {
-			w.x.live[w.rec] = w.count
+		if w.live.live > 0 {
+			info := w.live
+			info.allBytes = len(w.buf)
+			w.x.recs[w.rec] = &info
 			k = binary.BigEndian.AppendUint64(append(k[:0], kindRecord), w.rec)
 			st.Set(k, w.buf)
 		}

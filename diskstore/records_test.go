@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,5 +149,101 @@ func TestMessagesUnderKeysOfTheirOwnAreReadAndDeleted(t *testing.T) {
 	st = open(t, dir, cfg(), diskstore.Options{})
 	if got := pending(t, st, s.ID); !reflect.DeepEqual(got, []string{`"new"`}) {
 		t.Fatalf("after the second restart: %v", got)
+	}
+}
+
+// A session that polls but never acknowledges keeps its messages, and
+// the records that hold them hold the other sessions' too: the sweep
+// writes what is left of a record mostly left again, so the records stay
+// within a few times what mailboxes still hold, and a restart gives the
+// lazy session every message in order and the others none.
+func TestSweepBoundsWhatAnUnacknowledgedMessageKeeps(t *testing.T) {
+	const sessionsN, rounds = 50, 200
+	diskstore.SweepForTest(t, 8, 8)
+	dir := t.TempDir()
+	st := open(t, dir, cfg(), diskstore.Options{})
+	var sessions []*session.Session
+	for i := range sessionsN {
+		s := newSession(fmt.Sprint("dev-", i))
+		if _, err := st.Connect(s, 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, s)
+	}
+	lazy := sessions[0]
+	payload := fmt.Sprintf("%q", strings.Repeat("x", 1000))
+	for r := 1; r <= rounds; r++ {
+		for _, s := range sessions {
+			if _, err := st.Append(s.ID, env(payload)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range sessions[1:] {
+			if err := st.Ack(s.ID, uint64(r)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Writes of small messages, each acknowledged, until every record of
+	// the rounds is older than the sweep's age and has been looked at.
+	for r := 1; r <= 40; r++ {
+		if _, err := st.Append(sessions[1].ID, env(`"small"`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Ack(sessions[1].ID, uint64(rounds+r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	live := rounds * (len(payload) + 100) // the lazy session's messages, with their entries' overhead
+	got := diskstore.RecordBytesForTest(st)
+	t.Logf("records: %d, %d bytes, for %d messages still in a mailbox (about %d bytes)", diskstore.KeysForTest(st, 'r'), got, rounds, live)
+	if bound := 4*live + 64<<10; got > bound { // a quarter or more of each swept record is live; the young ones are small
+		t.Fatalf("the records hold %d bytes for about %d still in mailboxes: more than %d", got, live, bound)
+	}
+	st.Close()
+
+	st = open(t, dir, cfg(), diskstore.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var seqs []uint64
+	for {
+		msgs, err := st.Wait(ctx, lazy.ID, nil, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seqs) > 0 && len(msgs) > 0 && msgs[0].Seq <= seqs[len(seqs)-1] {
+			break // the same answer again: no cursor given, nothing acknowledged
+		}
+		for _, m := range msgs {
+			seqs = append(seqs, m.Seq)
+		}
+		if len(msgs) == 0 || len(seqs) >= rounds {
+			break
+		}
+		if err := st.Ack(lazy.ID, seqs[len(seqs)-1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seqs) != rounds || seqs[0] != 1 || seqs[rounds-1] != rounds {
+		t.Fatalf("the lazy session after the restart: %d messages, %v…", len(seqs), seqs[:min(5, len(seqs))])
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("seqs out of order after the restart: %d then %d", seqs[i-1], seqs[i])
+		}
+	}
+	for _, s := range sessions[1:] {
+		if got := pending(t, st, s.ID); len(got) != 0 {
+			t.Fatalf("session %s after the restart: %d messages, want none", s.ID, len(got))
+		}
 	}
 }
