@@ -1,7 +1,6 @@
 package diskstore
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -292,7 +291,7 @@ func (j *journal) write(ops []poll.Op) (err error) {
 // relocate has the records writer write rec's messages that are still in
 // a mailbox again, and delete rec, with this write.
 func (j *journal) relocate(rec uint64, st *stage, k []byte) ([]byte, error) {
-	k = binary.BigEndian.AppendUint64(append(k[:0], kindRecord), rec)
+	k = appendKeyN(k[:0], kindRecord, "", rec)
 	v, closer, err := j.db.Get(k)
 	if err != nil {
 		return k, fmt.Errorf("reading record %d to rewrite what is left of it: %w", rec, err)

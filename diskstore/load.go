@@ -3,7 +3,6 @@ package diskstore
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,19 +19,20 @@ import (
 // is attached, so nothing read is written again). A new directory gets its
 // format version. Records nothing refers to any more (a message no list
 // holds, left by a crash between two changes of one push) are deleted;
-// a reference to a message that is not there is corruption.
-func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
+// a reference to a message that is not there is corruption. It returns
+// what it read, and what the journal's writer is to know of the records.
+func (s *Store) load(cfg poll.StoreConfig) (LoadStats, *recIndex, error) {
 	var st LoadStats
-	s.recs = newRecIndex()
+	x := newRecIndex()
 	v, closer, err := s.db.Get([]byte{kindVersion})
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		if !s.empty() {
-			return st, errors.New("it holds records but no longpoll format version: not longpoll data")
+			return st, x, errors.New("it holds records but no longpoll format version: not longpoll data")
 		}
-		return st, s.db.Set([]byte{kindVersion}, []byte(formatVersion), pebble.Sync)
+		return st, x, s.db.Set([]byte{kindVersion}, []byte(formatVersion), pebble.Sync)
 	case err != nil:
-		return st, err
+		return st, x, err
 	}
 	version := string(v)
 	closer.Close()
@@ -44,11 +44,11 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		// refuses it rather than miss the records (it would lose the
 		// messages in them and give their seqs again).
 		if err := s.db.Set([]byte{kindVersion}, []byte(formatVersion), pebble.Sync); err != nil {
-			return st, err
+			return st, x, err
 		}
 		s.log.Info("storage: the data directory's format is now "+formatVersion+"; an earlier longpoll refuses it (keep a backup taken before to go back)", "was", version)
 	default:
-		return st, fmt.Errorf("its format is %q, this longpoll reads %q and %q", version, formatVersion, formatVersion1)
+		return st, x, fmt.Errorf("its format is %q, this longpoll reads %q and %q", version, formatVersion, formatVersion1)
 	}
 
 	// A message several mailboxes or lists hold is kept once per holder;
@@ -80,7 +80,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		sessions[sess.ID] = sess
 		return nil
 	}); err != nil {
-		return st, err
+		return st, x, err
 	}
 	// Each session's seq up to which messages left its mailbox: its 'a'
 	// key, or the 'q' key of an earlier version.
@@ -100,10 +100,9 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 			acked[sid] = max(acked[sid], n)
 			return nil
 		}); err != nil {
-			return st, err
+			return st, x, err
 		}
 	}
-	x := s.recs
 	// Each session's messages with where they are kept, sorted by seq
 	// below: a record rewritten by the sweep (records.go) holds older
 	// seqs than records written before it.
@@ -129,13 +128,13 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		msgs[sid] = append(msgs[sid], kept{Message: poll.Message{Seq: seq, Envelope: e}})
 		return nil
 	}); err != nil {
-		return st, err
+		return st, x, err
 	}
 	if err := s.scan(kindRecord, func(k, v []byte) error {
-		if len(k) != 9 {
+		id, rec, err := splitN(k)
+		if err != nil || id != "" {
 			return fmt.Errorf("%w: record key %q", errCorrupt, k)
 		}
-		rec := binary.BigEndian.Uint64(k[1:])
 		x.next = max(x.next, rec+1)
 		var last []byte
 		var e *poll.Envelope
@@ -164,12 +163,12 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		}
 		return nil
 	}); err != nil {
-		return st, err
+		return st, x, err
 	}
 	byDevice := make(map[string]*session.Session)
 	for _, sess := range sessions {
 		if other := byDevice[sess.DeviceID]; other != nil {
-			return st, fmt.Errorf("%w: sessions %s and %s are both online for device %q", errCorrupt, other.ID, sess.ID, sess.DeviceID)
+			return st, x, fmt.Errorf("%w: sessions %s and %s are both online for device %q", errCorrupt, other.ID, sess.ID, sess.DeviceID)
 		}
 		byDevice[sess.DeviceID] = sess
 		ks := msgs[sess.ID]
@@ -182,7 +181,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		last := acked[sess.ID]
 		if n := len(list); n > 0 {
 			if list[n-1].Seq-list[0].Seq != uint64(n-1) || list[0].Seq <= last {
-				return st, fmt.Errorf("%w: the mailbox of session %s has seqs %d…%d (%d messages), acknowledged up to %d", errCorrupt, sess.ID, list[0].Seq, list[n-1].Seq, n, last)
+				return st, x, fmt.Errorf("%w: the mailbox of session %s has seqs %d…%d (%d messages), acknowledged up to %d", errCorrupt, sess.ID, list[0].Seq, list[n-1].Seq, n, last)
 			}
 			last = list[n-1].Seq // the newest message is the newest seq given
 		}
@@ -207,7 +206,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		st.OfflineMessages++
 		return nil
 	}); err != nil {
-		return st, err
+		return st, x, err
 	}
 
 	now := cfg.Now()
@@ -224,7 +223,7 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		st.IDs++
 		return nil
 	}); err != nil {
-		return st, err
+		return st, x, err
 	}
 	if err := s.scan(kindName, func(k, v []byte) error {
 		n, err := readU64(v)
@@ -234,24 +233,24 @@ func (s *Store) load(cfg poll.StoreConfig) (LoadStats, error) {
 		s.RestoreName(string(k[1:]), time.Unix(0, int64(n)))
 		return nil
 	}); err != nil {
-		return st, err
+		return st, x, err
 	}
 	if len(garbage) > 0 {
 		b := s.db.NewBatch()
 		for _, k := range garbage {
 			if err := b.Delete(k, nil); err != nil {
 				b.Close()
-				return st, err
+				return st, x, err
 			}
 		}
 		if err := b.Commit(pebble.Sync); err != nil {
 			b.Close()
-			return st, err
+			return st, x, err
 		}
 		b.Close()
 		s.log.Info("storage: records nothing referred to any more deleted", "records", len(garbage))
 	}
-	return st, nil
+	return st, x, nil
 }
 
 // empty reports whether the engine holds no record at all.

@@ -237,6 +237,7 @@ type recordWriter struct {
 	lastEnv *poll.Envelope
 	acked   map[string]uint64 // session -> the newest seq this write removed
 	deleted []uint64          // records whose last message left
+	num     [8]byte           // an acknowledgement's value, staged (copied)
 }
 
 func (w *recordWriter) reset() {
@@ -321,7 +322,7 @@ func (w *recordWriter) relocate(rec uint64, value []byte, st *stage, k []byte) (
 	}
 	w.lastEnv = nil // the next append writes its message whole
 	delete(w.x.recs, rec)
-	k = binary.BigEndian.AppendUint64(append(k[:0], kindRecord), rec)
+	k = appendKeyN(k[:0], kindRecord, "", rec)
 	st.SingleDelete(k)
 	return k, nil
 }
@@ -334,19 +335,20 @@ func (w *recordWriter) finish(st *stage, k []byte) []byte {
 			info := w.live
 			info.allBytes = len(w.buf)
 			w.x.recs[w.rec] = &info
-			k = binary.BigEndian.AppendUint64(append(k[:0], kindRecord), w.rec)
+			k = appendKeyN(k[:0], kindRecord, "", w.rec)
 			st.Set(k, w.buf)
 		}
 		w.x.next++
 	}
 	for sid, seq := range w.acked {
 		k = appendKey(k[:0], kindAcked, sid)
-		st.Set(k, u64(seq))
+		binary.BigEndian.PutUint64(w.num[:], seq)
+		st.Set(k, w.num[:]) // the stage copies it
 	}
 	for _, rec := range w.deleted {
 		// A record's key is written once and deleted once: a single
 		// delete, which the engine drops with the write it deletes.
-		k = binary.BigEndian.AppendUint64(append(k[:0], kindRecord), rec)
+		k = appendKeyN(k[:0], kindRecord, "", rec)
 		st.SingleDelete(k)
 	}
 	return k

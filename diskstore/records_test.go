@@ -21,21 +21,12 @@ import (
 func TestRecordsAreDeletedOnceEveryMessageLeft(t *testing.T) {
 	dir := t.TempDir()
 	st := open(t, dir, cfg(), diskstore.Options{})
-	var sessions []*session.Session
-	for i := range 5 {
-		s := newSession(fmt.Sprint("dev-", i))
-		if _, err := st.Connect(s, 0, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		sessions = append(sessions, s)
-	}
+	sessions := connected(t, st, 5)
 	e := env(`"all"`)
 	if _, _, _, err := st.FanOut(sessions, e); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	flush(t, st)
 	// One record, or a few when the writer took the fan-out's appends
 	// in more than one write.
 	if n := diskstore.KeysForTest(st, 'r'); n < 1 || n > len(sessions) {
@@ -49,18 +40,14 @@ func TestRecordsAreDeletedOnceEveryMessageLeft(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	flush(t, st)
 	if n := diskstore.KeysForTest(st, 'r'); n < 2 {
 		t.Fatalf("%d records with one mailbox still holding the fan-out's message and another the second, want 2 or more", n)
 	}
 	if err := st.Ack(sessions[4].ID, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	flush(t, st)
 	if n := diskstore.KeysForTest(st, 'r'); n != 1 {
 		t.Fatalf("%d records once every mailbox acknowledged the fan-out, want 1 (the second message's)", n)
 	}
@@ -81,9 +68,7 @@ func TestRecordsAreDeletedOnceEveryMessageLeft(t *testing.T) {
 	if _, err := st.Append(sessions[1].ID, env(`"next"`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Flush(); err != nil { // a poll sees a message once it is synced
-		t.Fatal(err)
-	}
+	flush(t, st) // a poll sees a message once it is synced
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	msgs, err := st.Wait(ctx, sessions[1].ID, nil, 0, false)
@@ -94,9 +79,7 @@ func TestRecordsAreDeletedOnceEveryMessageLeft(t *testing.T) {
 	if _, err := st.End(sessions[2].ID, 0, false, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	flush(t, st)
 	if n := diskstore.KeysForTest(st, 'a'); n != 4 {
 		t.Fatalf("%d acknowledgement keys after a session ended, want 4", n)
 	}
@@ -109,13 +92,7 @@ func TestRecordsAreDeletedOnceEveryMessageLeft(t *testing.T) {
 func TestMessagesUnderKeysOfTheirOwnAreReadAndDeleted(t *testing.T) {
 	dir := t.TempDir()
 	st := open(t, dir, cfg(), diskstore.Options{})
-	s := newSession("old")
-	if _, err := st.Connect(s, 0, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	s := connected(t, st, 1)[0]
 	if err := diskstore.SetForTest(st, []byte{'v'}, []byte("longpoll-data/1")); err != nil {
 		t.Fatal(err)
 	}
@@ -139,9 +116,7 @@ func TestMessagesUnderKeysOfTheirOwnAreReadAndDeleted(t *testing.T) {
 	if err := st.Ack(s.ID, 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	flush(t, st)
 	if n := diskstore.KeysForTest(st, 'm'); n != 0 {
 		t.Fatalf("%d old message keys left after they were acknowledged", n)
 	}
@@ -162,14 +137,7 @@ func TestSweepBoundsWhatAnUnacknowledgedMessageKeeps(t *testing.T) {
 	diskstore.SweepForTest(t, 8, 8)
 	dir := t.TempDir()
 	st := open(t, dir, cfg(), diskstore.Options{})
-	var sessions []*session.Session
-	for i := range sessionsN {
-		s := newSession(fmt.Sprint("dev-", i))
-		if _, err := st.Connect(s, 0, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		sessions = append(sessions, s)
-	}
+	sessions := connected(t, st, sessionsN)
 	lazy := sessions[0]
 	payload := fmt.Sprintf("%q", strings.Repeat("x", 1000))
 	for r := 1; r <= rounds; r++ {
@@ -178,9 +146,7 @@ func TestSweepBoundsWhatAnUnacknowledgedMessageKeeps(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := st.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		flush(t, st)
 		for _, s := range sessions[1:] {
 			if err := st.Ack(s.ID, uint64(r)); err != nil {
 				t.Fatal(err)
@@ -193,16 +159,12 @@ func TestSweepBoundsWhatAnUnacknowledgedMessageKeeps(t *testing.T) {
 		if _, err := st.Append(sessions[1].ID, env(`"small"`)); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		flush(t, st)
 		if err := st.Ack(sessions[1].ID, uint64(rounds+r)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	flush(t, st)
 	live := rounds * (len(payload) + 100) // the lazy session's messages, with their entries' overhead
 	got := diskstore.RecordBytesForTest(st)
 	t.Logf("records: %d, %d bytes, for %d messages still in a mailbox (about %d bytes)", diskstore.KeysForTest(st, 'r'), got, rounds, live)
@@ -245,5 +207,29 @@ func TestSweepBoundsWhatAnUnacknowledgedMessageKeeps(t *testing.T) {
 		if got := pending(t, st, s.ID); len(got) != 0 {
 			t.Fatalf("session %s after the restart: %d messages, want none", s.ID, len(got))
 		}
+	}
+}
+
+// connected connects n sessions (devices dev-0 …) and waits until they
+// are on disk.
+func connected(t *testing.T, st *diskstore.Store, n int) []*session.Session {
+	t.Helper()
+	var sessions []*session.Session
+	for i := range n {
+		s := newSession(fmt.Sprint("dev-", i))
+		if _, err := st.Connect(s, 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, s)
+	}
+	flush(t, st)
+	return sessions
+}
+
+// flush waits until what st was told is on disk.
+func flush(t *testing.T, st *diskstore.Store) {
+	t.Helper()
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }

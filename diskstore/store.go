@@ -80,7 +80,6 @@ type Store struct {
 	backupSrv *http.Server // nil: no backup socket
 	logSync   string       // LogSync
 	closeRing func()       // releases the io_uring once the engine is closed
-	recs      *recIndex    // what load found of the records, for the journal
 
 	closeOnce sync.Once
 	closeErr  error
@@ -150,7 +149,7 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{MemoryStore: poll.NewMemoryStore(cfg), dir: dir, db: db, lock: lock, log: opt.Logger, logSync: logSync, closeRing: closeRing}
-	loaded, err := s.load(cfg)
+	loaded, recs, err := s.load(cfg)
 	if err != nil {
 		db.Close()
 		closeRing()
@@ -159,8 +158,7 @@ func Open(dir string, cfg poll.StoreConfig, opt Options) (*Store, error) {
 	}
 	loaded.Took = time.Since(start)
 	s.loaded = loaded
-	s.j = newJournal(db, opt.SyncInterval, opt.OnCommit, s.recs)
-	s.recs = nil // the writer's now
+	s.j = newJournal(db, opt.SyncInterval, opt.OnCommit, recs)
 	s.MemoryStore.Attach(s.j)
 	s.j.start()
 	s.serveBackups()

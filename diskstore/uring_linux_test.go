@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,13 +36,20 @@ func newTestRing(t *testing.T) *ring {
 	return r
 }
 
-func TestRingSyncsFiles(t *testing.T) {
-	r := newTestRing(t)
+// tempLog is a new file in the test's directory, closed when it ends.
+func tempLog(t *testing.T) *os.File {
+	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "x.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func TestRingSyncsFiles(t *testing.T) {
+	r := newTestRing(t)
+	f := tempLog(t)
 	if _, err := f.WriteString("hello"); err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +85,33 @@ func TestRingReportsTheKernelsError(t *testing.T) {
 	}
 }
 
-// More syncs at once than the ring has entries: each is answered (the
-// ones beyond the ring's size with the system call), and none twice.
+// With as many syncs under way as the ring has entries, one more is the
+// system call: it returns, and the syncs under way are left alone.
+func TestRingFullSyncsWithTheSystemCall(t *testing.T) {
+	r := newTestRing(t)
+	f := tempLog(t)
+	r.mu.Lock()
+	for id := range uint64(r.sqMask) + 1 { // stand-ins for syncs under way
+		r.waiters[1<<40+id] = make(chan int32, 1)
+	}
+	r.mu.Unlock()
+	tail := atomic.LoadUint32(r.sqTail)
+	if err := r.sync(f.Fd(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := atomic.LoadUint32(r.sqTail); got != tail {
+		t.Fatalf("the sync went into the full ring (tail %d → %d)", tail, got)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.waiters) != int(r.sqMask)+1 {
+		t.Fatalf("%d syncs under way after the fallback, want %d", len(r.waiters), r.sqMask+1)
+	}
+	clear(r.waiters)
+}
+
+// More syncs at once than the ring has entries: each is answered, and
+// none is left waiting.
 func TestRingManyConcurrentSyncs(t *testing.T) {
 	r := newTestRing(t)
 	dir := t.TempDir()
